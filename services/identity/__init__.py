@@ -1,0 +1,1 @@
+"""Identity: customer profiles, identifiers, matching and merging into golden records, consents, erasure."""

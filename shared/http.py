@@ -1,0 +1,100 @@
+"""HTTP plumbing every service app shares: request ids, metrics, problem+json errors, health and readiness."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from shared.context import new_request_id, request_id_var
+from shared.errors import install_problem_handlers, problem_response
+from shared.metrics import HTTP_LATENCY, HTTP_REQUESTS
+
+REQUEST_ID_HEADER = "x-request-id"
+
+
+class RequestContextMiddleware:
+    """Pure ASGI middleware: adopt or mint the request id, echo it back, and record metrics."""
+
+    def __init__(self, app: ASGIApp, *, service: str) -> None:
+        self.app = app
+        self.service = service
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        incoming = None
+        for name, value in scope.get("headers", ()):
+            if name == b"x-request-id":
+                incoming = value.decode("latin-1")[:128]
+                break
+        request_id = incoming or new_request_id()
+        token = request_id_var.set(request_id)
+        status = 500
+        started = time.perf_counter()
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = list(message.get("headers", []))
+                headers.append((b"x-request-id", request_id.encode()))
+                message["headers"] = headers
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            route = scope.get("route")
+            path = getattr(route, "path", None) or "unmatched"
+            method = scope.get("method", "GET")
+            HTTP_REQUESTS.labels(self.service, method, path, str(status)).inc()
+            HTTP_LATENCY.labels(self.service, method, path).observe(time.perf_counter() - started)
+            request_id_var.reset(token)
+
+
+ReadinessCheck = Callable[[], Awaitable[dict[str, bool]]]
+
+
+def operations_router(readiness: ReadinessCheck) -> APIRouter:
+    router = APIRouter(tags=["operations"])
+
+    @router.get("/health", summary="Liveness: the process is up", response_model=dict[str, str])
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @router.get(
+        "/ready",
+        summary="Readiness: the database and the event bus are reachable",
+        responses={503: {"description": "A dependency is unreachable", "content": {"application/problem+json": {}}}},
+    )
+    async def ready(request: Request) -> Any:
+        checks = await readiness()
+        if all(checks.values()):
+            return {"status": "ready", "checks": checks}
+        failing = ", ".join(name for name, ok in checks.items() if not ok)
+        return problem_response(
+            request, status=503, slug="not-ready", title="Not ready", detail=f"unreachable: {failing}", checks=checks
+        )
+
+    @router.get("/metrics", summary="Prometheus metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    return router
+
+
+def create_app(*, service: str, title: str, description: str, version: str, **kwargs: Any) -> FastAPI:
+    app = FastAPI(title=title, description=description, version=version, **kwargs)
+    install_problem_handlers(app)
+    app.add_middleware(RequestContextMiddleware, service=service)
+    return app
+
+
+__all__ = ["JSONResponse", "RequestContextMiddleware", "create_app", "operations_router"]

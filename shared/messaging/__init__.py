@@ -1,0 +1,1 @@
+"""Reliable messaging: transactional outbox, idempotent inbox, event bus backends, dead letters."""

@@ -1,0 +1,224 @@
+"""Event consumers: handle a batch of events in one transaction, exactly once in effect.
+
+A consumer belongs to one service (its consumer group) and handles events with small handler
+functions registered per event class. `handle_batch` is what both bus backends call:
+
+1. one transaction for the batch; the inbox rows (consumer group, event id) are inserted first
+   with ON CONFLICT DO NOTHING, so an event already handled — a redelivery — is skipped;
+2. each new event is handled inside a savepoint: a handler that fails permanently (bad data, a
+   bug) rolls back only its own changes and its inbox row, and is returned as a dead letter so the
+   rest of the partition keeps flowing;
+3. a transient failure (database or network unavailable) aborts the whole batch: nothing is
+   committed and the caller retries later, so nothing is lost.
+
+The caller commits the source position (Kafka offset, outbox row) only after this returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Generic, TypeVar
+
+from pydantic import ValidationError
+from sqlalchemy import Table, delete, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from shared.context import request_id_var
+from shared.events.envelope import CloudEvent, EventPayload
+from shared.logging import get_logger
+from shared.uow import UnitOfWork, UnitOfWorkFactory
+
+log = get_logger(__name__)
+
+P = TypeVar("P", bound=EventPayload)
+Handler = Callable[[UnitOfWork, P, CloudEvent], Awaitable[None]]
+
+
+class TransientError(Exception):
+    """Raise from a handler when the failure may pass by itself (a dependency down): retried, never dead-lettered."""
+
+
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    TransientError,
+    sa_exc.OperationalError,
+    sa_exc.InterfaceError,
+    sa_exc.DisconnectionError,
+    sa_exc.TimeoutError,
+    ConnectionError,
+    TimeoutError,
+    OSError,
+)
+
+
+def is_transient(exc: BaseException) -> bool:
+    if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(exc, TRANSIENT_ERRORS)
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """An event as delivered, with where it came from (for dead-letter headers)."""
+
+    event: CloudEvent
+    topic: str
+    partition: int | None = None
+    offset: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """An event a consumer could not handle after its attempts, with the reason."""
+
+    delivery: Delivery
+    consumer_group: str
+    error: str
+    error_type: str
+    attempts: int
+    failed_at: datetime
+
+
+@dataclass(slots=True)
+class _Registration(Generic[P]):
+    payload_class: type[P]
+    handler: Handler[P]
+
+
+class EventConsumer:
+    """One service's consumer group: which events it handles and how."""
+
+    def __init__(self, group: str, uow_factory: UnitOfWorkFactory, *, max_attempts: int = 3) -> None:
+        self.group = group
+        self.uow_factory = uow_factory
+        self.max_attempts = max_attempts
+        self._registrations: dict[str, _Registration[Any]] = {}
+
+    def on(self, payload_class: type[P]) -> Callable[[Handler[P]], Handler[P]]:
+        """Register a handler: `@consumer.on(PurchaseRecorded) async def f(uow, purchase, event): ...`."""
+
+        def register(handler: Handler[P]) -> Handler[P]:
+            full_type = payload_class.full_type()
+            if full_type in self._registrations:
+                raise ValueError(f"{self.group}: two handlers for {full_type}")
+            self._registrations[full_type] = _Registration(payload_class, handler)
+            return handler
+
+        return register
+
+    @property
+    def topics(self) -> list[str]:
+        return sorted({r.payload_class.topic.name for r in self._registrations.values()})
+
+    @property
+    def event_types(self) -> list[str]:
+        return sorted(self._registrations)
+
+    def handles(self, event_type: str) -> bool:
+        return event_type in self._registrations
+
+    async def handle_batch(self, deliveries: Sequence[Delivery]) -> list[DeadLetter]:
+        """Handle deliveries in one transaction. Raises on a transient failure (nothing committed)."""
+        relevant = _unique([d for d in deliveries if d.event.type in self._registrations])
+        if not relevant:
+            return []
+        dead: list[DeadLetter] = []
+        async with self.uow_factory() as uow:
+            fresh = await self._claim(uow.session, [d.event for d in relevant])
+            for delivery in relevant:
+                if delivery.event.id in fresh:
+                    letter = await self._handle_one(uow, delivery)
+                    if letter is not None:
+                        dead.append(letter)
+            await uow.commit()
+        return dead
+
+    async def _handle_one(self, uow: UnitOfWork, delivery: Delivery) -> DeadLetter | None:
+        event = delivery.event
+        registration = self._registrations[event.type]
+        token = request_id_var.set(event.requestid)
+        last_error: BaseException | None = None
+        try:
+            for attempt in range(1, self.max_attempts + 1):
+                try:
+                    async with uow.session.begin_nested():
+                        payload = registration.payload_class.model_validate(event.data)
+                        await registration.handler(uow, payload, event)
+                    return None
+                except BaseException as exc:
+                    if is_transient(exc) or not isinstance(exc, Exception):
+                        raise
+                    last_error = exc
+                    if isinstance(exc, ValidationError):
+                        break  # the same data will never validate: no point retrying
+                    if attempt < self.max_attempts:
+                        await asyncio.sleep(0.01 * attempt)
+            assert last_error is not None
+            log.warning(
+                "event_dead_lettered",
+                consumer_group=self.group,
+                event_id=event.id,
+                event_type=event.type,
+                error=repr(last_error),
+            )
+            await uow.session.execute(
+                delete(self._inbox).where(
+                    self._inbox.c.consumer_group == self.group, self._inbox.c.event_id == event.id
+                )
+            )
+            return DeadLetter(
+                delivery=delivery,
+                consumer_group=self.group,
+                error=str(last_error) or repr(last_error),
+                error_type=type(last_error).__name__,
+                attempts=attempt,
+                failed_at=datetime.now(UTC),
+            )
+        finally:
+            request_id_var.reset(token)
+
+    @property
+    def _inbox(self) -> Table:
+        return self.uow_factory.tables.inbox
+
+    async def _claim(self, session: AsyncSession, events: Sequence[CloudEvent]) -> set[str]:
+        """Insert inbox rows; return the ids that were not there yet (the events to handle now)."""
+        now = datetime.now(UTC)
+        rows = [
+            {"consumer_group": self.group, "event_id": e.id, "event_type": e.type, "handled_at": now}
+            for e in events
+        ]
+        dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
+        insert: Any = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        fresh: set[str] = set()
+        for start in range(0, len(rows), 1000):  # stay under the drivers' bind-parameter limits
+            stmt = (
+                insert(self._inbox)
+                .values(rows[start : start + 1000])
+                .on_conflict_do_nothing()
+                .returning(self._inbox.c.event_id)
+            )
+            fresh.update(row[0] for row in await session.execute(stmt))
+        return fresh
+
+    async def already_handled(self, session: AsyncSession, event_id: str) -> bool:
+        row = await session.execute(
+            select(self._inbox.c.event_id).where(
+                self._inbox.c.consumer_group == self.group, self._inbox.c.event_id == event_id
+            )
+        )
+        return row.first() is not None
+
+
+def _unique(deliveries: Sequence[Delivery]) -> list[Delivery]:
+    seen: set[str] = set()
+    out: list[Delivery] = []
+    for d in deliveries:
+        if d.event.id not in seen:
+            seen.add(d.event.id)
+            out.append(d)
+    return out

@@ -1,0 +1,144 @@
+"""The outbox relay: moves committed events from a service's outbox table to the bus, in order.
+
+Rows are read in commit order (by id), handed to `EventBus.publish` — which returns only once the
+broker acknowledged them (or, in embedded mode, every subscriber handled them) — and deleted only
+then. A crash between the two republishes the rows; consumers' inboxes drop the duplicates.
+
+On PostgreSQL only one replica of a service relays at a time (a session-level advisory lock), so
+per-customer order is kept however many replicas run; the others stand by and take over when the
+holder's connection goes away.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import zlib
+from collections.abc import AsyncIterator
+
+from sqlalchemy import delete, func, select, text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from shared.events.envelope import CloudEvent
+from shared.logging import get_logger
+from shared.messaging.bus import EventBus, OutboundMessage
+from shared.messaging.consumer import is_transient
+from shared.messaging.tables import MessagingTables
+
+log = get_logger(__name__)
+
+
+class OutboxRelay:
+    def __init__(
+        self,
+        *,
+        name: str,
+        engine: AsyncEngine,
+        tables: MessagingTables,
+        bus: EventBus,
+        batch_size: int = 500,
+        poll_interval: float = 0.5,
+    ) -> None:
+        self.name = name
+        self.engine = engine
+        self.tables = tables
+        self.bus = bus
+        self.batch_size = batch_size
+        self.poll_interval = poll_interval
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self.published_total = 0
+        self.is_leader = False
+
+    def wake(self) -> None:
+        """Called after a commit that wrote events: relay now instead of at the next poll."""
+        self._wake.set()
+
+    def start(self) -> None:
+        if self._task is None:
+            self._stopping = False
+            self._task = asyncio.create_task(self._run(), name=f"outbox-relay-{self.name}")
+
+    async def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def backlog(self) -> int:
+        async with self.engine.connect() as conn:
+            count = await conn.scalar(select(func.count()).select_from(self.tables.outbox))
+        return int(count or 0)
+
+    async def drain(self, timeout: float = 30.0) -> None:
+        """Relay until the outbox is empty (tests and shutdown)."""
+        async with asyncio.timeout(timeout):
+            while await self.relay_once():
+                pass
+
+    async def relay_once(self) -> int:
+        """Publish one batch; return how many rows were relayed (0 when the outbox is empty)."""
+        outbox = self.tables.outbox
+        async with self.engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    select(outbox.c.id, outbox.c.topic, outbox.c.envelope).order_by(outbox.c.id).limit(self.batch_size)
+                )
+            ).all()
+        if not rows:
+            return 0
+        messages = [OutboundMessage(topic=r.topic, event=CloudEvent.model_validate(r.envelope)) for r in rows]
+        await self.bus.publish(messages)
+        async with self.engine.begin() as conn:
+            await conn.execute(delete(outbox).where(outbox.c.id.in_([r.id for r in rows])))
+        self.published_total += len(rows)
+        return len(rows)
+
+    async def _run(self) -> None:
+        backoff = 0.1
+        while not self._stopping:
+            try:
+                async with self._leadership():
+                    backoff = 0.1
+                    while not self._stopping:
+                        self._wake.clear()
+                        relayed = await self.relay_once()
+                        if relayed < self.batch_size:
+                            with contextlib.suppress(TimeoutError):
+                                await asyncio.wait_for(self._wake.wait(), self.poll_interval)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("outbox_relay_retry", relay=self.name, error=repr(exc), transient=is_transient(exc))
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+
+    @contextlib.asynccontextmanager
+    async def _leadership(self) -> AsyncIterator[None]:
+        if self.engine.dialect.name != "postgresql":
+            self.is_leader = True
+            yield
+            return
+        key = zlib.crc32(f"outbox-relay:{self.name}".encode())
+        conn: AsyncConnection
+        async with self.engine.connect() as conn:
+            while not self._stopping:
+                got = await conn.scalar(text("SELECT pg_try_advisory_lock(:k)"), {"k": key})
+                await conn.commit()
+                if got:
+                    break
+                self.is_leader = False
+                await asyncio.sleep(self.poll_interval * 2)
+                await conn.scalar(text("SELECT 1"))  # notice a dead connection promptly
+            self.is_leader = True
+            try:
+                yield
+            finally:
+                self.is_leader = False
+                with contextlib.suppress(Exception):
+                    await conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+                    await conn.commit()

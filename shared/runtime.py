@@ -1,0 +1,140 @@
+"""A service's composition root: database, unit of work, outbox relay, consumer and HTTP app, wired once.
+
+    runtime = ServiceRuntime(settings=..., metadata=..., tables=..., migrations=..., bus=bus)
+    runtime.include_router(routes.router)
+    consumers.register(runtime.consumer)
+
+Construction subscribes the service's consumer to the bus, so in embedded mode every service is
+listening before any relay delivers. `start()` migrates the database, starts the bus (if this
+runtime owns it) and the relay; the FastAPI app's lifespan calls it when the service runs alone,
+and the embedded composition calls it for all services at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, FastAPI, Request
+from sqlalchemy import MetaData, text
+
+from shared.db import create_engine, session_factory
+from shared.http import create_app, operations_router
+from shared.logging import get_logger
+from shared.messaging.bus import EventBus
+from shared.messaging.consumer import EventConsumer
+from shared.messaging.relay import OutboxRelay
+from shared.messaging.tables import MessagingTables
+from shared.metrics import OUTBOX_BACKLOG
+from shared.migrations import upgrade
+from shared.settings import ServiceSettings
+from shared.uow import UnitOfWork, UnitOfWorkFactory
+
+log = get_logger(__name__)
+
+
+class ServiceRuntime:
+    def __init__(
+        self,
+        *,
+        settings: ServiceSettings,
+        metadata: MetaData,
+        tables: MessagingTables,
+        migrations: Path,
+        bus: EventBus,
+        owns_bus: bool,
+        title: str,
+        description: str,
+        version: str = "0.1.0",
+        openapi_tags: list[dict[str, Any]] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.name = settings.service_name
+        self.metadata = metadata
+        self.migrations = migrations
+        self.bus = bus
+        self.owns_bus = owns_bus
+        self.engine = create_engine(settings.database_url, pool_size=settings.db_pool_size)
+        self.sessions = session_factory(self.engine)
+        self.tables = tables
+        self.uow = UnitOfWorkFactory(self.sessions, tables, source=f"/crm/{self.name}")
+        self.relay = OutboxRelay(
+            name=self.name,
+            engine=self.engine,
+            tables=tables,
+            bus=bus,
+            batch_size=settings.outbox_batch_size,
+            poll_interval=settings.outbox_poll_interval,
+        )
+        self.uow.on_commit(self.relay.wake)
+        self.consumer = EventConsumer(settings.consumer_group, self.uow, max_attempts=settings.consumer_max_attempts)
+        self._subscribed = False
+        self.app = create_app(
+            service=self.name,
+            title=title,
+            description=description,
+            version=version,
+            lifespan=self._lifespan,
+            openapi_tags=openapi_tags,
+        )
+        self.app.state.runtime = self
+        self.app.include_router(operations_router(self.readiness))
+
+    def include_router(self, router: APIRouter) -> None:
+        self.app.include_router(router)
+
+    def subscribe(self) -> None:
+        """Attach the consumer to the bus once its handlers are registered (before the bus starts)."""
+        if not self._subscribed and self.consumer.event_types:
+            self.bus.subscribe(self.consumer)
+            self._subscribed = True
+
+    async def start(self) -> None:
+        self.subscribe()
+        if self.settings.run_migrations:
+            await upgrade(self.settings.database_url, self.migrations)
+        if self.owns_bus:
+            await self.bus.start()
+        self.relay.start()
+        log.info("service_started", service=self.name, database=self.engine.url.render_as_string(hide_password=True))
+
+    async def stop(self) -> None:
+        await self.relay.stop()
+        if self.owns_bus:
+            await self.bus.stop()
+        await self.engine.dispose()
+
+    async def readiness(self) -> dict[str, bool]:
+        database = True
+        try:
+            async with self.engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+            OUTBOX_BACKLOG.labels(self.name).set(await self.relay.backlog())
+        except Exception:
+            database = False
+        return {"database": database, "bus": await self.bus.ready()}
+
+    @contextlib.asynccontextmanager
+    async def _lifespan(self, _app: FastAPI) -> AsyncIterator[None]:
+        await self.start()
+        try:
+            yield
+        finally:
+            await self.stop()
+
+
+def get_runtime(request: Request) -> ServiceRuntime:
+    runtime: ServiceRuntime = request.app.state.runtime
+    return runtime
+
+
+RuntimeDep = Annotated[ServiceRuntime, Depends(get_runtime)]
+
+
+def get_uow(request: Request) -> UnitOfWork:
+    return get_runtime(request).uow()
+
+
+UowDep = Annotated[UnitOfWork, Depends(get_uow)]

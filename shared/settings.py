@@ -1,0 +1,111 @@
+"""Service settings from environment variables (pydantic-settings), one prefix per service.
+
+Every service reads `CRM_<SERVICE>_*` first and falls back to the platform-wide `CRM_*` variables
+for what they share (environment, bus, Kafka address). Outside development, settings that would
+be unsafe (the development signing secret, a SQLite database, the in-process bus) are refused at
+start-up rather than discovered in production.
+"""
+
+from __future__ import annotations
+
+import os
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Self, TypeVar
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEV_SECRET = "dev-insecure-secret-change-me"  # noqa: S105 - the value that production refuses
+
+
+class Environment(StrEnum):
+    DEVELOPMENT = "development"
+    TEST = "test"
+    PRODUCTION = "production"
+
+
+class BusBackend(StrEnum):
+    IN_PROCESS = "inprocess"
+    KAFKA = "kafka"
+
+
+def default_var_dir() -> Path:
+    """Where embedded mode keeps its SQLite files: `./var` of the working directory."""
+    return Path.cwd() / "var"
+
+
+class PlatformSettings(BaseSettings):
+    """What every service and the gateway share. Read from `CRM_*`."""
+
+    model_config = SettingsConfigDict(env_prefix="CRM_", extra="ignore", env_file=".env")
+
+    environment: Environment = Environment.DEVELOPMENT
+    bus: BusBackend = BusBackend.IN_PROCESS
+    kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    kafka_topic_partitions: int = Field(default=6, ge=1, le=1024)
+    kafka_replication_factor: int = Field(default=1, ge=1, le=7)
+    var_dir: Path = Field(default_factory=default_var_dir)
+    secret_key: SecretStr = SecretStr(DEV_SECRET)
+    log_level: str = "INFO"
+    log_json: bool = True
+
+    @property
+    def is_development(self) -> bool:
+        return self.environment is not Environment.PRODUCTION
+
+    @model_validator(mode="after")
+    def _refuse_insecure_defaults(self) -> Self:
+        if self.environment is Environment.PRODUCTION:
+            problems: list[str] = []
+            if self.secret_key.get_secret_value() == DEV_SECRET or len(self.secret_key.get_secret_value()) < 32:
+                problems.append("CRM_SECRET_KEY must be set to a random value of at least 32 characters")
+            if self.bus is BusBackend.IN_PROCESS:
+                problems.append("CRM_BUS=inprocess is for embedded development only; use kafka")
+            if problems:
+                raise ValueError("; ".join(problems))
+        return self
+
+
+class ServiceSettings(PlatformSettings):
+    """Settings of one service. Subclasses set `env_prefix` to `CRM_<SERVICE>_` and `service_name`."""
+
+    service_name: str = "service"
+    database_url: str = ""
+    db_pool_size: int = Field(default=10, ge=1, le=200)
+    run_migrations: bool = True
+    outbox_batch_size: int = Field(default=500, ge=1, le=10_000)
+    outbox_poll_interval: float = Field(default=0.5, gt=0, le=60)
+    consumer_batch_size: int = Field(default=500, ge=1, le=10_000)
+    consumer_max_attempts: int = Field(default=3, ge=1, le=100)
+
+    @model_validator(mode="after")
+    def _default_database(self) -> Self:
+        if not self.database_url:
+            self.database_url = f"sqlite+aiosqlite:///{self.var_dir / (self.service_name + '.db')}"
+        if self.environment is Environment.PRODUCTION and self.database_url.startswith("sqlite"):
+            raise ValueError(f"{self.service_name}: a SQLite database is for embedded development only")
+        return self
+
+    @property
+    def consumer_group(self) -> str:
+        return f"crm-{self.service_name}"
+
+
+SettingsT = TypeVar("SettingsT", bound=ServiceSettings)
+
+
+def load_service_settings(cls: type[SettingsT], **overrides: Any) -> SettingsT:
+    """Build a service's settings: `CRM_<SERVICE>_X` wins over the platform-wide `CRM_X`; code wins over both.
+
+    Only platform values that were set explicitly (in the environment or `.env`) are inherited, so
+    a service's own defaults still apply where nothing was said.
+    """
+    prefix = str(cls.model_config.get("env_prefix", "")).upper()
+    platform = PlatformSettings()
+    inherited = {
+        name: getattr(platform, name)
+        for name in platform.model_fields_set
+        if f"{prefix}{name}".upper() not in os.environ
+    }
+    return cls(**{**inherited, **overrides})

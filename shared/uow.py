@@ -1,0 +1,110 @@
+"""Unit of work: one database transaction per use case, with its events written to the outbox inside it.
+
+    async with uow_factory() as uow:
+        customer = await repo.add(uow.session, ...)
+        await uow.publish(CustomerRegistered(...))
+        await uow.commit()
+
+Nothing is committed unless `commit()` is called; leaving the block otherwise rolls back both the
+state change and the events. After a commit the outbox relay is woken so events leave promptly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Self
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from shared.events.envelope import CloudEvent, EventPayload, new_event
+from shared.messaging.tables import MessagingTables
+
+
+class UnitOfWork:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        tables: MessagingTables,
+        source: str,
+        on_commit: Callable[[], None] | None = None,
+    ) -> None:
+        self._sessions = sessions
+        self.tables = tables
+        self.source = source
+        self._on_commit = on_commit
+        self._session: AsyncSession | None = None
+        self._published = 0
+
+    @property
+    def session(self) -> AsyncSession:
+        if self._session is None:
+            raise RuntimeError("unit of work used outside its `async with` block")
+        return self._session
+
+    async def __aenter__(self) -> Self:
+        self._session = self._sessions()
+        self._published = 0
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        # close() rolls back whatever was not committed and detaches the objects without expiring
+        # them, so what a use case loaded stays readable after its block ends.
+        session = self.session
+        self._session = None
+        await session.close()
+
+    async def publish(self, payload: EventPayload, *, time: datetime | None = None) -> CloudEvent:
+        """Write the event to the outbox in this transaction; it leaves only if the transaction commits."""
+        event = new_event(payload, source=self.source, time=time)
+        await self.session.execute(
+            self.tables.outbox.insert().values(
+                event_id=event.id,
+                topic=payload.topic.name,
+                key=event.subject,
+                type=event.type,
+                envelope=event.model_dump(mode="json"),
+                created_at=datetime.now(UTC),
+            )
+        )
+        self._published += 1
+        return event
+
+    async def commit(self) -> None:
+        await self.session.commit()
+        if self._published and self._on_commit is not None:
+            self._on_commit()
+        self._published = 0
+
+    async def rollback(self) -> None:
+        await self.session.rollback()
+        self._published = 0
+
+
+class UnitOfWorkFactory:
+    """Makes units of work for one service's database; wired once in the service's composition root."""
+
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        tables: MessagingTables,
+        source: str,
+    ) -> None:
+        self.sessions = sessions
+        self.tables = tables
+        self.source = source
+        self._listeners: list[Callable[[], None]] = []
+
+    def on_commit(self, listener: Callable[[], None]) -> None:
+        """Called after every commit that published events (the outbox relay's wake-up)."""
+        self._listeners.append(listener)
+
+    def _notify(self) -> None:
+        for listener in self._listeners:
+            listener()
+
+    def __call__(self) -> UnitOfWork:
+        return UnitOfWork(self.sessions, self.tables, self.source, on_commit=self._notify)
