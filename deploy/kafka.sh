@@ -161,6 +161,10 @@ auto.create.topics.enable=false
 num.partitions=${KAFKA_NUM_PARTITIONS}
 # Consumer groups form at once instead of after 3 s.
 group.initial.rebalance.delay.ms=0
+# After a crash (kill9) the restarted node must wait for its previous broker
+# session to expire before it can register again: 9 s by default, 4 s here.
+broker.heartbeat.interval.ms=1000
+broker.session.timeout.ms=4000
 EOF
 }
 
@@ -194,17 +198,16 @@ cmd_start() {
   with_lock "${LOCK_FILE}"
   fetch_jars
 
-  if port_open "${KAFKA_HOST}" "${KAFKA_PORT}"; then
-    probe 15000 || die "port ${KAFKA_PORT} is taken by something that is not a Kafka broker"
-    log "already running on ${BOOTSTRAP}: nothing to do"
-    return 0
-  fi
   pid="$(read_pid "${PID_FILE}")"
   if [[ -n "${pid}" ]] && is_kafka_pid "${pid}"; then
-    # Launched by another invocation and not listening yet.
-    log "broker pid ${pid} is starting; waiting for it"
-    wait_ready "${KAFKA_START_TIMEOUT}" "${pid}" || die "broker pid ${pid} did not become ready"
-    log "already running on ${BOOTSTRAP}: nothing to do"
+    # Ours, running or still starting (launched by another invocation).
+    wait_ready "${KAFKA_START_TIMEOUT}" "${pid}" || die "broker pid ${pid} does not answer; see ${LOG_FILE}"
+    log "already running on ${BOOTSTRAP} (pid ${pid}): nothing to do"
+    return 0
+  fi
+  if port_open "${KAFKA_HOST}" "${KAFKA_PORT}"; then
+    probe 15000 || die "port ${KAFKA_PORT} is taken by something that is not a Kafka broker"
+    log "already running on ${BOOTSTRAP} (not started by this script): nothing to do"
     return 0
   fi
   rm -f "${PID_FILE}" "${MARKER_FILE}"

@@ -201,6 +201,18 @@ postmaster_pid() {
   fi
 }
 
+# A postmaster.pid left by a crash names a pid that, after a reboot, may
+# belong to another process; the server would then refuse to start.
+remove_stale_pid_file() {
+  local pid
+  pid="$(read_pid "${DATA_DIR}/postmaster.pid")"
+  [[ -n "${pid}" ]] || return 0
+  if ! kill -0 "${pid}" 2>/dev/null || [[ "$(cat "/proc/${pid}/comm" 2>/dev/null)" != postgres ]]; then
+    log "removing stale ${DATA_DIR}/postmaster.pid (pid ${pid})"
+    rm -f "${DATA_DIR}/postmaster.pid"
+  fi
+}
+
 # --------------------------------------------------------------------------
 # Commands
 # --------------------------------------------------------------------------
@@ -226,6 +238,7 @@ cmd_start() {
     die "port ${PG_PORT} is taken by something that does not answer as PostgreSQL"
   fi
   rm -f "${MARKER_FILE}"
+  remove_stale_pid_file
 
   prepare_dirs
   init_cluster

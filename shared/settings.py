@@ -92,7 +92,7 @@ class ServiceSettings(PlatformSettings):
         return f"crm-{self.service_name}"
 
 
-SettingsT = TypeVar("SettingsT", bound=ServiceSettings)
+SettingsT = TypeVar("SettingsT", bound=PlatformSettings)
 
 
 def load_service_settings(cls: type[SettingsT], **overrides: Any) -> SettingsT:

@@ -40,12 +40,18 @@ read_pid() {
   head -n 1 "$1" | tr -dc '0-9'
 }
 
-# wait_pid_exit PID SECONDS: wait for PID to exit; false on timeout.
+# wait_pid_exit PID SECONDS: wait until PID is gone; false on timeout.
+# A killed process stays visible as a zombie until its parent (here usually
+# pid 1) reaps it, and a JVM keeps its sockets until its last thread is gone:
+# so wait for the pid to vanish, and accept a lingering zombie only at the end.
 wait_pid_exit() {
   local pid="$1" deadline=$((SECONDS + $2))
-  while pid_alive "${pid}"; do
-    ((SECONDS < deadline)) || return 1
-    sleep 0.2
+  while kill -0 "${pid}" 2>/dev/null; do
+    if ((SECONDS >= deadline)); then
+      [[ "$(ps -o stat= -p "${pid}" 2>/dev/null)" == Z* ]]
+      return
+    fi
+    sleep 0.1
   done
 }
 

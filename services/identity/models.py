@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import DateTime, Integer, String
+from sqlalchemy import Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from shared.db import ServiceBase, new_metadata
+from shared.db import ServiceBase, UTCDateTime, new_metadata
 from shared.messaging.tables import messaging_tables
 
 metadata = new_metadata()
@@ -32,8 +32,8 @@ class CustomerRow(Base):
     phone: Mapped[str | None] = mapped_column(String(32), index=True)
     language: Mapped[str | None] = mapped_column(String(16))
     source_system: Mapped[str | None] = mapped_column(String(100))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
     version: Mapped[int] = mapped_column(Integer, default=1)
 
     __mapper_args__ = {"version_id_col": version}  # noqa: RUF012 - SQLAlchemy's declarative API

@@ -9,7 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from alembic import op
-from sqlalchemy import JSON, BigInteger, Column, DateTime, Integer, MetaData, String, Table, Text
+
+from shared.db import UTCDateTime
+from sqlalchemy import JSON, BigInteger, Column, Integer, MetaData, String, Table, Text
 
 # Integer primary keys autoincrement on SQLite only when declared INTEGER.
 BigIntPK = BigInteger().with_variant(Integer(), "sqlite")
@@ -30,7 +32,7 @@ def _outbox_columns() -> list[Column[object]]:
         Column("key", String(200), nullable=True),
         Column("type", String(200), nullable=False),
         Column("envelope", JSON, nullable=False),
-        Column("created_at", DateTime(timezone=True), nullable=False),
+        Column("created_at", UTCDateTime(), nullable=False),
     ]
 
 
@@ -39,7 +41,7 @@ def _inbox_columns() -> list[Column[object]]:
         Column("consumer_group", String(200), primary_key=True),
         Column("event_id", String(64), primary_key=True),
         Column("event_type", String(200), nullable=False),
-        Column("handled_at", DateTime(timezone=True), nullable=False),
+        Column("handled_at", UTCDateTime(), nullable=False),
     ]
 
 
@@ -53,8 +55,8 @@ def _dead_letter_columns() -> list[Column[object]]:
         Column("envelope", JSON, nullable=False),
         Column("error", Text, nullable=False),
         Column("attempts", Integer, nullable=False),
-        Column("failed_at", DateTime(timezone=True), nullable=False),
-        Column("replayed_at", DateTime(timezone=True), nullable=True),
+        Column("failed_at", UTCDateTime(), nullable=False),
+        Column("replayed_at", UTCDateTime(), nullable=True),
     ]
 
 

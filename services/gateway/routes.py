@@ -1,0 +1,103 @@
+"""The gateway's routes: the proxy to the services, the combined documentation, health and readiness."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
+
+from services.gateway.openapi import merge_openapi
+from services.gateway.upstreams import Upstream
+from shared.context import request_id_var
+from shared.errors import NotFound, ServiceUnavailable, problem_response
+
+HOP_BY_HOP = frozenset(
+    {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailers",
+     "transfer-encoding", "upgrade", "host", "content-length"}
+)
+
+router = APIRouter()
+
+
+def upstreams(request: Request) -> dict[str, Upstream]:
+    result: dict[str, Upstream] = request.app.state.upstreams
+    return result
+
+
+@router.get("/health", tags=["operations"], summary="Liveness of the gateway")
+async def health() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/ready", tags=["operations"], summary="Readiness: every service behind the gateway is ready")
+async def ready(request: Request) -> Any:
+    async def check(upstream: Upstream) -> bool:
+        try:
+            response = await upstream.client.get("/ready", timeout=3)
+        except Exception:
+            return False
+        return response.status_code == 200
+
+    items = list(upstreams(request).items())
+    results = await asyncio.gather(*(check(u) for _, u in items))
+    checks = {name: ok for (name, _), ok in zip(items, results, strict=True)}
+    if all(checks.values()):
+        return {"status": "ready", "checks": checks}
+    return problem_response(
+        request, status=503, slug="not-ready", title="Not ready",
+        detail="unavailable: " + ", ".join(n for n, ok in checks.items() if not ok), checks=checks,
+    )
+
+
+@router.get("/openapi.json", include_in_schema=False)
+async def openapi(request: Request) -> JSONResponse:
+    app = request.app
+    specs: dict[str, dict[str, Any]] = {}
+    for name, upstream in upstreams(request).items():
+        try:
+            response = await upstream.request("GET", "/openapi.json")
+        except ServiceUnavailable:
+            continue
+        if response.status_code == 200:
+            specs[name] = response.json()
+    own = app.openapi()
+    document = merge_openapi(
+        specs, own=own, title="CRM platform API", version=app.version,
+        description=(
+            "One API for the whole platform. Each service's operations are under `/api/<service>`. "
+            "Errors are RFC 9457 problem documents (`application/problem+json`)."
+        ),
+    )
+    missing = sorted(set(upstreams(request)) - set(specs))
+    if missing:
+        document["info"]["x-unavailable-services"] = missing
+    return JSONResponse(document)
+
+
+@router.get("/docs", include_in_schema=False)
+async def docs() -> HTMLResponse:
+    return get_swagger_ui_html(openapi_url="/openapi.json", title="CRM platform API")
+
+
+@router.api_route(
+    "/api/{service}/{path:path}",
+    methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"],
+    include_in_schema=False,
+)
+async def proxy(service: str, path: str, request: Request) -> Response:
+    upstream = upstreams(request).get(service)
+    if upstream is None:
+        raise NotFound(f"no service named {service!r}; known: {', '.join(sorted(upstreams(request)))}")
+    headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}
+    headers["x-request-id"] = request_id_var.get() or headers.get("x-request-id", "")
+    headers["x-forwarded-for"] = request.client.host if request.client else ""
+    body = await request.body()
+    response = await upstream.request(
+        request.method, "/" + path, params=list(request.query_params.multi_items()), headers=headers,
+        content=body or None,
+    )
+    out_headers = {k: v for k, v in response.headers.items() if k.lower() not in HOP_BY_HOP | {"x-request-id", "content-encoding"}}
+    return Response(content=response.content, status_code=response.status_code, headers=out_headers)

@@ -1,0 +1,98 @@
+"""The services behind the gateway: pooled HTTP clients, retries for idempotent requests, circuit breakers.
+
+A service that keeps failing is not hammered: after `breaker_failures` consecutive connection
+failures or 5xx answers its breaker opens and requests get an immediate 503 for
+`breaker_reset_seconds`; then one trial request decides whether it closes again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+
+import httpx
+
+from shared.errors import ServiceUnavailable
+
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+
+
+@dataclass
+class CircuitBreaker:
+    failures_to_open: int
+    reset_seconds: float
+    failures: int = 0
+    opened_at: float | None = None
+    _trial_in_flight: bool = field(default=False, repr=False)
+
+    def allow(self) -> bool:
+        if self.opened_at is None:
+            return True
+        if time.monotonic() - self.opened_at < self.reset_seconds or self._trial_in_flight:
+            return False
+        self._trial_in_flight = True  # half-open: let one request through
+        return True
+
+    def success(self) -> None:
+        self.failures = 0
+        self.opened_at = None
+        self._trial_in_flight = False
+
+    def failure(self) -> None:
+        self.failures += 1
+        self._trial_in_flight = False
+        if self.failures >= self.failures_to_open:
+            self.opened_at = time.monotonic()
+
+    @property
+    def state(self) -> str:
+        if self.opened_at is None:
+            return "closed"
+        return "half-open" if time.monotonic() - self.opened_at >= self.reset_seconds else "open"
+
+
+class Upstream:
+    def __init__(self, name: str, client: httpx.AsyncClient, *, retries: int, breaker: CircuitBreaker) -> None:
+        self.name = name
+        self.client = client
+        self.retries = retries
+        self.breaker = breaker
+
+    async def request(
+        self, method: str, path: str, *, params: list[tuple[str, str]] | None = None,
+        headers: dict[str, str] | None = None, content: bytes | None = None,
+    ) -> httpx.Response:
+        if not self.breaker.allow():
+            raise ServiceUnavailable(f"{self.name} service is unavailable (circuit open)", service=self.name)
+        attempts = 1 + (self.retries if method.upper() in IDEMPOTENT_METHODS else 0)
+        last: Exception | None = None
+        for attempt in range(attempts):
+            try:
+                response = await self.client.request(method, path, params=params, headers=headers, content=content)
+            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError, httpx.ReadTimeout) as exc:
+                last = exc
+                if isinstance(exc, httpx.ReadTimeout) and method.upper() not in IDEMPOTENT_METHODS:
+                    break
+                await asyncio.sleep(0.05 * (2**attempt))
+                continue
+            if response.status_code >= 500 and response.status_code != 503:
+                self.breaker.failure()
+            else:
+                self.breaker.success()
+            return response
+        self.breaker.failure()
+        raise ServiceUnavailable(
+            f"{self.name} service did not answer ({type(last).__name__})", service=self.name
+        ) from last
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+
+def http_client(base_url: str, *, timeout: float, max_connections: int) -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        base_url=base_url,
+        timeout=httpx.Timeout(timeout, connect=min(timeout, 2.0)),
+        limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
+    )

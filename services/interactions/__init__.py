@@ -1,0 +1,1 @@
+"""Interactions: every contact on every channel, purchases, complaints with service levels, surveys, timeline."""

@@ -1,0 +1,63 @@
+"""Interactions' tables: purchases with their lines, the customers it knows of, and the messaging tables."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from shared.db import ServiceBase, UTCDateTime, new_metadata
+from shared.messaging.tables import messaging_tables
+
+metadata = new_metadata()
+MESSAGING = messaging_tables(metadata)
+
+
+class Base(ServiceBase):
+    __abstract__ = True
+    metadata = metadata
+
+
+class KnownCustomer(Base):
+    """Customers identity told us about (from its events, or a lookup when an event had not arrived yet)."""
+
+    __tablename__ = "known_customers"
+
+    customer_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    learned_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class Purchase(Base):
+    __tablename__ = "purchases"
+    __table_args__ = (
+        UniqueConstraint("source_system", "external_id"),
+        Index("ix_purchases_customer_time", "customer_id", "occurred_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(String(36))
+    external_id: Mapped[str | None] = mapped_column(String(100))
+    source_system: Mapped[str] = mapped_column(String(100))
+    channel: Mapped[str] = mapped_column(String(30))
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    currency: Mapped[str] = mapped_column(String(3))
+    total_minor: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    lines: Mapped[list[PurchaseLineRow]] = relationship(
+        back_populates="purchase", lazy="raise", order_by="PurchaseLineRow.line_no", cascade="all, delete-orphan"
+    )
+
+
+class PurchaseLineRow(Base):
+    __tablename__ = "purchase_lines"
+
+    purchase_id: Mapped[str] = mapped_column(ForeignKey("purchases.id", ondelete="CASCADE"), primary_key=True)
+    line_no: Mapped[int] = mapped_column(Integer, primary_key=True)
+    sku: Mapped[str] = mapped_column(String(100))
+    category: Mapped[str | None] = mapped_column(String(100))
+    quantity: Mapped[int] = mapped_column(Integer)
+    unit_price_minor: Mapped[int] = mapped_column(BigInteger)
+
+    purchase: Mapped[Purchase] = relationship(back_populates="lines", lazy="raise")
