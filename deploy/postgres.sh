@@ -114,10 +114,16 @@ prepare_dirs() {
   chown "${RUN_AS}:" "${STATE_DIR}" "${SOCKET_DIR}"
   [[ -d "${DATA_DIR}" ]] && chown -R "${RUN_AS}:" "${DATA_DIR}"
   touch "${LOG_FILE}" && chown "${RUN_AS}:" "${LOG_FILE}"
-  local dir
-  for dir in "${STATE_DIR}" "${SOCKET_DIR}"; do
+  local target dir ancestors
+  for target in "${STATE_DIR}" "${SOCKET_DIR}"; do
+    # Ancestors from / downwards, so that only the blocking ones are changed.
+    ancestors=()
+    dir="${target}"
     while [[ "${dir}" != "/" ]]; do
       dir="$(dirname "${dir}")"
+      ancestors=("${dir}" "${ancestors[@]}")
+    done
+    for dir in "${ancestors[@]}"; do
       if ! runuser -u "${RUN_AS}" -- test -x "${dir}"; then
         log "making ${dir} traversable (o+x) for the ${RUN_AS} user"
         chmod o+x "${dir}"
