@@ -69,11 +69,13 @@ fetch_jars() {
   log "fetching Kafka ${KAFKA_VERSION} jars from Maven Central into ${LIBS_DIR}"
   mkdir -p "${KAFKA_HOME}"
   tmp="$(mktemp -d "${KAFKA_HOME}/libs.tmp.XXXXXX")"
-  if ! mvn -q -B -Dstyle.color=never -f "${POM_FILE}" -Dkafka.version="${KAFKA_VERSION}" \
-      dependency:copy-dependencies -DoutputDirectory="${tmp}" >&2; then
-    rm -rf "${tmp}"
-    die "could not fetch the Kafka ${KAFKA_VERSION} jars (see the Maven output above)"
+  if ! mvn -B -f "${POM_FILE}" -Dkafka.version="${KAFKA_VERSION}" \
+      dependency:copy-dependencies -DoutputDirectory="${tmp}" >"${tmp}.log" 2>&1; then
+    tail -n 30 "${tmp}.log" >&2
+    rm -rf "${tmp}" "${tmp}.log"
+    die "could not fetch the Kafka ${KAFKA_VERSION} jars (Maven output above)"
   fi
+  rm -f "${tmp}.log"
   # Swap in the complete directory only, so an interrupted download is never
   # mistaken for a usable cache.
   rm -rf "${LIBS_DIR}"

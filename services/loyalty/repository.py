@@ -69,4 +69,4 @@ class LedgerRepository:
             .order_by(LedgerTransaction.created_at.desc(), LedgerEntry.id.desc())
             .limit(limit)
         )
-        return [(tx, amount) for tx, amount in rows.tuples()]
+        return [(tx, amount) for tx, amount in rows]
