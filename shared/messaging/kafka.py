@@ -234,10 +234,14 @@ class KafkaBus(EventBus):
         for record, error in malformed:
             await self._send_raw_dead_letter(consumer.group, record, error)
         try:
-            await kafka_consumer.commit({tp: records[-1].offset + 1})
+            await self._commit_offsets(kafka_consumer, {tp: records[-1].offset + 1})
         except (CommitFailedError, IllegalStateError) as exc:
             # Lost the partition in a rebalance: the new owner re-reads it and the inbox drops repeats.
             log.warning("offset_commit_failed", group=consumer.group, partition=str(tp), error=repr(exc))
+
+    async def _commit_offsets(self, kafka_consumer: AIOKafkaConsumer, offsets: dict[TopicPartition, int]) -> None:
+        """Commit after the database transaction (and any dead letters) are durable: never before."""
+        await kafka_consumer.commit(offsets)
 
     async def _record_lag(self, kafka_consumer: AIOKafkaConsumer, group: str) -> None:
         for tp in kafka_consumer.assignment():
