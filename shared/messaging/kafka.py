@@ -281,7 +281,9 @@ class KafkaBus(EventBus):
     async def _pending_dead_letters(
         self, group: str
     ) -> tuple[AIOKafkaConsumer, list[ConsumerRecord[Any, Any]]]:
-        """Open the replayer consumer of a group's DLQ and read everything it has not committed."""
+        """Open the replayer consumer of a group's DLQ and read everything it has not committed.
+
+        The caller stops the returned consumer (after committing, when it replayed)."""
         topic = dead_letter_topic(group)
         reader = AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap_servers,
@@ -290,26 +292,37 @@ class KafkaBus(EventBus):
             auto_offset_reset="earliest",
         )
         await reader.start()
-        partitions = reader.partitions_for_topic(topic) or set()
-        if not partitions:
-            await reader.client.force_metadata_update()
-            partitions = reader.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
-        reader.assign(tps)
-        end = await reader.end_offsets(tps) if tps else {}
-        records: list[ConsumerRecord[Any, Any]] = []
-        for tp in tps:
-            committed = await reader.committed(tp)
-            if committed is None:
-                await reader.seek_to_beginning(tp)
-            else:
-                reader.seek(tp, committed)
-        async with asyncio.timeout(30):
-            while any(await reader.position(tp) < end[tp] for tp in tps):
-                batch = await reader.getmany(timeout_ms=500)
-                for recs in batch.values():
-                    records.extend(r for r in recs if r.offset < end[TopicPartition(r.topic, r.partition)])
+        try:
+            tps = [TopicPartition(topic, p) for p in await self._partitions(topic)]
+            if not tps:
+                return reader, []
+            reader.assign(tps)
+            end = await reader.end_offsets(tps)
+            for tp in tps:
+                committed = await reader.committed(tp)
+                if committed is None:
+                    await reader.seek_to_beginning(tp)
+                else:
+                    reader.seek(tp, committed)
+            records: list[ConsumerRecord[Any, Any]] = []
+            async with asyncio.timeout(30):
+                while any([await reader.position(tp) < end[tp] for tp in tps]):
+                    batch = await reader.getmany(timeout_ms=500)
+                    for recs in batch.values():
+                        records.extend(r for r in recs if r.offset < end[TopicPartition(r.topic, r.partition)])
+        except BaseException:
+            await reader.stop()
+            raise
         return reader, records
+
+    async def _partitions(self, topic: str) -> list[int]:
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap_servers, client_id=f"{self.client_id}-admin")
+        await admin.start()
+        try:
+            described = await admin.describe_topics([topic])
+        finally:
+            await admin.close()
+        return sorted(p["partition"] for t in described if t["topic"] == topic and not t["error_code"] for p in t["partitions"])
 
     async def dead_letters(self, group: str | None = None, *, include_replayed: bool = False) -> list[StoredDeadLetter]:
         out: list[StoredDeadLetter] = []
