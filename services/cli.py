@@ -15,7 +15,9 @@ from rich.table import Table
 from shared.logging import configure_logging
 from shared.settings import PlatformSettings
 
-app = typer.Typer(help="The CRM platform's command line.", no_args_is_help=True, pretty_exceptions_enable=False)
+app = typer.Typer(
+    help="The CRM platform's command line.", no_args_is_help=True, pretty_exceptions_enable=False
+)
 dlq = typer.Typer(help="Dead letters: events a consumer could not handle.", no_args_is_help=True)
 db = typer.Typer(help="Databases: migrations.", no_args_is_help=True)
 app.add_typer(dlq, name="dlq")
@@ -29,7 +31,13 @@ SERVICE_APPS = {
     "loyalty": "services.loyalty.app:create_app",
     "gateway": "services.gateway.app:create_gateway",
 }
-DEFAULT_PORTS = {"gateway": 8000, "identity": 8001, "interactions": 8002, "segmentation": 8003, "loyalty": 8004}
+DEFAULT_PORTS = {
+    "gateway": 8000,
+    "identity": 8001,
+    "interactions": 8002,
+    "segmentation": 8003,
+    "loyalty": 8004,
+}
 
 
 def _logging() -> None:
@@ -72,7 +80,9 @@ def run(
 
 @app.command()
 def serve(
-    service: Annotated[str, typer.Argument(help="identity | interactions | segmentation | loyalty | gateway")],
+    service: Annotated[
+        str, typer.Argument(help="identity | interactions | segmentation | loyalty | gateway")
+    ],
     host: Annotated[str, typer.Option()] = "127.0.0.1",
     port: Annotated[int | None, typer.Option(help="Default: 8000 gateway, 8001-8004 services")] = None,
     workers: Annotated[int, typer.Option(help="uvicorn worker processes")] = 1,
@@ -84,8 +94,13 @@ def serve(
         raise typer.BadParameter(f"unknown service {service!r}; choose from {', '.join(SERVICE_APPS)}")
     _logging()
     uvicorn.run(
-        SERVICE_APPS[service], factory=True, host=host, port=port or DEFAULT_PORTS[service], workers=workers,
-        log_config=None, access_log=False,
+        SERVICE_APPS[service],
+        factory=True,
+        host=host,
+        port=port or DEFAULT_PORTS[service],
+        workers=workers,
+        log_config=None,
+        access_log=False,
     )
 
 
@@ -145,8 +160,15 @@ def dlq_list(
             return
         table = Table("ref", "group", "topic", "type", "subject", "failed at", "error")
         for letter in letters:
-            table.add_row(letter.ref, letter.consumer_group, letter.topic, letter.event_type, letter.subject or "",
-                          str(letter.failed_at or ""), letter.error[:80])
+            table.add_row(
+                letter.ref,
+                letter.consumer_group,
+                letter.topic,
+                letter.event_type,
+                letter.subject or "",
+                str(letter.failed_at or ""),
+                letter.error[:80],
+            )
         console.print(table)
         console.print(f"{len(letters)} dead letter(s)")
         for runtime in platform.runtimes.values():

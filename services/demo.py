@@ -26,14 +26,41 @@ GIVEN = {
 FAMILY = {
     "es": ["García", "Fernández", "López", "Martínez", "Sánchez", "Pérez", "Gómez", "Ruiz", "Díaz", "Moreno"],
     "en": ["Smith", "Jones", "Taylor", "Brown", "Williams", "Wilson", "Johnson", "Davies", "Evans", "Walker"],
-    "de": ["Müller", "Schmidt", "Schneider", "Fischer", "Weber", "Meyer", "Wagner", "Becker", "Schulz", "Hoffmann"],
-    "fr": ["Martin", "Bernard", "Dubois", "Thomas", "Robert", "Richard", "Petit", "Durand", "Leroy", "Moreau"],
+    "de": [
+        "Müller",
+        "Schmidt",
+        "Schneider",
+        "Fischer",
+        "Weber",
+        "Meyer",
+        "Wagner",
+        "Becker",
+        "Schulz",
+        "Hoffmann",
+    ],
+    "fr": [
+        "Martin",
+        "Bernard",
+        "Dubois",
+        "Thomas",
+        "Robert",
+        "Richard",
+        "Petit",
+        "Durand",
+        "Leroy",
+        "Moreau",
+    ],
 }
 PHONE_PREFIX = {"es": "+34 6", "en": "+44 7700 9", "de": "+49 151 ", "fr": "+33 6 "}
 CATALOGUE = [
-    ("SKU-SHOE-01", "shoes", 7999), ("SKU-SHOE-02", "shoes", 12999), ("SKU-TSHIRT", "apparel", 1999),
-    ("SKU-JACKET", "apparel", 14999), ("SKU-SOCKS", "accessories", 899), ("SKU-BAG", "accessories", 4999),
-    ("SKU-WATCH", "accessories", 19999), ("SKU-CAP", "accessories", 1499),
+    ("SKU-SHOE-01", "shoes", 7999),
+    ("SKU-SHOE-02", "shoes", 12999),
+    ("SKU-TSHIRT", "apparel", 1999),
+    ("SKU-JACKET", "apparel", 14999),
+    ("SKU-SOCKS", "accessories", 899),
+    ("SKU-BAG", "accessories", 4999),
+    ("SKU-WATCH", "accessories", 19999),
+    ("SKU-CAP", "accessories", 1499),
 ]
 CHANNELS = ["store", "store", "store", "web", "web", "app", "phone"]
 SEASON = [0.9, 0.7, 0.9, 1.0, 1.0, 0.8, 0.6, 0.6, 1.0, 1.1, 1.6, 2.0]  # Jan..Dec
@@ -59,8 +86,13 @@ def generate(customers: int, seed: int, now: datetime | None = None) -> list[Dem
         email = f"{_ascii(given)}.{_ascii(family)}{i}@example.{'com' if lang == 'en' else lang}"
         phone = PHONE_PREFIX[lang] + "".join(str(rng.randint(0, 9)) for _ in range(8))
         body = {
-            "kind": "person", "given_name": given, "family_name": family, "email": email, "phone": phone,
-            "language": lang, "source_system": rng.choice(["web", "pos", "callcentre"]),
+            "kind": "person",
+            "given_name": given,
+            "family_name": family,
+            "email": email,
+            "phone": phone,
+            "language": lang,
+            "source_system": rng.choice(["web", "pos", "callcentre"]),
         }
         customer = DemoCustomer(body)
         profile = rng.random()
@@ -72,8 +104,17 @@ def generate(customers: int, seed: int, now: datetime | None = None) -> list[Dem
                     break
             lines = []
             for line_no in range(rng.choices([1, 2, 3], weights=[6, 3, 1])[0]):
-                sku, category, price = CATALOGUE[(i * 7 + n * 3 + line_no * 5 + rng.randint(0, 7)) % len(CATALOGUE)]
-                lines.append({"sku": sku, "category": category, "quantity": rng.randint(1, 3), "unit_price_minor": price})
+                sku, category, price = CATALOGUE[
+                    (i * 7 + n * 3 + line_no * 5 + rng.randint(0, 7)) % len(CATALOGUE)
+                ]
+                lines.append(
+                    {
+                        "sku": sku,
+                        "category": category,
+                        "quantity": rng.randint(1, 3),
+                        "unit_price_minor": price,
+                    }
+                )
             customer.purchases.append(
                 {
                     "external_id": f"DEMO-{seed}-{i}-{n}",
@@ -112,7 +153,9 @@ async def load(base_url: str, customers: int = 200, seed: int = 42, concurrency:
                     counts["customers"] += 1
                     customer_id = response.json()["id"]
                     for purchase in customer.purchases:
-                        r = await client.post("/api/interactions/purchases", json={**purchase, "customer_id": customer_id})
+                        r = await client.post(
+                            "/api/interactions/purchases", json={**purchase, "customer_id": customer_id}
+                        )
                         counts["purchases" if r.status_code in (200, 201) else "errors"] += 1
                         progress.advance(task)
 

@@ -66,7 +66,9 @@ class Platform:
 
     def gateway(self) -> FastAPI:
         clients = {name: in_process_client(rt.app, name) for name, rt in self.runtimes.items()}
-        return gateway_app.build(gateway_settings(), clients=clients, on_startup=self.start, on_shutdown=self.stop)
+        return gateway_app.build(
+            gateway_settings(), clients=clients, on_startup=self.start, on_shutdown=self.stop
+        )
 
 
 def build_platform(var_dir: Path | None = None, bus: EventBus | None = None) -> Platform:
@@ -80,10 +82,15 @@ def build_platform(var_dir: Path | None = None, bus: EventBus | None = None) -> 
     )
     segmentation = segmentation_app.build(segmentation_settings(**overrides), bus)
     loyalty = loyalty_app.build(loyalty_settings(**overrides), bus)
-    runtimes = {"identity": identity, "interactions": interactions, "segmentation": segmentation, "loyalty": loyalty}
+    runtimes = {
+        "identity": identity,
+        "interactions": interactions,
+        "segmentation": segmentation,
+        "loyalty": loyalty,
+    }
     return Platform(bus=bus, runtimes=runtimes)
 
 
 def create_embedded_app() -> FastAPI:
-    """Factory for `uvicorn --factory services.platform:create_embedded_app`: the whole platform on one port."""
+    """Factory for `uvicorn --factory services.platform:create_embedded_app`: all of it on one port."""
     return build_platform().gateway()

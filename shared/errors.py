@@ -174,8 +174,12 @@ def install_problem_handlers(app: FastAPI) -> None:
         errors = validation_field_errors(exc)
         detail = "; ".join(f"{e.field}: {e.message}" for e in errors[:5])
         return problem_response(
-            request, status=422, slug="validation-error", title="Request validation failed",
-            detail=detail, errors=errors,
+            request,
+            status=422,
+            slug="validation-error",
+            title="Request validation failed",
+            detail=detail,
+            errors=errors,
         )
 
     @app.exception_handler(StarletteHTTPException)
@@ -196,7 +200,10 @@ def install_problem_handlers(app: FastAPI) -> None:
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled_error", path=request.url.path)
         return problem_response(
-            request, status=500, slug="internal-error", title="Internal error",
+            request,
+            status=500,
+            slug="internal-error",
+            title="Internal error",
             detail="An unexpected error occurred; it has been logged with the request id.",
         )
 

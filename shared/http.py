@@ -72,7 +72,9 @@ def operations_router(readiness: ReadinessCheck) -> APIRouter:
     @router.get(
         "/ready",
         summary="Readiness: the database and the event bus are reachable",
-        responses={503: {"description": "A dependency is unreachable", "content": {"application/problem+json": {}}}},
+        responses={
+            503: {"description": "A dependency is unreachable", "content": {"application/problem+json": {}}}
+        },
     )
     async def ready(request: Request) -> Any:
         checks = await readiness()
@@ -80,7 +82,12 @@ def operations_router(readiness: ReadinessCheck) -> APIRouter:
             return {"status": "ready", "checks": checks}
         failing = ", ".join(name for name, ok in checks.items() if not ok)
         return problem_response(
-            request, status=503, slug="not-ready", title="Not ready", detail=f"unreachable: {failing}", checks=checks
+            request,
+            status=503,
+            slug="not-ready",
+            title="Not ready",
+            detail=f"unreachable: {failing}",
+            checks=checks,
         )
 
     @router.get("/metrics", summary="Prometheus metrics", include_in_schema=False)

@@ -13,7 +13,9 @@ HTTP_LATENCY = Histogram(
     ["service", "method", "route"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
-EVENTS_PUBLISHED = Counter("crm_events_published_total", "Events relayed from the outbox", ["service", "topic"])
+EVENTS_PUBLISHED = Counter(
+    "crm_events_published_total", "Events relayed from the outbox", ["service", "topic"]
+)
 EVENTS_HANDLED = Counter("crm_events_handled_total", "Events handled by a consumer", ["group", "type"])
 DEAD_LETTERS = Counter("crm_dead_letters_total", "Events sent to the dead-letter store", ["group", "type"])
 OUTBOX_BACKLOG = Gauge("crm_outbox_backlog", "Outbox rows not yet relayed", ["service"])

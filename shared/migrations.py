@@ -39,8 +39,12 @@ def run_env(metadata: MetaData) -> None:
     """Body of each service's `migrations/env.py`."""
     config = context.config
     if context.is_offline_mode():
-        context.configure(url=config.get_main_option("sqlalchemy.url"), target_metadata=metadata,
-                          literal_binds=True, render_as_batch=True)
+        context.configure(
+            url=config.get_main_option("sqlalchemy.url"),
+            target_metadata=metadata,
+            literal_binds=True,
+            render_as_batch=True,
+        )
         with context.begin_transaction():
             context.run_migrations()
         return

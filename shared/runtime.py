@@ -69,7 +69,9 @@ class ServiceRuntime:
             poll_interval=settings.outbox_poll_interval,
         )
         self.uow.on_commit(self.relay.wake)
-        self.consumer = EventConsumer(settings.consumer_group, self.uow, max_attempts=settings.consumer_max_attempts)
+        self.consumer = EventConsumer(
+            settings.consumer_group, self.uow, max_attempts=settings.consumer_max_attempts
+        )
         self._subscribed = False
         self.app = create_app(
             service=self.name,
@@ -98,7 +100,11 @@ class ServiceRuntime:
         if self.owns_bus:
             await self.bus.start()
         self.relay.start()
-        log.info("service_started", service=self.name, database=self.engine.url.render_as_string(hide_password=True))
+        log.info(
+            "service_started",
+            service=self.name,
+            database=self.engine.url.render_as_string(hide_password=True),
+        )
 
     async def stop(self) -> None:
         await self.relay.stop()

@@ -16,7 +16,7 @@ from typing import Any, Self, TypeVar
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-DEV_SECRET = "dev-insecure-secret-change-me"  # noqa: S105 - the value that production refuses
+DEV_SECRET = "dev-insecure-secret-change-me"
 
 
 class Environment(StrEnum):
@@ -58,7 +58,10 @@ class PlatformSettings(BaseSettings):
     def _refuse_insecure_defaults(self) -> Self:
         if self.environment is Environment.PRODUCTION:
             problems: list[str] = []
-            if self.secret_key.get_secret_value() == DEV_SECRET or len(self.secret_key.get_secret_value()) < 32:
+            if (
+                self.secret_key.get_secret_value() == DEV_SECRET
+                or len(self.secret_key.get_secret_value()) < 32
+            ):
                 problems.append("CRM_SECRET_KEY must be set to a random value of at least 32 characters")
             if self.bus is BusBackend.IN_PROCESS:
                 problems.append("CRM_BUS=inprocess is for embedded development only; use kafka")

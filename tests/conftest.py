@@ -8,6 +8,8 @@ from shared.logging import configure_logging
 
 configure_logging("WARNING", json=False)
 
+pytest_plugins = ["tests.support.servers"]
+
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:

@@ -27,13 +27,21 @@ def build(
     in-process transports); the hooks start and stop what the gateway hosts (embedded mode: all services)."""
     settings = settings or load_settings()
     urls = settings.upstream_urls()
-    chosen = dict(clients) if clients is not None else {
-        name: http_client(url, timeout=settings.upstream_timeout, max_connections=settings.max_connections)
-        for name, url in urls.items()
-    }
+    chosen = (
+        dict(clients)
+        if clients is not None
+        else {
+            name: http_client(
+                url, timeout=settings.upstream_timeout, max_connections=settings.max_connections
+            )
+            for name, url in urls.items()
+        }
+    )
     upstreams = {
         name: Upstream(
-            name, client, retries=settings.upstream_retries,
+            name,
+            client,
+            retries=settings.upstream_retries,
             breaker=CircuitBreaker(settings.breaker_failures, settings.breaker_reset_seconds),
         )
         for name, client in chosen.items()

@@ -20,7 +20,7 @@ def _rewrite_refs(node: Any, renames: Mapping[str, str]) -> Any:
         out = {}
         for key, value in node.items():
             if key == "$ref" and isinstance(value, str) and value.startswith(REF_PREFIX):
-                name = value[len(REF_PREFIX):]
+                name = value[len(REF_PREFIX) :]
                 out[key] = REF_PREFIX + renames.get(name, name)
             else:
                 out[key] = _rewrite_refs(value, renames)

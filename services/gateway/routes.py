@@ -15,8 +15,18 @@ from shared.context import request_id_var
 from shared.errors import NotFound, ServiceUnavailable, problem_response
 
 HOP_BY_HOP = frozenset(
-    {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailers",
-     "transfer-encoding", "upgrade", "host", "content-length"}
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailers",
+        "transfer-encoding",
+        "upgrade",
+        "host",
+        "content-length",
+    }
 )
 
 router = APIRouter()
@@ -47,8 +57,12 @@ async def ready(request: Request) -> Any:
     if all(checks.values()):
         return {"status": "ready", "checks": checks}
     return problem_response(
-        request, status=503, slug="not-ready", title="Not ready",
-        detail="unavailable: " + ", ".join(n for n, ok in checks.items() if not ok), checks=checks,
+        request,
+        status=503,
+        slug="not-ready",
+        title="Not ready",
+        detail="unavailable: " + ", ".join(n for n, ok in checks.items() if not ok),
+        checks=checks,
     )
 
 
@@ -65,7 +79,10 @@ async def openapi(request: Request) -> JSONResponse:
             specs[name] = response.json()
     own = app.openapi()
     document = merge_openapi(
-        specs, own=own, title="CRM platform API", version=app.version,
+        specs,
+        own=own,
+        title="CRM platform API",
+        version=app.version,
         description=(
             "One API for the whole platform. Each service's operations are under `/api/<service>`. "
             "Errors are RFC 9457 problem documents (`application/problem+json`)."
@@ -96,8 +113,15 @@ async def proxy(service: str, path: str, request: Request) -> Response:
     headers["x-forwarded-for"] = request.client.host if request.client else ""
     body = await request.body()
     response = await upstream.request(
-        request.method, "/" + path, params=list(request.query_params.multi_items()), headers=headers,
+        request.method,
+        "/" + path,
+        params=list(request.query_params.multi_items()),
+        headers=headers,
         content=body or None,
     )
-    out_headers = {k: v for k, v in response.headers.items() if k.lower() not in HOP_BY_HOP | {"x-request-id", "content-encoding"}}
+    out_headers = {
+        k: v
+        for k, v in response.headers.items()
+        if k.lower() not in HOP_BY_HOP | {"x-request-id", "content-encoding"}
+    }
     return Response(content=response.content, status_code=response.status_code, headers=out_headers)

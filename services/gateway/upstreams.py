@@ -53,15 +53,22 @@ class CircuitBreaker:
 
 
 class Upstream:
-    def __init__(self, name: str, client: httpx.AsyncClient, *, retries: int, breaker: CircuitBreaker) -> None:
+    def __init__(
+        self, name: str, client: httpx.AsyncClient, *, retries: int, breaker: CircuitBreaker
+    ) -> None:
         self.name = name
         self.client = client
         self.retries = retries
         self.breaker = breaker
 
     async def request(
-        self, method: str, path: str, *, params: list[tuple[str, str]] | None = None,
-        headers: dict[str, str] | None = None, content: bytes | None = None,
+        self,
+        method: str,
+        path: str,
+        *,
+        params: list[tuple[str, str | int | float | bool | None]] | None = None,
+        headers: dict[str, str] | None = None,
+        content: bytes | None = None,
     ) -> httpx.Response:
         if not self.breaker.allow():
             raise ServiceUnavailable(f"{self.name} service is unavailable (circuit open)", service=self.name)
@@ -69,8 +76,15 @@ class Upstream:
         last: Exception | None = None
         for attempt in range(attempts):
             try:
-                response = await self.client.request(method, path, params=params, headers=headers, content=content)
-            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError, httpx.ReadTimeout) as exc:
+                response = await self.client.request(
+                    method, path, params=params, headers=headers, content=content
+                )
+            except (
+                httpx.ConnectError,
+                httpx.ConnectTimeout,
+                httpx.RemoteProtocolError,
+                httpx.ReadTimeout,
+            ) as exc:
                 last = exc
                 if isinstance(exc, httpx.ReadTimeout) and method.upper() not in IDEMPOTENT_METHODS:
                     break

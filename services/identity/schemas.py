@@ -17,8 +17,15 @@ class CustomerCreate(BaseModel):
         extra="forbid",
         json_schema_extra={
             "examples": [
-                {"kind": "person", "given_name": "Ana", "family_name": "García", "email": "ana@example.com",
-                 "phone": "+34 612 345 678", "language": "es", "source_system": "web"}
+                {
+                    "kind": "person",
+                    "given_name": "Ana",
+                    "family_name": "García",
+                    "email": "ana@example.com",
+                    "phone": "+34 612 345 678",
+                    "language": "es",
+                    "source_system": "web",
+                }
             ]
         },
     )

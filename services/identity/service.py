@@ -28,7 +28,10 @@ async def register_customer(uow: UnitOfWork, data: CustomerCreate) -> CustomerRo
         await uow.session.flush()
         await uow.publish(
             CustomerRegistered(
-                customer_id=row.id, kind=data.kind, status=data.status, source_system=data.source_system,
+                customer_id=row.id,
+                kind=data.kind,
+                status=data.status,
+                source_system=data.source_system,
                 registered_at=now,
             )
         )

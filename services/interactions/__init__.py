@@ -1,1 +1,1 @@
-"""Interactions: every contact on every channel, purchases, complaints with service levels, surveys, timeline."""
+"""Interactions: every contact on every channel, purchases, complaints and service levels, surveys."""

@@ -33,7 +33,9 @@ def build(
         title="CRM interactions service",
         description="Every contact on every channel; purchases.",
     )
-    identity = identity or httpx.AsyncClient(base_url=settings.identity_url, timeout=settings.identity_timeout)
+    identity = identity or httpx.AsyncClient(
+        base_url=settings.identity_url, timeout=settings.identity_timeout
+    )
     runtime.app.state.directory = CustomerDirectory(identity)
     runtime.include_router(routes.router)
     consumers.register(runtime.consumer)

@@ -24,7 +24,9 @@ class CustomerDirectory:
         self.identity = identity
 
     async def exists(self, session: AsyncSession, customer_id: str) -> bool:
-        known = await session.scalar(select(KnownCustomer.customer_id).where(KnownCustomer.customer_id == customer_id))
+        known = await session.scalar(
+            select(KnownCustomer.customer_id).where(KnownCustomer.customer_id == customer_id)
+        )
         if known is not None:
             return True
         headers = {"x-request-id": request_id_var.get() or ""}
@@ -44,5 +46,7 @@ async def remember(session: AsyncSession, customer_id: str) -> None:
     dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     await session.execute(
-        insert(KnownCustomer).values(customer_id=customer_id, learned_at=datetime.now(UTC)).on_conflict_do_nothing()
+        insert(KnownCustomer)
+        .values(customer_id=customer_id, learned_at=datetime.now(UTC))
+        .on_conflict_do_nothing()
     )

@@ -46,7 +46,10 @@ class Purchase(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
     lines: Mapped[list[PurchaseLineRow]] = relationship(
-        back_populates="purchase", lazy="raise", order_by="PurchaseLineRow.line_no", cascade="all, delete-orphan"
+        back_populates="purchase",
+        lazy="raise",
+        order_by="PurchaseLineRow.line_no",
+        cascade="all, delete-orphan",
     )
 
 

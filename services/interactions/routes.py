@@ -35,7 +35,9 @@ DirectoryDep = Annotated[CustomerDirectory, Depends(get_directory)]
     ),
     responses={**PROBLEM_RESPONSES, 200: {"model": PurchaseOut, "description": "Already recorded"}},
 )
-async def create_purchase(body: PurchaseCreate, uow: UowDep, directory: DirectoryDep, response: Response) -> PurchaseOut:
+async def create_purchase(
+    body: PurchaseCreate, uow: UowDep, directory: DirectoryDep, response: Response
+) -> PurchaseOut:
     purchase, created = await service.record_purchase(uow, directory, body)
     if not created:
         response.status_code = status.HTTP_200_OK
@@ -53,7 +55,9 @@ async def read_purchase(purchase_id: str, uow: UowDep) -> PurchaseOut:
     return PurchaseOut.model_validate(await service.get_purchase(uow, purchase_id))
 
 
-@router.get("/customers/{customer_id}/purchases", response_model=list[PurchaseOut], summary="A customer's purchases")
+@router.get(
+    "/customers/{customer_id}/purchases", response_model=list[PurchaseOut], summary="A customer's purchases"
+)
 async def customer_purchases(
     customer_id: str, uow: UowDep, limit: Annotated[int, Query(ge=1, le=200)] = 50
 ) -> list[PurchaseOut]:

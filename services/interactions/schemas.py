@@ -17,7 +17,9 @@ class PurchaseLineIn(BaseModel):
     sku: str = Field(min_length=1, max_length=100, examples=["SKU-1001"])
     category: str | None = Field(default=None, max_length=100, examples=["shoes"])
     quantity: int = Field(ge=1, le=1_000_000, examples=[2])
-    unit_price_minor: int = Field(ge=0, le=MAX_MINOR, description="Unit price in minor units", examples=[4999])
+    unit_price_minor: int = Field(
+        ge=0, le=MAX_MINOR, description="Unit price in minor units", examples=[4999]
+    )
 
 
 class PurchaseCreate(BaseModel):
@@ -34,7 +36,9 @@ class PurchaseCreate(BaseModel):
                     "channel": "store",
                     "occurred_at": "2026-11-20T10:15:00Z",
                     "currency": "EUR",
-                    "lines": [{"sku": "SKU-1001", "category": "shoes", "quantity": 2, "unit_price_minor": 4999}],
+                    "lines": [
+                        {"sku": "SKU-1001", "category": "shoes", "quantity": 2, "unit_price_minor": 4999}
+                    ],
                 }
             ]
         },
@@ -42,7 +46,9 @@ class PurchaseCreate(BaseModel):
 
     customer_id: str = Field(min_length=1, max_length=36)
     external_id: str | None = Field(
-        default=None, max_length=100, description="Order id in the source system; the same id twice records it once"
+        default=None,
+        max_length=100,
+        description="Order id in the source system; the same id twice records it once",
     )
     source_system: str = Field(default="api", min_length=1, max_length=100)
     channel: Channel = Channel.STORE

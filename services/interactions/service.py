@@ -17,7 +17,9 @@ from shared.errors import InvalidInput, NotFound
 from shared.uow import UnitOfWork
 
 
-async def record_purchase(uow: UnitOfWork, directory: CustomerDirectory, data: PurchaseCreate) -> tuple[Purchase, bool]:
+async def record_purchase(
+    uow: UnitOfWork, directory: CustomerDirectory, data: PurchaseCreate
+) -> tuple[Purchase, bool]:
     """Store a purchase and publish `purchase_recorded`. Returns (purchase, created); a repeat of the same
     external id returns the purchase recorded the first time."""
     async with uow:
@@ -42,7 +44,10 @@ async def record_purchase(uow: UnitOfWork, directory: CustomerDirectory, data: P
             created_at=now,
             lines=[
                 PurchaseLineRow(
-                    line_no=i, sku=line.sku, category=line.category, quantity=line.quantity,
+                    line_no=i,
+                    sku=line.sku,
+                    category=line.category,
+                    quantity=line.quantity,
                     unit_price_minor=line.unit_price_minor,
                 )
                 for i, line in enumerate(data.lines, start=1)

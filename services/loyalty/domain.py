@@ -6,14 +6,35 @@ from dataclasses import dataclass
 
 # ISO 4217 currencies whose minor unit is not 1/100 (the rest have two decimals).
 _MINOR_UNIT_EXPONENT = {
-    "BIF": 0, "CLP": 0, "DJF": 0, "GNF": 0, "ISK": 0, "JPY": 0, "KMF": 0, "KRW": 0, "PYG": 0,
-    "RWF": 0, "UGX": 0, "UYI": 0, "VND": 0, "VUV": 0, "XAF": 0, "XOF": 0, "XPF": 0,
-    "BHD": 3, "IQD": 3, "JOD": 3, "KWD": 3, "LYD": 3, "OMR": 3, "TND": 3,
+    "BIF": 0,
+    "CLP": 0,
+    "DJF": 0,
+    "GNF": 0,
+    "ISK": 0,
+    "JPY": 0,
+    "KMF": 0,
+    "KRW": 0,
+    "PYG": 0,
+    "RWF": 0,
+    "UGX": 0,
+    "UYI": 0,
+    "VND": 0,
+    "VUV": 0,
+    "XAF": 0,
+    "XOF": 0,
+    "XPF": 0,
+    "BHD": 3,
+    "IQD": 3,
+    "JOD": 3,
+    "KWD": 3,
+    "LYD": 3,
+    "OMR": 3,
+    "TND": 3,
 }
 
 
 def minor_units_per_major(currency: str) -> int:
-    return 10 ** _MINOR_UNIT_EXPONENT.get(currency.upper(), 2)
+    return int(10 ** _MINOR_UNIT_EXPONENT.get(currency.upper(), 2))
 
 
 def base_points(total_minor: int, currency: str, points_per_unit: int = 1) -> int:

@@ -29,8 +29,14 @@ class LedgerRepository:
         insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
         await self.session.execute(
             insert(Account)
-            .values(id=account_id, owner_kind=owner_kind, owner_id=owner_id, kind=kind, balance=0,
-                    created_at=datetime.now(UTC))
+            .values(
+                id=account_id,
+                owner_kind=owner_kind,
+                owner_id=owner_id,
+                kind=kind,
+                balance=0,
+                created_at=datetime.now(UTC),
+            )
             .on_conflict_do_nothing()
         )
 
@@ -38,15 +44,23 @@ class LedgerRepository:
         return await self.session.get(Account, account_id)
 
     async def transaction_for(self, reference: str) -> LedgerTransaction | None:
-        return await self.session.scalar(select(LedgerTransaction).where(LedgerTransaction.reference == reference))
+        return await self.session.scalar(
+            select(LedgerTransaction).where(LedgerTransaction.reference == reference)
+        )
 
-    async def post(self, *, kind: str, reference: str, customer_id: str | None, postings: list[Posting]) -> str:
+    async def post(
+        self, *, kind: str, reference: str, customer_id: str | None, postings: list[Posting]
+    ) -> str:
         """Write one balanced transaction and move the cached balances with it. Returns its id."""
         balanced(postings)
         transaction_id = str(uuid.uuid4())
         self.session.add(
             LedgerTransaction(
-                id=transaction_id, kind=kind, reference=reference, customer_id=customer_id, created_at=datetime.now(UTC)
+                id=transaction_id,
+                kind=kind,
+                reference=reference,
+                customer_id=customer_id,
+                created_at=datetime.now(UTC),
             )
         )
         await self.session.flush()
@@ -56,7 +70,9 @@ class LedgerRepository:
         )
         for posting in sorted(postings, key=lambda p: p.account_id):  # fixed lock order: no deadlocks
             await self.session.execute(
-                update(Account).where(Account.id == posting.account_id).values(balance=Account.balance + posting.amount)
+                update(Account)
+                .where(Account.id == posting.account_id)
+                .values(balance=Account.balance + posting.amount)
             )
         await self.session.flush()
         return transaction_id

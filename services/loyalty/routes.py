@@ -24,7 +24,9 @@ async def read_balance(customer_id: str, uow: UowDep) -> BalanceOut:
     return await service.balance(uow, customer_id)
 
 
-@router.get("/{customer_id}/transactions", response_model=list[LedgerLineOut], summary="A member's points history")
+@router.get(
+    "/{customer_id}/transactions", response_model=list[LedgerLineOut], summary="A member's points history"
+)
 async def read_history(
     customer_id: str, uow: UowDep, limit: Annotated[int, Query(ge=1, le=200)] = 50
 ) -> list[LedgerLineOut]:

@@ -62,6 +62,12 @@ async def history(uow: UnitOfWork, customer_id: str, limit: int) -> list[LedgerL
     async with uow:
         rows = await LedgerRepository(uow.session).history(member_account_id(customer_id), limit=limit)
     return [
-        LedgerLineOut(transaction_id=tx.id, kind=tx.kind, reference=tx.reference, points=amount, created_at=tx.created_at)
+        LedgerLineOut(
+            transaction_id=tx.id,
+            kind=tx.kind,
+            reference=tx.reference,
+            points=amount,
+            created_at=tx.created_at,
+        )
         for tx, amount in rows
     ]

@@ -1,1 +1,1 @@
-"""Segmentation: customer value (RFM, lifetime value), churn risk, loyalty-ladder stage, segments, analytics."""
+"""Segmentation: customer value (RFM, lifetime value), churn risk, ladder stage, segments, analytics."""

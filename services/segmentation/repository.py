@@ -36,11 +36,16 @@ class FeatureRepository:
     async def add_purchase_fact(self, fact: dict[str, Any]) -> bool:
         """Store a purchase once; False if it was already counted."""
         result = await self.session.execute(
-            self._insert(PurchaseFact).values(**fact).on_conflict_do_nothing().returning(PurchaseFact.purchase_id)
+            self._insert(PurchaseFact)
+            .values(**fact)
+            .on_conflict_do_nothing()
+            .returning(PurchaseFact.purchase_id)
         )
         return result.first() is not None
 
-    async def count_purchase(self, customer_id: str, occurred_at: datetime, currency: str, total_minor: int) -> None:
+    async def count_purchase(
+        self, customer_id: str, occurred_at: datetime, currency: str, total_minor: int
+    ) -> None:
         await self.ensure_customer(customer_id)
         features = await self.session.get(CustomerFeatures, customer_id, with_for_update=True)
         assert features is not None
@@ -69,6 +74,8 @@ class FeatureRepository:
 
     async def spend(self, customer_id: str) -> list[CustomerSpend]:
         result = await self.session.scalars(
-            select(CustomerSpend).where(CustomerSpend.customer_id == customer_id).order_by(CustomerSpend.currency)
+            select(CustomerSpend)
+            .where(CustomerSpend.customer_id == customer_id)
+            .order_by(CustomerSpend.currency)
         )
         return list(result)

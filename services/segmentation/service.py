@@ -28,7 +28,9 @@ async def on_purchase_recorded(uow: UnitOfWork, purchase: PurchaseRecorded) -> N
         }
     )
     if counted_now:
-        await repo.count_purchase(purchase.customer_id, purchase.occurred_at, purchase.currency, purchase.total_minor)
+        await repo.count_purchase(
+            purchase.customer_id, purchase.occurred_at, purchase.currency, purchase.total_minor
+        )
 
 
 async def features(uow: UnitOfWork, customer_id: str) -> FeaturesOut:
@@ -44,5 +46,8 @@ async def features(uow: UnitOfWork, customer_id: str) -> FeaturesOut:
         first_purchase_at=row.first_purchase_at,
         last_purchase_at=row.last_purchase_at,
         purchase_count=row.purchase_count,
-        spend=[SpendOut(currency=s.currency, purchase_count=s.purchase_count, total_minor=s.total_minor) for s in spend],
+        spend=[
+            SpendOut(currency=s.currency, purchase_count=s.purchase_count, total_minor=s.total_minor)
+            for s in spend
+        ],
     )

@@ -9,6 +9,7 @@ the AsyncAPI document and the JSON schemas served at each event's `dataschema`.
 
 from __future__ import annotations
 
+import builtins
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -105,7 +106,7 @@ class CloudEvent(BaseModel):
     data: dict[str, Any] = Field(default_factory=dict)
     requestid: str | None = None
 
-    def payload(self, cls: type[PayloadT]) -> PayloadT:
+    def payload(self, cls: builtins.type[PayloadT]) -> PayloadT:
         """The data as its typed payload (validates it)."""
         return cls.model_validate(self.data)
 

@@ -74,7 +74,9 @@ class EventBus(abc.ABC):
         return True
 
     @abc.abstractmethod
-    async def dead_letters(self, group: str | None = None, *, include_replayed: bool = False) -> list[StoredDeadLetter]:
+    async def dead_letters(
+        self, group: str | None = None, *, include_replayed: bool = False
+    ) -> list[StoredDeadLetter]:
         """Dead letters awaiting attention."""
 
     @abc.abstractmethod
@@ -125,7 +127,9 @@ class InProcessBus(EventBus):
     def _consumers(self, group: str | None) -> list[EventConsumer]:
         return [c for c in self.consumers if group is None or c.group == group]
 
-    async def dead_letters(self, group: str | None = None, *, include_replayed: bool = False) -> list[StoredDeadLetter]:
+    async def dead_letters(
+        self, group: str | None = None, *, include_replayed: bool = False
+    ) -> list[StoredDeadLetter]:
         out: list[StoredDeadLetter] = []
         for consumer in self._consumers(group):
             table = consumer.uow_factory.tables.dead_letters
@@ -154,15 +158,15 @@ class InProcessBus(EventBus):
         replayed = 0
         for consumer in self._consumers(group):
             table = consumer.uow_factory.tables.dead_letters
-            letters = [
-                d for d in await self.dead_letters(consumer.group) if refs is None or d.ref in refs
-            ]
+            letters = [d for d in await self.dead_letters(consumer.group) if refs is None or d.ref in refs]
             for letter in letters:
                 delivery = Delivery(event=CloudEvent.model_validate(letter.envelope), topic=letter.topic)
                 dead = await consumer.handle_batch([delivery])
                 async with consumer.uow_factory() as uow:
                     await uow.session.execute(
-                        update(table).where(table.c.id == int(letter.ref)).values(replayed_at=datetime.now(UTC))
+                        update(table)
+                        .where(table.c.id == int(letter.ref))
+                        .values(replayed_at=datetime.now(UTC))
                     )
                     await uow.commit()
                 if dead:

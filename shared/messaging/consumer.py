@@ -24,8 +24,8 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import ValidationError
 from sqlalchemy import Table, delete, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy import exc as sa_exc
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.context import request_id_var
@@ -40,7 +40,7 @@ Handler = Callable[[UnitOfWork, P, CloudEvent], Awaitable[None]]
 
 
 class TransientError(Exception):
-    """Raise from a handler when the failure may pass by itself (a dependency down): retried, never dead-lettered."""
+    """Raise from a handler when a failure may pass by itself: retried, never dead-lettered."""
 
 
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (

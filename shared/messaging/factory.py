@@ -6,7 +6,9 @@ from shared.messaging.bus import EventBus, InProcessBus
 from shared.settings import BusBackend, PlatformSettings
 
 
-def make_bus(settings: PlatformSettings, *, client_id: str = "crm", consumer_batch_size: int = 500) -> EventBus:
+def make_bus(
+    settings: PlatformSettings, *, client_id: str = "crm", consumer_batch_size: int = 500
+) -> EventBus:
     if settings.bus is BusBackend.KAFKA:
         from shared.messaging.kafka import KafkaBus
 

@@ -56,10 +56,18 @@ class _WaitForBatch(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
         async with self._lock:
-            log.info("partitions_revoked", group=self._group, partitions=[f"{p.topic}:{p.partition}" for p in revoked])
+            log.info(
+                "partitions_revoked",
+                group=self._group,
+                partitions=[f"{p.topic}:{p.partition}" for p in revoked],
+            )
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        log.info("partitions_assigned", group=self._group, partitions=[f"{p.topic}:{p.partition}" for p in assigned])
+        log.info(
+            "partitions_assigned",
+            group=self._group,
+            partitions=[f"{p.topic}:{p.partition}" for p in assigned],
+        )
 
 
 class KafkaBus(EventBus):
@@ -90,7 +98,9 @@ class KafkaBus(EventBus):
         await self._producer.start()
         self._running = True
         for consumer in self.consumers:
-            self._tasks.append(asyncio.create_task(self._consume_forever(consumer), name=f"kafka-{consumer.group}"))
+            self._tasks.append(
+                asyncio.create_task(self._consume_forever(consumer), name=f"kafka-{consumer.group}")
+            )
 
     async def stop(self) -> None:
         self._running = False
@@ -122,7 +132,9 @@ class KafkaBus(EventBus):
         }
         for consumer in self.consumers:
             wanted[dead_letter_topic(consumer.group)] = 1
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap_servers, client_id=f"{self.client_id}-admin")
+        admin = AIOKafkaAdminClient(
+            bootstrap_servers=self.bootstrap_servers, client_id=f"{self.client_id}-admin"
+        )
         await admin.start()
         try:
             existing = set(await admin.list_topics())
@@ -205,7 +217,11 @@ class KafkaBus(EventBus):
                 await kafka_consumer.stop()
 
     async def _process(
-        self, kafka_consumer: AIOKafkaConsumer, consumer: EventConsumer, tp: TopicPartition, records: list[ConsumerRecord[Any, Any]]
+        self,
+        kafka_consumer: AIOKafkaConsumer,
+        consumer: EventConsumer,
+        tp: TopicPartition,
+        records: list[ConsumerRecord[Any, Any]],
     ) -> None:
         deliveries: list[Delivery] = []
         malformed: list[tuple[ConsumerRecord[Any, Any], str]] = []
@@ -215,7 +231,9 @@ class KafkaBus(EventBus):
             except MalformedEvent as exc:
                 malformed.append((record, str(exc)))
                 continue
-            deliveries.append(Delivery(event=event, topic=record.topic, partition=record.partition, offset=record.offset))
+            deliveries.append(
+                Delivery(event=event, topic=record.topic, partition=record.partition, offset=record.offset)
+            )
 
         backoff = 0.2
         while True:
@@ -239,7 +257,9 @@ class KafkaBus(EventBus):
             # Lost the partition in a rebalance: the new owner re-reads it and the inbox drops repeats.
             log.warning("offset_commit_failed", group=consumer.group, partition=str(tp), error=repr(exc))
 
-    async def _commit_offsets(self, kafka_consumer: AIOKafkaConsumer, offsets: dict[TopicPartition, int]) -> None:
+    async def _commit_offsets(
+        self, kafka_consumer: AIOKafkaConsumer, offsets: dict[TopicPartition, int]
+    ) -> None:
         """Commit after the database transaction (and any dead letters) are durable: never before."""
         await kafka_consumer.commit(offsets)
 
@@ -255,7 +275,9 @@ class KafkaBus(EventBus):
     async def _send_dead_letter(self, group: str, letter: DeadLetter) -> None:
         delivery = letter.delivery
         key, value, headers = to_kafka(delivery.event)
-        headers += _dlq_headers(group, delivery.topic, delivery.partition, delivery.offset, letter.error_type, letter.error)
+        headers += _dlq_headers(
+            group, delivery.topic, delivery.partition, delivery.offset, letter.error_type, letter.error
+        )
         await self._produce_dlq(group, key, value, headers)
         DEAD_LETTERS.labels(group, delivery.event.type).inc()
 
@@ -266,7 +288,9 @@ class KafkaBus(EventBus):
         await self._produce_dlq(group, record.key, record.value or b"", headers)
         DEAD_LETTERS.labels(group, "malformed").inc()
 
-    async def _produce_dlq(self, group: str, key: bytes | None, value: bytes, headers: list[tuple[str, bytes]]) -> None:
+    async def _produce_dlq(
+        self, group: str, key: bytes | None, value: bytes, headers: list[tuple[str, bytes]]
+    ) -> None:
         assert self._producer is not None
         await self._producer.send_and_wait(dead_letter_topic(group), value=value, key=key, headers=headers)
 
@@ -309,22 +333,33 @@ class KafkaBus(EventBus):
                 while any([await reader.position(tp) < end[tp] for tp in tps]):
                     batch = await reader.getmany(timeout_ms=500)
                     for recs in batch.values():
-                        records.extend(r for r in recs if r.offset < end[TopicPartition(r.topic, r.partition)])
+                        records.extend(
+                            r for r in recs if r.offset < end[TopicPartition(r.topic, r.partition)]
+                        )
         except BaseException:
             await reader.stop()
             raise
         return reader, records
 
     async def _partitions(self, topic: str) -> list[int]:
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap_servers, client_id=f"{self.client_id}-admin")
+        admin = AIOKafkaAdminClient(
+            bootstrap_servers=self.bootstrap_servers, client_id=f"{self.client_id}-admin"
+        )
         await admin.start()
         try:
             described = await admin.describe_topics([topic])
         finally:
             await admin.close()
-        return sorted(p["partition"] for t in described if t["topic"] == topic and not t["error_code"] for p in t["partitions"])
+        return sorted(
+            p["partition"]
+            for t in described
+            if t["topic"] == topic and not t["error_code"]
+            for p in t["partitions"]
+        )
 
-    async def dead_letters(self, group: str | None = None, *, include_replayed: bool = False) -> list[StoredDeadLetter]:
+    async def dead_letters(
+        self, group: str | None = None, *, include_replayed: bool = False
+    ) -> list[StoredDeadLetter]:
         out: list[StoredDeadLetter] = []
         for g in self._groups(group):
             reader, records = await self._pending_dead_letters(g)
@@ -345,7 +380,9 @@ class KafkaBus(EventBus):
                     if refs is not None and letter.ref not in refs:
                         continue
                     original = [(k, v) for k, v in record.headers if not k.startswith("dlq_")]
-                    await self._producer.send_and_wait(letter.topic, value=record.value, key=record.key, headers=original)
+                    await self._producer.send_and_wait(
+                        letter.topic, value=record.value, key=record.key, headers=original
+                    )
                     replayed += 1
                 if records and refs is None:
                     last: dict[TopicPartition, int] = {}

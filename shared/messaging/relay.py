@@ -86,7 +86,9 @@ class OutboxRelay:
         async with self.engine.connect() as conn:
             rows = (
                 await conn.execute(
-                    select(outbox.c.id, outbox.c.topic, outbox.c.envelope).order_by(outbox.c.id).limit(self.batch_size)
+                    select(outbox.c.id, outbox.c.topic, outbox.c.envelope)
+                    .order_by(outbox.c.id)
+                    .limit(self.batch_size)
                 )
             ).all()
         if not rows:
@@ -113,7 +115,9 @@ class OutboxRelay:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.warning("outbox_relay_retry", relay=self.name, error=repr(exc), transient=is_transient(exc))
+                log.warning(
+                    "outbox_relay_retry", relay=self.name, error=repr(exc), transient=is_transient(exc)
+                )
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
 

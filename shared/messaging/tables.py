@@ -9,9 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from alembic import op
+from sqlalchemy import JSON, BigInteger, Column, Integer, MetaData, String, Table, Text
 
 from shared.db import UTCDateTime
-from sqlalchemy import JSON, BigInteger, Column, Integer, MetaData, String, Table, Text
 
 # Integer primary keys autoincrement on SQLite only when declared INTEGER.
 BigIntPK = BigInteger().with_variant(Integer(), "sqlite")

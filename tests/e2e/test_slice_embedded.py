@@ -13,19 +13,27 @@ import pytest
 
 from services.platform import build_platform
 
-PURCHASE = {"currency": "EUR", "channel": "store", "lines": [{"sku": "SKU-1", "category": "shoes", "quantity": 2, "unit_price_minor": 4999}]}
+PURCHASE = {
+    "currency": "EUR",
+    "channel": "store",
+    "lines": [{"sku": "SKU-1", "category": "shoes", "quantity": 2, "unit_price_minor": 4999}],
+}
 
 
 @pytest.fixture
 async def gateway(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
     platform = build_platform(var_dir=tmp_path)
     app = platform.gateway()
-    async with app.router.lifespan_context(app):
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gateway") as client:
-            yield client
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gateway") as client,
+    ):
+        yield client
 
 
-async def eventually(client: httpx.AsyncClient, path: str, predicate: Any, timeout: float = 10) -> dict[str, Any]:
+async def eventually(
+    client: httpx.AsyncClient, path: str, predicate: Any, timeout: float = 10
+) -> dict[str, Any]:
     async with asyncio.timeout(timeout):
         while True:
             response = await client.get(path)
@@ -35,7 +43,10 @@ async def eventually(client: httpx.AsyncClient, path: str, predicate: Any, timeo
 
 
 async def register(client: httpx.AsyncClient) -> str:
-    response = await client.post("/api/identity/customers", json={"given_name": "Ana", "family_name": "García", "email": "Ana@Example.com"})
+    response = await client.post(
+        "/api/identity/customers",
+        json={"given_name": "Ana", "family_name": "García", "email": "Ana@Example.com"},
+    )
     assert response.status_code == 201, response.text
     return str(response.json()["id"])
 
@@ -45,17 +56,26 @@ async def test_customer_and_purchase_become_points_and_totals(gateway: httpx.Asy
     customer = (await gateway.get(f"/api/identity/customers/{customer_id}")).json()
     assert customer["email"] == "ana@example.com"
 
-    first = await gateway.post("/api/interactions/purchases", json={**PURCHASE, "customer_id": customer_id, "external_id": "o-1"})
+    first = await gateway.post(
+        "/api/interactions/purchases", json={**PURCHASE, "customer_id": customer_id, "external_id": "o-1"}
+    )
     assert first.status_code == 201, first.text
     assert first.json()["total_minor"] == 9998
     second = await gateway.post(
         "/api/interactions/purchases",
-        json={**PURCHASE, "customer_id": customer_id, "external_id": "o-2", "currency": "EUR",
-              "lines": [{"sku": "SKU-2", "quantity": 1, "unit_price_minor": 250}]},
+        json={
+            **PURCHASE,
+            "customer_id": customer_id,
+            "external_id": "o-2",
+            "currency": "EUR",
+            "lines": [{"sku": "SKU-2", "quantity": 1, "unit_price_minor": 250}],
+        },
     )
     assert second.status_code == 201
 
-    balance = await eventually(gateway, f"/api/loyalty/members/{customer_id}/balance", lambda b: b["points"] >= 101)
+    balance = await eventually(
+        gateway, f"/api/loyalty/members/{customer_id}/balance", lambda b: b["points"] >= 101
+    )
     assert balance["points"] == 99 + 2
     features = await eventually(
         gateway, f"/api/segmentation/customers/{customer_id}/features", lambda f: f["purchase_count"] == 2
@@ -69,7 +89,9 @@ async def test_customer_and_purchase_become_points_and_totals(gateway: httpx.Asy
 async def test_the_same_order_posted_twice_is_recorded_and_earns_once(gateway: httpx.AsyncClient) -> None:
     customer_id = await register(gateway)
     body = {**PURCHASE, "customer_id": customer_id, "external_id": "dup-1"}
-    responses = await asyncio.gather(*(gateway.post("/api/interactions/purchases", json=body) for _ in range(5)))
+    responses = await asyncio.gather(
+        *(gateway.post("/api/interactions/purchases", json=body) for _ in range(5))
+    )
     assert sorted(r.status_code for r in responses) == [200, 200, 200, 200, 201]
     assert len({r.json()["id"] for r in responses}) == 1
     await eventually(gateway, f"/api/loyalty/members/{customer_id}/balance", lambda b: b["points"] == 99)
@@ -81,7 +103,9 @@ async def test_the_same_order_posted_twice_is_recorded_and_earns_once(gateway: h
 
 class TestBadInput:
     async def test_unknown_customer(self, gateway: httpx.AsyncClient) -> None:
-        r = await gateway.post("/api/interactions/purchases", json={**PURCHASE, "customer_id": "no-such-customer"})
+        r = await gateway.post(
+            "/api/interactions/purchases", json={**PURCHASE, "customer_id": "no-such-customer"}
+        )
         assert r.status_code == 422
         assert r.json()["errors"][0]["field"] == "body.customer_id"
 
@@ -89,7 +113,10 @@ class TestBadInput:
         ("patch", "field"),
         [
             ({"lines": [{"sku": "A", "quantity": -1, "unit_price_minor": 10}]}, "body.lines.0.quantity"),
-            ({"lines": [{"sku": "A", "quantity": 1, "unit_price_minor": 1.5}]}, "body.lines.0.unit_price_minor"),
+            (
+                {"lines": [{"sku": "A", "quantity": 1, "unit_price_minor": 1.5}]},
+                "body.lines.0.unit_price_minor",
+            ),
             ({"currency": "euro"}, "body.currency"),
             ({"channel": "pigeon"}, "body.channel"),
             ({"lines": []}, "body.lines"),
@@ -98,9 +125,13 @@ class TestBadInput:
             ({"surprise": 1}, "body.surprise"),
         ],
     )
-    async def test_purchase_fields(self, gateway: httpx.AsyncClient, patch: dict[str, Any], field: str) -> None:
+    async def test_purchase_fields(
+        self, gateway: httpx.AsyncClient, patch: dict[str, Any], field: str
+    ) -> None:
         customer_id = await register(gateway)
-        r = await gateway.post("/api/interactions/purchases", json={**PURCHASE, "customer_id": customer_id, **patch})
+        r = await gateway.post(
+            "/api/interactions/purchases", json={**PURCHASE, "customer_id": customer_id, **patch}
+        )
         assert r.status_code == 422, r.text
         assert r.headers["content-type"] == "application/problem+json"
         assert field in [e["field"] for e in r.json()["errors"]]
@@ -115,7 +146,9 @@ class TestBadInput:
             ({"kind": "organisation"}, "body"),
         ],
     )
-    async def test_customer_fields(self, gateway: httpx.AsyncClient, body: dict[str, Any], field: str) -> None:
+    async def test_customer_fields(
+        self, gateway: httpx.AsyncClient, body: dict[str, Any], field: str
+    ) -> None:
         r = await gateway.post("/api/identity/customers", json=body)
         assert r.status_code == 422
         assert field in [e["field"] for e in r.json()["errors"]]
@@ -129,8 +162,12 @@ class TestBadInput:
 
 async def test_docs_and_readiness(gateway: httpx.AsyncClient) -> None:
     document = (await gateway.get("/openapi.json")).json()
-    for path in ("/api/identity/customers", "/api/interactions/purchases", "/api/loyalty/members/{customer_id}/balance",
-                 "/api/segmentation/customers/{customer_id}/features"):
+    for path in (
+        "/api/identity/customers",
+        "/api/interactions/purchases",
+        "/api/loyalty/members/{customer_id}/balance",
+        "/api/segmentation/customers/{customer_id}/features",
+    ):
         assert path in document["paths"], path
     assert "x-unavailable-services" not in document["info"]
     assert (await gateway.get("/docs")).status_code == 200

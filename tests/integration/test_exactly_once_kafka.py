@@ -44,7 +44,9 @@ class CrashBeforeOffsetCommit(KafkaBus):
     crashes = 0
     crash_next = True
 
-    async def _commit_offsets(self, kafka_consumer: AIOKafkaConsumer, offsets: dict[TopicPartition, int]) -> None:
+    async def _commit_offsets(
+        self, kafka_consumer: AIOKafkaConsumer, offsets: dict[TopicPartition, int]
+    ) -> None:
         if self.crash_next:
             self.crash_next = False
             self.crashes += 1
@@ -83,7 +85,9 @@ def counting(consumer: EventConsumer, seen: list[str]) -> EventConsumer:
     return consumer
 
 
-async def start_consumer(rig: Rig, kafka: str, bus_class: type[KafkaBus] = KafkaBus, **kwargs: Any) -> KafkaBus:
+async def start_consumer(
+    rig: Rig, kafka: str, bus_class: type[KafkaBus] = KafkaBus, **kwargs: Any
+) -> KafkaBus:
     bus = bus_class(kafka, client_id=f"test-consumer-{rig.group}", default_partitions=3)
     bus.subscribe(counting(make_consumer(rig.consumer, rig.note, rig.group, **kwargs), rig.seen))
     await bus.start()
@@ -97,8 +101,14 @@ async def start_producer(kafka: str, bus_class: type[KafkaBus] = KafkaBus) -> Ka
 
 
 def relay(rig: Rig, bus: KafkaBus) -> OutboxRelay:
-    relay = OutboxRelay(name=f"test-{rig.group}", engine=rig.producer.engine, tables=rig.producer.messaging, bus=bus,
-                        batch_size=7, poll_interval=0.05)
+    relay = OutboxRelay(
+        name=f"test-{rig.group}",
+        engine=rig.producer.engine,
+        tables=rig.producer.messaging,
+        bus=bus,
+        batch_size=7,
+        poll_interval=0.05,
+    )
     rig.producer.uow.on_commit(relay.wake)
     return relay
 
@@ -202,7 +212,9 @@ async def test_consumer_crash_between_commit_and_offset_commit(rig: Rig, kafka: 
         await producer_bus.stop()
 
 
-async def test_poison_message_goes_to_the_dead_letter_topic_and_the_partition_flows(rig: Rig, kafka: str) -> None:
+async def test_poison_message_goes_to_the_dead_letter_topic_and_the_partition_flows(
+    rig: Rig, kafka: str
+) -> None:
     fixed = {"yes": False}
     consumer_bus = await start_consumer(rig, kafka, poison_enabled=lambda: not fixed["yes"])
     producer_bus = await start_producer(kafka)

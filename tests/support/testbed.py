@@ -26,7 +26,9 @@ from shared.uow import UnitOfWork, UnitOfWorkFactory
 
 def make_event_class(run_id: str, partitions: int = 3) -> type[EventPayload]:
     """A fresh event type on a fresh topic, so runs against a long-lived broker never see each other."""
-    topic = Topic(name=f"crm.test.notes.{run_id}", owner="tests", description="test notes", partitions=partitions)
+    topic = Topic(
+        name=f"crm.test.notes.{run_id}", owner="tests", description="test notes", partitions=partitions
+    )
     attrs: dict[str, Any] = {
         "__annotations__": {"note_id": str, "customer_id": str, "amount": int, "poison": bool},
         "event_type": f"crm.test.note_written_{run_id}",
@@ -79,8 +81,15 @@ def make_side(url: str, source: str) -> Side:
     return Side(engine, metadata, messaging, notes, totals, uow)
 
 
-async def write_note(side: Side, event_class: type[EventPayload], customer_id: str, amount: int, *,
-                     poison: bool = False, commit: bool = True) -> str:
+async def write_note(
+    side: Side,
+    event_class: type[EventPayload],
+    customer_id: str,
+    amount: int,
+    *,
+    poison: bool = False,
+    commit: bool = True,
+) -> str:
     note_id = str(uuid.uuid4())
     async with side.uow() as uow:
         await uow.session.execute(side.notes.insert().values(id=note_id, amount=amount))
@@ -95,8 +104,12 @@ class Poisoned(ValueError):
 
 
 def make_consumer(
-    side: Side, event_class: type[EventPayload], group: str, *,
-    before: Callable[[Any], None] | None = None, poison_enabled: Callable[[], bool] = lambda: True,
+    side: Side,
+    event_class: type[EventPayload],
+    group: str,
+    *,
+    before: Callable[[Any], None] | None = None,
+    poison_enabled: Callable[[], bool] = lambda: True,
 ) -> EventConsumer:
     consumer = EventConsumer(group, side.uow, max_attempts=2)
 

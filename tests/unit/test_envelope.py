@@ -16,8 +16,13 @@ from shared.events.kafka_binding import MalformedEvent, from_kafka, to_kafka
 
 def purchase() -> PurchaseRecorded:
     return PurchaseRecorded(
-        purchase_id="p1", customer_id="c1", channel="store", occurred_at=datetime(2026, 1, 2, tzinfo=UTC),
-        currency="EUR", total_minor=1234, lines=[PurchaseLine(sku="A", quantity=1, unit_price_minor=1234)],
+        purchase_id="p1",
+        customer_id="c1",
+        channel="store",
+        occurred_at=datetime(2026, 1, 2, tzinfo=UTC),
+        currency="EUR",
+        total_minor=1234,
+        lines=[PurchaseLine(sku="A", quantity=1, unit_price_minor=1234)],
     )
 
 
@@ -48,7 +53,9 @@ class TestNewEvent:
 
 class TestRegistry:
     def test_topics_of_published_events_are_registered(self) -> None:
-        assert {"crm.interactions.purchases", "crm.loyalty.points", "crm.identity.customers"} <= set(registered_topics())
+        assert {"crm.interactions.purchases", "crm.loyalty.points", "crm.identity.customers"} <= set(
+            registered_topics()
+        )
 
     def test_two_classes_cannot_claim_one_event_type(self) -> None:
         with pytest.raises(ValueError, match="declared twice"):

@@ -11,12 +11,27 @@ from services.gateway.upstreams import CircuitBreaker
 def spec(schema_title: str) -> dict[str, object]:
     return {
         "paths": {
-            "/things": {"get": {"operationId": "list_things", "tags": ["things"],
-                                "responses": {"200": {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Thing"}}}}}}},
+            "/things": {
+                "get": {
+                    "operationId": "list_things",
+                    "tags": ["things"],
+                    "responses": {
+                        "200": {
+                            "content": {
+                                "application/json": {"schema": {"$ref": "#/components/schemas/Thing"}}
+                            }
+                        }
+                    },
+                }
+            },
             "/health": {"get": {}},
         },
-        "components": {"schemas": {"Thing": {"title": schema_title, "type": "object"},
-                                   "Problem": {"type": "object", "title": "Problem"}}},
+        "components": {
+            "schemas": {
+                "Thing": {"title": schema_title, "type": "object"},
+                "Problem": {"type": "object", "title": "Problem"},
+            }
+        },
     }
 
 
@@ -30,10 +45,14 @@ class TestMergeOpenapi:
         assert op["tags"] == ["a", "a: things"]
 
     def test_identical_schemas_are_shared_and_conflicting_ones_renamed(self) -> None:
-        merged = merge_openapi({"a": spec("Thing"), "b": spec("Other thing")}, own={}, title="t", version="1", description="d")
+        merged = merge_openapi(
+            {"a": spec("Thing"), "b": spec("Other thing")}, own={}, title="t", version="1", description="d"
+        )
         schemas = merged["components"]["schemas"]
         assert set(schemas) == {"Thing", "b.Thing", "Problem"}
-        ref = merged["paths"]["/api/b/things"]["get"]["responses"]["200"]["content"]["application/json"]["schema"]["$ref"]
+        ref = merged["paths"]["/api/b/things"]["get"]["responses"]["200"]["content"]["application/json"][
+            "schema"
+        ]["$ref"]
         assert ref == "#/components/schemas/b.Thing"
         assert merged["openapi"] == "3.1.0"
 

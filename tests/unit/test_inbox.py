@@ -17,7 +17,9 @@ def delivery(note_class: type[EventPayload], customer: str, amount: int, *, pois
 
 
 class TestHandleBatch:
-    async def test_each_event_is_applied_once(self, consumer_side: Side, note_class: type[EventPayload]) -> None:
+    async def test_each_event_is_applied_once(
+        self, consumer_side: Side, note_class: type[EventPayload]
+    ) -> None:
         consumer = make_consumer(consumer_side, note_class, "g1")
         batch = [delivery(note_class, "c1", 5), delivery(note_class, "c2", 7)]
         assert await consumer.handle_batch(batch) == []
@@ -31,7 +33,9 @@ class TestHandleBatch:
         await consumer.handle_batch([d, d])
         assert await consumer_side.totals_by_subject() == {"c1": (5, 1)}
 
-    async def test_groups_have_separate_inboxes(self, consumer_side: Side, note_class: type[EventPayload]) -> None:
+    async def test_groups_have_separate_inboxes(
+        self, consumer_side: Side, note_class: type[EventPayload]
+    ) -> None:
         d = delivery(note_class, "c1", 5)
         await make_consumer(consumer_side, note_class, "g1").handle_batch([d])
         await make_consumer(consumer_side, note_class, "g2").handle_batch([d])
@@ -42,7 +46,9 @@ class TestHandleBatch:
     ) -> None:
         consumer = make_consumer(consumer_side, note_class, "g1")
         poison = delivery(note_class, "c9", 1, poison=True)
-        dead = await consumer.handle_batch([delivery(note_class, "c1", 5), poison, delivery(note_class, "c2", 7)])
+        dead = await consumer.handle_batch(
+            [delivery(note_class, "c1", 5), poison, delivery(note_class, "c2", 7)]
+        )
         assert [d.delivery.event.id for d in dead] == [poison.event.id]
         assert dead[0].error_type == "Poisoned"
         assert dead[0].attempts == 2
@@ -55,12 +61,16 @@ class TestHandleBatch:
     ) -> None:
         consumer = make_consumer(consumer_side, note_class, "g1")
         good = delivery(note_class, "c1", 5)
-        broken = Delivery(event=good.event.model_copy(update={"id": "broken", "data": {"amount": "lots"}}), topic=good.topic)
+        broken = Delivery(
+            event=good.event.model_copy(update={"id": "broken", "data": {"amount": "lots"}}), topic=good.topic
+        )
         dead = await consumer.handle_batch([broken])
         assert dead[0].error_type == "ValidationError"
         assert dead[0].attempts == 1
 
-    async def test_transient_failure_commits_nothing(self, consumer_side: Side, note_class: type[EventPayload]) -> None:
+    async def test_transient_failure_commits_nothing(
+        self, consumer_side: Side, note_class: type[EventPayload]
+    ) -> None:
         calls = {"n": 0}
 
         def flaky(note: object) -> None:
@@ -88,12 +98,18 @@ class TestHandleBatch:
             await original(uow, note, event)
 
         consumer._registrations[note_class.full_type()].handler = publish_then_fail
-        await consumer.handle_batch([delivery(note_class, "c1", 1, poison=True), delivery(note_class, "c2", 1)])
+        await consumer.handle_batch(
+            [delivery(note_class, "c1", 1, poison=True), delivery(note_class, "c2", 1)]
+        )
         assert await consumer_side.outbox_count() == 1  # only the successful event's echo
 
-    async def test_events_it_does_not_handle_are_ignored(self, consumer_side: Side, note_class: type[EventPayload]) -> None:
+    async def test_events_it_does_not_handle_are_ignored(
+        self, consumer_side: Side, note_class: type[EventPayload]
+    ) -> None:
         consumer = make_consumer(consumer_side, note_class, "g1")
-        other = Delivery(event=delivery(note_class, "c1", 1).event.model_copy(update={"type": "crm.other.v1"}), topic="x")
+        other = Delivery(
+            event=delivery(note_class, "c1", 1).event.model_copy(update={"type": "crm.other.v1"}), topic="x"
+        )
         assert await consumer.handle_batch([other]) == []
         assert not await _in_inbox(consumer_side, "g1", other.event.id)
 
@@ -101,5 +117,7 @@ class TestHandleBatch:
 async def _in_inbox(side: Side, group: str, event_id: str) -> bool:
     inbox = side.messaging.inbox
     async with side.engine.connect() as conn:
-        row = await conn.execute(select(inbox).where(inbox.c.consumer_group == group, inbox.c.event_id == event_id))
+        row = await conn.execute(
+            select(inbox).where(inbox.c.consumer_group == group, inbox.c.event_id == event_id)
+        )
         return row.first() is not None

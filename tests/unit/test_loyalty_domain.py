@@ -11,7 +11,14 @@ from services.loyalty.domain import Posting, UnbalancedTransaction, balanced, ba
 
 @pytest.mark.parametrize(
     ("total_minor", "currency", "points"),
-    [(9998, "EUR", 99), (99, "EUR", 0), (100, "USD", 1), (1500, "JPY", 1500), (12345, "KWD", 12), (0, "EUR", 0)],
+    [
+        (9998, "EUR", 99),
+        (99, "EUR", 0),
+        (100, "USD", 1),
+        (1500, "JPY", 1500),
+        (12345, "KWD", 12),
+        (0, "EUR", 0),
+    ],
 )
 def test_one_point_per_whole_currency_unit(total_minor: int, currency: str, points: int) -> None:
     assert base_points(total_minor, currency) == points

@@ -30,7 +30,9 @@ class FakeBus(EventBus):
             self.fail_after -= 1
             raise ConnectionError("acknowledgement lost")
 
-    async def dead_letters(self, group: str | None = None, *, include_replayed: bool = False) -> list[StoredDeadLetter]:
+    async def dead_letters(
+        self, group: str | None = None, *, include_replayed: bool = False
+    ) -> list[StoredDeadLetter]:
         return []
 
     async def replay(self, group: str | None = None, refs: Sequence[str] | None = None) -> int:
@@ -42,17 +44,23 @@ def relay_for(side: Side, bus: EventBus, batch_size: int = 500) -> OutboxRelay:
 
 
 class TestUnitOfWork:
-    async def test_event_is_written_with_the_state_change(self, producer: Side, note_class: type[EventPayload]) -> None:
+    async def test_event_is_written_with_the_state_change(
+        self, producer: Side, note_class: type[EventPayload]
+    ) -> None:
         await write_note(producer, note_class, "c1", 5)
         assert await producer.outbox_count() == 1
 
-    async def test_nothing_is_written_without_commit(self, producer: Side, note_class: type[EventPayload]) -> None:
+    async def test_nothing_is_written_without_commit(
+        self, producer: Side, note_class: type[EventPayload]
+    ) -> None:
         await write_note(producer, note_class, "c1", 5, commit=False)
         assert await producer.outbox_count() == 0
         async with producer.engine.connect() as conn:
             assert (await conn.execute(producer.notes.select())).all() == []
 
-    async def test_an_error_rolls_back_state_and_event_together(self, producer: Side, note_class: type[EventPayload]) -> None:
+    async def test_an_error_rolls_back_state_and_event_together(
+        self, producer: Side, note_class: type[EventPayload]
+    ) -> None:
         with pytest.raises(RuntimeError):
             async with producer.uow() as uow:
                 await uow.session.execute(producer.notes.insert().values(id="n1", amount=1))
@@ -68,7 +76,9 @@ class TestUnitOfWork:
 
 
 class TestRelay:
-    async def test_publishes_in_commit_order_then_deletes(self, producer: Side, note_class: type[EventPayload]) -> None:
+    async def test_publishes_in_commit_order_then_deletes(
+        self, producer: Side, note_class: type[EventPayload]
+    ) -> None:
         ids = [await write_note(producer, note_class, f"c{i % 3}", i) for i in range(25)]
         bus = FakeBus()
         relay = relay_for(producer, bus, batch_size=10)
@@ -78,7 +88,9 @@ class TestRelay:
         assert await producer.outbox_count() == 0
         assert relay.published_total == 25
 
-    async def test_rows_stay_while_the_bus_is_down(self, producer: Side, note_class: type[EventPayload]) -> None:
+    async def test_rows_stay_while_the_bus_is_down(
+        self, producer: Side, note_class: type[EventPayload]
+    ) -> None:
         await write_note(producer, note_class, "c1", 1)
         bus = FakeBus()
         bus.fail_before = 1
@@ -104,7 +116,9 @@ class TestRelay:
         assert bus.published[0].event.id == bus.published[1].event.id
         assert await producer.outbox_count() == 0
 
-    async def test_background_relay_delivers_after_commit(self, producer: Side, note_class: type[EventPayload]) -> None:
+    async def test_background_relay_delivers_after_commit(
+        self, producer: Side, note_class: type[EventPayload]
+    ) -> None:
         import asyncio
 
         bus = FakeBus()

@@ -26,7 +26,9 @@ class TestProductionRefusesInsecureDefaults:
 
     def test_a_proper_production_configuration_is_accepted(self) -> None:
         settings = IdentitySettings(
-            environment=Environment.PRODUCTION, secret_key=STRONG, bus=BusBackend.KAFKA,  # type: ignore[arg-type]
+            environment=Environment.PRODUCTION,
+            secret_key=STRONG,
+            bus=BusBackend.KAFKA,  # type: ignore[arg-type]
             database_url="postgresql+asyncpg://crm@db/identity",
         )
         assert settings.consumer_group == "crm-identity"
@@ -43,7 +45,9 @@ class TestPrefixes:
 
     def test_code_overrides_win_over_environment(self, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv("CRM_IDENTITY_DATABASE_URL", "postgresql+asyncpg://env/db")
-        assert load_settings(database_url="sqlite+aiosqlite:///x.db").database_url == "sqlite+aiosqlite:///x.db"
+        assert (
+            load_settings(database_url="sqlite+aiosqlite:///x.db").database_url == "sqlite+aiosqlite:///x.db"
+        )
 
     def test_embedded_default_is_a_sqlite_file_per_service(self, tmp_path: object) -> None:
         settings = load_settings(var_dir=tmp_path)

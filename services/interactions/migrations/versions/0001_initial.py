@@ -41,7 +41,9 @@ def upgrade() -> None:
     op.create_index("ix_purchases_customer_time", "purchases", ["customer_id", "occurred_at"])
     op.create_table(
         "purchase_lines",
-        sa.Column("purchase_id", sa.String(36), sa.ForeignKey("purchases.id", ondelete="CASCADE"), primary_key=True),
+        sa.Column(
+            "purchase_id", sa.String(36), sa.ForeignKey("purchases.id", ondelete="CASCADE"), primary_key=True
+        ),
         sa.Column("line_no", sa.Integer, primary_key=True),
         sa.Column("sku", sa.String(100), nullable=False),
         sa.Column("category", sa.String(100)),

@@ -1,4 +1,4 @@
-"""Integration fixtures: real PostgreSQL and real Kafka, started by `make test` (deploy/*.sh).
+"""Server fixtures: real PostgreSQL and real Kafka, started by `make test` (deploy/*.sh).
 
 A fresh database per test (created and dropped here) and fresh topics and consumer groups per
 test (see tests/support/testbed.py), so tests never see each other's data, however long the
@@ -29,7 +29,10 @@ async def create_database(prefix: str = "t") -> str:
     try:
         conn = await asyncpg.connect(PG_ADMIN_DSN, timeout=5)
     except (OSError, asyncpg.PostgresError) as exc:
-        pytest.fail(f"PostgreSQL is not reachable at {PG_ADMIN_DSN} ({exc!r}); run `make test` or deploy/postgres.sh start")
+        pytest.fail(
+            f"PostgreSQL is not reachable at {PG_ADMIN_DSN} ({exc!r}); "
+            "run `make test` or deploy/postgres.sh start"
+        )
     try:
         await conn.execute(f'CREATE DATABASE "{name}"')
     finally:
