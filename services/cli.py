@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import sys
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -153,10 +153,14 @@ def dlq_list(
     platform = build_platform()
 
     async def main() -> None:
-        letters = await platform.bus.dead_letters(group, include_replayed=include_replayed)
+        try:
+            letters = await platform.bus.dead_letters(group, include_replayed=include_replayed)
+        finally:
+            for runtime in platform.runtimes.values():
+                await runtime.engine.dispose()
         if as_json:
             for letter in letters:
-                print(json.dumps({**letter.__dict__, "failed_at": str(letter.failed_at)}, default=str))
+                print(json.dumps(dataclasses.asdict(letter), default=str))
             return
         table = Table("ref", "group", "topic", "type", "subject", "failed at", "error")
         for letter in letters:
@@ -171,8 +175,6 @@ def dlq_list(
             )
         console.print(table)
         console.print(f"{len(letters)} dead letter(s)")
-        for runtime in platform.runtimes.values():
-            await runtime.engine.dispose()
 
     asyncio.run(main())
 
@@ -203,6 +205,3 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
-
-
-__all__ = ["Path", "app", "main"]

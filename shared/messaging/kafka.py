@@ -29,6 +29,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from aiokafka.structs import ConsumerRecord
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from shared.events.envelope import registered_topics
 from shared.events.kafka_binding import MalformedEvent, from_kafka, to_kafka
@@ -79,8 +80,10 @@ class KafkaBus(EventBus):
         default_partitions: int = 6,
         replication_factor: int = 1,
         consumer_batch_size: int = 500,
+        start_timeout: float = 120.0,
     ) -> None:
         super().__init__()
+        self.start_timeout = start_timeout
         self.bootstrap_servers = bootstrap_servers
         self.client_id = client_id
         self.default_partitions = default_partitions
@@ -93,9 +96,26 @@ class KafkaBus(EventBus):
     # -- lifecycle -----------------------------------------------------------------------------
 
     async def start(self) -> None:
-        await self.ensure_topics()
-        self._producer = self._new_producer()
-        await self._producer.start()
+        """Connect, waiting for the broker (with backoff) up to `start_timeout` seconds: a service
+        started while Kafka is restarting comes up when Kafka does instead of crash-looping."""
+        async for attempt in AsyncRetrying(
+            stop=stop_after_delay(self.start_timeout),
+            wait=wait_exponential(multiplier=0.2, max=5),
+            retry=retry_if_exception_type((KafkaError, OSError)),
+            before_sleep=lambda state: log.warning(
+                "kafka_unavailable_retrying", error=repr(state.outcome.exception() if state.outcome else None)
+            ),
+            reraise=True,
+        ):
+            with attempt:
+                await self.ensure_topics()
+                producer = self._new_producer()
+                try:
+                    await producer.start()
+                except BaseException:
+                    await producer.stop()
+                    raise
+                self._producer = producer
         self._running = True
         for consumer in self.consumers:
             self._tasks.append(
