@@ -49,7 +49,7 @@ class CustomerUpdated(EventPayload):
     topic: ClassVar[Topic] = CUSTOMERS
 
     customer_id: str
-    version: int = Field(description="The golden record's version after the change")
+    record_version: int = Field(description="The golden record's version after the change")
     changed_fields: list[str] = Field(examples=[["email", "addresses"]])
     cause: str = Field(description="What changed it: edit, source_record, merge, unmerge", examples=["edit"])
     updated_at: datetime
