@@ -6,7 +6,8 @@ import asyncio
 import dataclasses
 import json
 import sys
-from typing import Annotated
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -20,8 +21,10 @@ app = typer.Typer(
 )
 dlq = typer.Typer(help="Dead letters: events a consumer could not handle.", no_args_is_help=True)
 db = typer.Typer(help="Databases: migrations.", no_args_is_help=True)
+identity = typer.Typer(help="Identity: batch resolution and match weights.", no_args_is_help=True)
 app.add_typer(dlq, name="dlq")
 app.add_typer(db, name="db")
+app.add_typer(identity, name="identity")
 console = Console()
 
 SERVICE_APPS = {
@@ -197,6 +200,78 @@ def dlq_replay(
         return count
 
     console.print(f"replayed {asyncio.run(main())} dead letter(s)")
+
+
+async def _with_identity(job: Any) -> Any:
+    """Run a job against the identity database (migrated), outside any running server."""
+    from services.identity.app import build
+    from shared.messaging.bus import InProcessBus
+    from shared.migrations import upgrade
+
+    runtime = build(bus=InProcessBus())
+    try:
+        await upgrade(runtime.settings.database_url, runtime.migrations)
+        return await job(runtime)
+    finally:
+        await runtime.engine.dispose()
+
+
+@identity.command("import")
+def identity_import(
+    path: Annotated[
+        Path, typer.Argument(exists=True, dir_okay=False, help="A .jsonl or .csv file of source records")
+    ],
+    source_system: Annotated[str | None, typer.Option(help="Source system for rows that do not say")] = None,
+    report: Annotated[
+        Path | None, typer.Option(help="Write the full report (per-row errors) as JSON here")
+    ] = None,
+) -> None:
+    """Resolve a file of source records: each is matched as if it arrived live."""
+    from services.identity.batch import import_records
+
+    _logging()
+    result = asyncio.run(_with_identity(lambda rt: import_records(rt, path, source_system=source_system)))
+    _print_report(result.as_dict(), report)
+
+
+@identity.command("rematch")
+def identity_rematch(
+    report: Annotated[Path | None, typer.Option(help="Write the report as JSON here")] = None,
+) -> None:
+    """Re-run matching between all customers with the current weights (merge / review / unique)."""
+    from services.identity.batch import rematch
+
+    _logging()
+    result = asyncio.run(_with_identity(rematch))
+    _print_report(result.as_dict(), report)
+
+
+@identity.command("train")
+def identity_train(
+    from_reviews: Annotated[
+        bool, typer.Option("--from-reviews", help="Also learn from decided reviews")
+    ] = False,
+) -> None:
+    """Estimate match weights from the data (EM) and activate them."""
+    from services.identity.batch import train
+
+    _logging()
+    summary = asyncio.run(_with_identity(lambda rt: train(rt, from_reviews=from_reviews)))
+    summary.pop("model", None)
+    console.print(summary)
+
+
+def _print_report(data: dict[str, Any], path: Path | None) -> None:
+    table = Table("outcome", "records")
+    for outcome, count in sorted(data["outcomes"].items()):
+        table.add_row(outcome, str(count))
+    table.add_row("rejected", str(data.get("rejected", 0)))
+    console.print(table)
+    for error in data.get("errors", [])[:10]:
+        console.print(f"row {error['row']}: {error['field'] or '(row)'}: {error['message']}")
+    if path is not None:
+        path.write_text(json.dumps(data, indent=2, default=str))
+        console.print(f"report written to {path}")
 
 
 def main() -> None:

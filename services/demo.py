@@ -74,6 +74,7 @@ def _ascii(text: str) -> str:
 class DemoCustomer:
     body: dict[str, Any]
     purchases: list[dict[str, Any]] = field(default_factory=list)
+    other_records: list[dict[str, Any]] = field(default_factory=list)  # the same person seen elsewhere
 
 
 def generate(customers: int, seed: int, now: datetime | None = None) -> list[DemoCustomer]:
@@ -133,8 +134,14 @@ async def load(base_url: str, customers: int = 200, seed: int = 42, concurrency:
     """Post the demo data set through the gateway, with a progress bar. Safe to run twice: purchases
     carry external ids, so a second run records no purchase twice."""
     data = generate(customers, seed)
-    total_purchases = sum(len(c.purchases) for c in data)
-    counts = {"customers": 0, "purchases": 0, "errors": 0}
+    total_purchases = sum(len(c.purchases) + len(c.other_records) for c in data)
+    counts = {
+        "customers": 0,
+        "purchases": 0,
+        "errors": 0,
+        "duplicates matched": 0,
+        "duplicates not matched": 0,
+    }
     semaphore = asyncio.Semaphore(concurrency)
     async with httpx.AsyncClient(base_url=base_url, timeout=30) as client:
         with Progress(
@@ -148,10 +155,16 @@ async def load(base_url: str, customers: int = 200, seed: int = 42, concurrency:
                     progress.advance(task)
                     if response.status_code != 201:
                         counts["errors"] += 1 + len(customer.purchases)
-                        progress.advance(task, len(customer.purchases))
+                        progress.advance(task, len(customer.purchases) + len(customer.other_records))
                         return
                     counts["customers"] += 1
-                    customer_id = response.json()["id"]
+                    customer_id = response.json()["customer"]["id"]
+                    for record in customer.other_records:
+                        r = await client.post("/api/identity/records", json=record)
+                        counts[
+                            "duplicates matched" if r.status_code == 200 else "duplicates not matched"
+                        ] += 1
+                        progress.advance(task)
                     for purchase in customer.purchases:
                         r = await client.post(
                             "/api/interactions/purchases", json={**purchase, "customer_id": customer_id}

@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from shared.context import new_request_id, request_id_var
+from shared.context import actor_var, new_request_id, request_id_var
 from shared.errors import install_problem_handlers, problem_response
 from shared.metrics import HTTP_LATENCY, HTTP_REQUESTS
 
@@ -36,6 +36,12 @@ class RequestContextMiddleware:
                 break
         request_id = incoming or new_request_id()
         token = request_id_var.set(request_id)
+        # Who is acting, for audit trails. Until authentication lands (the gateway will set it from
+        # the verified token and drop any client-sent value), it is taken from `x-actor`.
+        actor = next(
+            (v.decode("latin-1")[:200] for n, v in scope.get("headers", ()) if n == b"x-actor"), None
+        )
+        actor_token = actor_var.set(actor)
         status = 500
         started = time.perf_counter()
 
@@ -57,6 +63,7 @@ class RequestContextMiddleware:
             HTTP_REQUESTS.labels(self.service, method, path, str(status)).inc()
             HTTP_LATENCY.labels(self.service, method, path).observe(time.perf_counter() - started)
             request_id_var.reset(token)
+            actor_var.reset(actor_token)
 
 
 ReadinessCheck = Callable[[], Awaitable[dict[str, bool]]]

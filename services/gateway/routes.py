@@ -99,6 +99,47 @@ async def docs() -> HTMLResponse:
     return get_swagger_ui_html(openapi_url="/openapi.json", title="CRM platform API")
 
 
+EXPORT_PARTS = {
+    "interactions": "/customers/{id}/export",
+    "loyalty": "/members/{id}/export",
+    "segmentation": "/customers/{id}/export",
+}
+
+
+@router.get(
+    "/api/customers/{customer_id}/export",
+    tags=["privacy"],
+    summary="Right of access: everything the platform holds on a customer",
+    description=(
+        "Identity's golden record, source records, merges, consents and audit trail, plus what every "
+        "other service keeps under the customer's ids (the customer and every id merged into it)."
+    ),
+    responses={404: {"description": "No such customer"}, 503: {"description": "A service is unavailable"}},
+)
+async def export_customer(customer_id: str, request: Request) -> Any:
+    services = upstreams(request)
+    identity = await services["identity"].request(
+        "GET", f"/customers/{customer_id}/export", headers={"x-request-id": request_id_var.get() or ""}
+    )
+    if identity.status_code != 200:
+        return Response(
+            identity.content,
+            status_code=identity.status_code,
+            media_type=identity.headers.get("content-type"),
+        )
+    document: dict[str, Any] = {"identity": identity.json()}
+    member_ids: list[str] = document["identity"]["member_ids"]
+    for name, template in EXPORT_PARTS.items():
+        parts = {}
+        for member in member_ids:
+            response = await services[name].request("GET", template.format(id=member))
+            if response.status_code != 200:
+                raise ServiceUnavailable(f"{name} could not export customer data ({response.status_code})")
+            parts[member] = response.json()
+        document[name] = parts
+    return document
+
+
 @router.api_route(
     "/api/{service}/{path:path}",
     methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"],

@@ -2,17 +2,280 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.identity.models import CustomerRow
+from services.identity.models import (
+    BlockingKeyRow,
+    CustomerRow,
+    IdentifierRow,
+    MatchModelRow,
+    MatchReviewRow,
+    MergeRow,
+    ProfileChangeRow,
+    SearchKeyRow,
+    SourceRecordRow,
+)
+
+MAX_CHAIN = 64  # merges chained deeper than this mean corrupted data, not a real history
 
 
 class CustomerRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    async def get(self, customer_id: str) -> CustomerRow | None:
-        return await self.session.get(CustomerRow, customer_id)
+    async def get(self, customer_id: str, *, for_update: bool = False) -> CustomerRow | None:
+        return await self.session.get(CustomerRow, customer_id, with_for_update=for_update or None)
 
     def add(self, row: CustomerRow) -> None:
         self.session.add(row)
+
+    async def resolve(self, customer_id: str) -> CustomerRow | None:
+        """The golden record an id stands for today, following merges."""
+        row = await self.get(customer_id)
+        for _ in range(MAX_CHAIN):
+            if row is None or row.merged_into is None:
+                return row
+            row = await self.get(row.merged_into)
+        raise RuntimeError(f"merge chain of {customer_id} is too long")
+
+    async def member_ids(self, root_id: str) -> list[str]:
+        """The golden record's id and every id merged into it, directly or through others."""
+        members = [root_id]
+        frontier = [root_id]
+        while frontier:
+            children = list(
+                await self.session.scalars(
+                    select(CustomerRow.id).where(CustomerRow.merged_into.in_(frontier))
+                )
+            )
+            members.extend(children)
+            frontier = children
+            if len(members) > 10_000:
+                raise RuntimeError(f"customer {root_id} has implausibly many merged ids")
+        return members
+
+    async def many(self, ids: Iterable[str]) -> list[CustomerRow]:
+        ids = list(ids)
+        if not ids:
+            return []
+        return list(await self.session.scalars(select(CustomerRow).where(CustomerRow.id.in_(ids))))
+
+
+class SourceRecordRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def by_source(self, source_system: str, source_id: str) -> SourceRecordRow | None:
+        return await self.session.scalar(
+            select(SourceRecordRow).where(
+                SourceRecordRow.source_system == source_system, SourceRecordRow.source_id == source_id
+            )
+        )
+
+    async def of_customer(self, customer_id: str) -> list[SourceRecordRow]:
+        return list(
+            await self.session.scalars(
+                select(SourceRecordRow)
+                .where(SourceRecordRow.customer_id == customer_id)
+                .order_by(SourceRecordRow.received_at)
+            )
+        )
+
+    async def of_customers(self, customer_ids: Sequence[str], *, limit: int) -> list[SourceRecordRow]:
+        if not customer_ids:
+            return []
+        return list(
+            await self.session.scalars(
+                select(SourceRecordRow).where(SourceRecordRow.customer_id.in_(customer_ids)).limit(limit)
+            )
+        )
+
+    async def count_of_customer(self, customer_id: str) -> int:
+        return int(
+            await self.session.scalar(select(func.count()).where(SourceRecordRow.customer_id == customer_id))
+            or 0
+        )
+
+    def add(self, row: SourceRecordRow) -> None:
+        self.session.add(row)
+
+    async def move(
+        self, *, from_customer: str, to_customer: str, origins: Sequence[str] | None = None
+    ) -> list[str]:
+        """Re-home source records (and the indexes derived from them); returns the moved record ids."""
+        query = select(SourceRecordRow.id).where(SourceRecordRow.customer_id == from_customer)
+        if origins is not None:
+            query = query.where(SourceRecordRow.origin_customer_id.in_(origins))
+        ids = list(await self.session.scalars(query))
+        if ids:
+            for table in (SourceRecordRow, IdentifierRow, BlockingKeyRow, SearchKeyRow):
+                column = table.id if table is SourceRecordRow else table.source_record_id  # type: ignore[attr-defined]
+                await self.session.execute(
+                    update(table).where(column.in_(ids)).values(customer_id=to_customer)
+                )
+        return ids
+
+
+class IndexRepository:
+    """Identifiers, blocking keys and search keys derived from source records."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def replace(
+        self,
+        record: SourceRecordRow,
+        identifiers: Iterable[tuple[str, str]],
+        blocking: Iterable[str],
+        search: Iterable[str],
+    ) -> None:
+        for table in (IdentifierRow, BlockingKeyRow, SearchKeyRow):
+            await self.session.execute(delete(table).where(table.source_record_id == record.id))
+        rows_i = [
+            {"kind": kind, "value": value, "customer_id": record.customer_id, "source_record_id": record.id}
+            for kind, value in sorted(set(identifiers))
+        ]
+        if rows_i:
+            await self.session.execute(IdentifierRow.__table__.insert(), rows_i)
+        for table, keys in ((BlockingKeyRow, blocking), (SearchKeyRow, search)):
+            rows = [
+                {"key": key, "customer_id": record.customer_id, "source_record_id": record.id}
+                for key in sorted(set(keys))
+            ]
+            if rows:
+                await self.session.execute(table.__table__.insert(), rows)
+
+    async def customers_with(self, kind: str, value: str) -> list[str]:
+        return list(
+            await self.session.scalars(
+                select(IdentifierRow.customer_id)
+                .where(IdentifierRow.kind == kind, IdentifierRow.value == value)
+                .distinct()
+            )
+        )
+
+    async def customers_with_any(self, pairs: Sequence[tuple[str, str]]) -> dict[tuple[str, str], set[str]]:
+        out: dict[tuple[str, str], set[str]] = {}
+        for kind, value in pairs:
+            out[(kind, value)] = set(await self.customers_with(kind, value))
+        return out
+
+    async def block_sizes(self, keys: Sequence[str]) -> dict[str, int]:
+        if not keys:
+            return {}
+        rows = await self.session.execute(
+            select(BlockingKeyRow.key, func.count())
+            .where(BlockingKeyRow.key.in_(keys))
+            .group_by(BlockingKeyRow.key)
+        )
+        return {key: int(n) for key, n in rows}
+
+    async def candidates(self, keys: Sequence[str], *, limit: int) -> list[str]:
+        if not keys:
+            return []
+        return list(
+            await self.session.scalars(
+                select(BlockingKeyRow.customer_id).where(BlockingKeyRow.key.in_(keys)).distinct().limit(limit)
+            )
+        )
+
+    async def search(self, keys: Sequence[str], *, limit: int) -> list[tuple[str, int]]:
+        """Customers sharing search keys, with how many keys they share (best first)."""
+        if not keys:
+            return []
+        rows = await self.session.execute(
+            select(SearchKeyRow.customer_id, func.count(func.distinct(SearchKeyRow.key)).label("hits"))
+            .where(SearchKeyRow.key.in_(keys))
+            .group_by(SearchKeyRow.customer_id)
+            .order_by(func.count(func.distinct(SearchKeyRow.key)).desc())
+            .limit(limit)
+        )
+        return [(cid, int(hits)) for cid, hits in rows]
+
+    async def delete_for_records(self, record_ids: Sequence[str]) -> None:
+        for table in (IdentifierRow, BlockingKeyRow, SearchKeyRow):
+            await self.session.execute(delete(table).where(table.source_record_id.in_(record_ids)))
+
+
+class LineageRepository:
+    """Merges, reviews, the audit trail and the match model."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    def add(self, row: Any) -> None:
+        self.session.add(row)
+
+    async def merge(self, merge_id: str) -> MergeRow | None:
+        return await self.session.get(MergeRow, merge_id, with_for_update=True)
+
+    async def merges_of(self, customer_ids: Sequence[str]) -> list[MergeRow]:
+        return list(
+            await self.session.scalars(
+                select(MergeRow)
+                .where(MergeRow.survivor_id.in_(customer_ids) | MergeRow.absorbed_id.in_(customer_ids))
+                .order_by(MergeRow.created_at)
+            )
+        )
+
+    async def review(self, review_id: str) -> MatchReviewRow | None:
+        return await self.session.get(MatchReviewRow, review_id, with_for_update=True)
+
+    async def reviews(self, *, status: str | None, limit: int, offset: int) -> list[MatchReviewRow]:
+        query = select(MatchReviewRow).order_by(MatchReviewRow.probability.desc(), MatchReviewRow.created_at)
+        if status is not None:
+            query = query.where(MatchReviewRow.status == status)
+        return list(await self.session.scalars(query.limit(limit).offset(offset)))
+
+    async def pending_between(self, a: str, b: str) -> list[MatchReviewRow]:
+        return list(
+            await self.session.scalars(
+                select(MatchReviewRow).where(
+                    MatchReviewRow.status == "pending",
+                    ((MatchReviewRow.customer_id == a) & (MatchReviewRow.candidate_id == b))
+                    | ((MatchReviewRow.customer_id == b) & (MatchReviewRow.candidate_id == a)),
+                )
+            )
+        )
+
+    async def decided_reviews(self) -> list[MatchReviewRow]:
+        return list(
+            await self.session.scalars(
+                select(MatchReviewRow).where(MatchReviewRow.status.in_(("merged", "kept_apart")))
+            )
+        )
+
+    async def changes(self, customer_ids: Sequence[str], *, limit: int) -> list[ProfileChangeRow]:
+        return list(
+            await self.session.scalars(
+                select(ProfileChangeRow)
+                .where(ProfileChangeRow.customer_id.in_(customer_ids))
+                .order_by(ProfileChangeRow.changed_at.desc(), ProfileChangeRow.id.desc())
+                .limit(limit)
+            )
+        )
+
+    async def active_model(self) -> MatchModelRow | None:
+        return await self.session.scalar(
+            select(MatchModelRow)
+            .where(MatchModelRow.active.is_(True))
+            .order_by(MatchModelRow.created_at.desc())
+        )
+
+    async def activate_model(self, row: MatchModelRow) -> None:
+        await self.session.execute(update(MatchModelRow).values(active=False))
+        row.active = True
+        self.session.add(row)
+
+
+async def golden_member_ids(session: AsyncSession, customer_id: str) -> list[str]:
+    """The ids whose data belongs to this customer's golden record (for consents, notes, households)."""
+    repo = CustomerRepository(session)
+    root = await repo.resolve(customer_id)
+    if root is None:
+        return [customer_id]
+    return await repo.member_ids(root.id)

@@ -1,44 +1,109 @@
-"""Identity's HTTP schemas: what clients send and what they get back."""
+"""Identity's HTTP schemas: what clients send and what they get back.
+
+What a source system may send (`SourceRecordIn`) differs from what staff may edit
+(`CustomerPatch`): neither can set a customer's merge state, id or version.
+"""
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Self
+from datetime import date, datetime
+from typing import Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from shared.contracts.identity import CustomerKind, CustomerStatus
 
+Gender = Literal["female", "male", "non_binary", "unknown"]
+Outcome = Literal["created", "matched", "updated", "review"]
 
-class CustomerCreate(BaseModel):
-    """A new customer: a person (given/family name) or an organisation (organisation name)."""
+PERSON_EXAMPLE = {
+    "source_system": "web",
+    "source_id": "signup-88121",
+    "kind": "person",
+    "given_name": "Ana",
+    "family_name": "García",
+    "email": "ana.garcia@example.com",
+    "phone": "+34 612 345 678",
+    "birth_date": "1988-04-12",
+    "language": "es",
+    "addresses": [
+        {
+            "street_number": "12",
+            "street": "Calle Mayor",
+            "locality": "Madrid",
+            "postcode": "28013",
+            "region": "Madrid",
+            "country": "ES",
+        }
+    ],
+    "external_ids": {"shopify": "7712"},
+    "verified": ["email"],
+}
 
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={
-            "examples": [
-                {
-                    "kind": "person",
-                    "given_name": "Ana",
-                    "family_name": "García",
-                    "email": "ana@example.com",
-                    "phone": "+34 612 345 678",
-                    "language": "es",
-                    "source_system": "web",
-                }
-            ]
-        },
-    )
 
-    kind: CustomerKind = "person"
-    status: CustomerStatus = "prospect"
+class Address(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    street_number: str | None = Field(default=None, max_length=20)
+    street: str | None = Field(default=None, max_length=200)
+    locality: str | None = Field(default=None, max_length=120, description="City or town")
+    postcode: str | None = Field(default=None, max_length=20)
+    region: str | None = Field(default=None, max_length=120)
+    country: str | None = Field(default=None, pattern=r"^[A-Z]{2}$", description="ISO 3166-1 alpha-2")
+    kind: Literal["home", "work", "billing", "shipping", "other"] = "home"
+
+
+class ProfileFields(BaseModel):
+    """Profile fields a record can carry. All optional: sources know different things."""
+
+    model_config = ConfigDict(extra="forbid")
+
     given_name: str | None = Field(default=None, min_length=1, max_length=200)
     family_name: str | None = Field(default=None, min_length=1, max_length=200)
     organisation_name: str | None = Field(default=None, min_length=1, max_length=300)
-    email: EmailStr | None = None
-    phone: str | None = Field(default=None, min_length=3, max_length=32)
-    language: str | None = Field(default=None, min_length=2, max_length=16, examples=["es"])
-    source_system: str | None = Field(default=None, max_length=100, examples=["web"])
+    email: str | None = Field(default=None, max_length=320)
+    phone: str | None = Field(default=None, max_length=40)
+    birth_date: date | None = None
+    gender: Gender | None = None
+    language: str | None = Field(default=None, pattern=r"^[a-z]{2,3}(-[A-Z]{2})?$", examples=["es", "en-GB"])
+    national_id: str | None = Field(default=None, max_length=64, description="National or tax id")
+    addresses: list[Address] | None = Field(default=None, max_length=20)
+    branch_id: str | None = Field(default=None, max_length=64, description="Assigned branch or store")
+    card_number: str | None = Field(
+        default=None, max_length=64, description="A loyalty card the record carries"
+    )
+    external_ids: dict[str, str] | None = Field(default=None, description="Ids in other systems, per system")
+    attributes: dict[str, Any] | None = Field(
+        default=None, description="Validated against the attribute schema"
+    )
+
+    @model_validator(mode="after")
+    def _plausible_birth_date(self) -> Self:
+        if self.birth_date is not None:
+            today = date.today()
+            if self.birth_date > today:
+                raise ValueError("birth_date is in the future")
+            if self.birth_date.year < today.year - 130:
+                raise ValueError("birth_date is more than 130 years ago")
+        return self
+
+
+class SourceRecordIn(ProfileFields):
+    """A customer record as a source system holds it. The same (source_system, source_id) again
+    updates that record rather than adding another."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [PERSON_EXAMPLE]})
+
+    source_system: str = Field(default="api", min_length=1, max_length=100, pattern=r"^[a-z0-9_.-]+$")
+    source_id: str | None = Field(default=None, min_length=1, max_length=200)
+    kind: CustomerKind = "person"
+    status: CustomerStatus = "prospect"
+    verified: list[str] = Field(
+        default_factory=list, description="Fields the source verified (never overwritten)"
+    )
+    observed_at: AwareDatetime | None = Field(
+        default=None, description="When the data was known true; default now"
+    )
 
     @model_validator(mode="after")
     def _named(self) -> Self:
@@ -46,7 +111,24 @@ class CustomerCreate(BaseModel):
             raise ValueError("organisation_name is required for an organisation")
         if self.kind == "person" and not (self.given_name or self.family_name):
             raise ValueError("a person needs given_name or family_name")
+        unknown = set(self.verified) - set(ProfileFields.model_fields)
+        if unknown:
+            raise ValueError(f"verified names unknown fields: {', '.join(sorted(unknown))}")
         return self
+
+
+class CustomerCreate(SourceRecordIn):
+    """Register a customer (a source record from the API, matched like any other)."""
+
+
+class CustomerPatch(ProfileFields):
+    """What staff may change on a golden record. Recorded as the `staff` source, the most trusted."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"phone": "+34 699 000 111"}]})
+
+    status: CustomerStatus | None = None
+    verified: list[str] = Field(default_factory=list)
+    reason: str | None = Field(default=None, max_length=500, description="Why (kept in the audit trail)")
 
 
 class CustomerOut(BaseModel):
@@ -62,6 +144,135 @@ class CustomerOut(BaseModel):
     phone: str | None
     language: str | None
     source_system: str | None
+    birth_date: date | None
+    gender: str | None
+    national_id: str | None
+    branch_id: str | None
+    addresses: list[dict[str, Any]]
+    external_ids: dict[str, list[str]]
+    attributes: dict[str, Any]
     created_at: datetime
     updated_at: datetime
     version: int
+    resolved_from: str | None = Field(
+        default=None, description="The id asked for, when it was merged into this one"
+    )
+
+
+class FieldEvidenceOut(BaseModel):
+    field: str
+    level: str
+    weight: float
+    left: str | None
+    right: str | None
+
+
+class MatchOut(BaseModel):
+    outcome: Outcome
+    probability: float | None = None
+    candidate_id: str | None = Field(default=None, description="The customer it was compared with best")
+    review_id: str | None = None
+    evidence: list[FieldEvidenceOut] = Field(default_factory=list)
+
+
+class IngestOut(BaseModel):
+    customer: CustomerOut
+    source_record_id: str
+    match: MatchOut
+
+
+class SourceRecordOut(BaseModel):
+    id: str
+    customer_id: str
+    origin_customer_id: str
+    source_system: str
+    source_id: str
+    kind: str
+    data: dict[str, Any]
+    trust: int
+    verified: list[str]
+    observed_at: datetime
+    received_at: datetime
+
+
+class LineageOut(BaseModel):
+    customer_id: str
+    member_ids: list[str] = Field(description="This customer and every id merged into it")
+    records: list[SourceRecordOut]
+    provenance: dict[str, Any] = Field(
+        description="For each field: which source record won and by which rule"
+    )
+    merges: list[MergeOut]
+
+
+class MergeOut(BaseModel):
+    id: str
+    survivor_id: str
+    absorbed_id: str
+    method: str
+    score: float | None
+    evidence: list[dict[str, Any]]
+    actor: str | None
+    reason: str | None
+    created_at: datetime
+    undone_at: datetime | None
+
+
+class MergeRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    other_id: str = Field(description="The customer to merge into this one")
+    reason: str | None = Field(default=None, max_length=500)
+
+
+class UnmergeRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    merge_id: str
+    reason: str | None = Field(default=None, max_length=500)
+
+
+class ReviewOut(BaseModel):
+    id: str
+    status: str
+    probability: float
+    reason: str
+    evidence: list[dict[str, Any]]
+    created_at: datetime
+    decided_at: datetime | None
+    decided_by: str | None
+    left: CustomerOut | None
+    right: CustomerOut | None
+
+
+class ReviewDecision(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    decision: Literal["merge", "keep_apart"]
+    reason: str | None = Field(default=None, max_length=500)
+
+
+class ResolvedRecordOut(BaseModel):
+    source_system: str
+    source_id: str
+    source_record_id: str
+    customer_id: str
+
+
+class SearchPage(BaseModel):
+    items: list[CustomerOut]
+    next_cursor: str | None
+
+
+class ChangeOut(BaseModel):
+    id: int
+    customer_id: str
+    actor: str
+    cause: str
+    reason: str | None
+    before: dict[str, Any]
+    after: dict[str, Any]
+    changed_at: datetime
+
+
+LineageOut.model_rebuild()

@@ -2,15 +2,42 @@
 
 from __future__ import annotations
 
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from shared.settings import ServiceSettings, load_service_settings
+
+DEFAULT_TRUST = {
+    "staff": 100,
+    "pos": 60,
+    "store": 60,
+    "callcentre": 50,
+    "web": 40,
+    "app": 40,
+    "api": 40,
+    "import": 30,
+    "partner": 20,
+}
 
 
 class IdentitySettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="CRM_IDENTITY_", extra="ignore", env_file=".env")
 
     service_name: str = "identity"
+    auto_merge_threshold: float = Field(default=0.99, gt=0, le=1, description="Match probability that merges")
+    review_threshold: float = Field(
+        default=0.80, gt=0, le=1, description="Match probability that asks a person"
+    )
+    max_records_per_customer: int = Field(
+        default=50, ge=2, description="A bigger golden record goes to review"
+    )
+    max_customers_per_identifier: int = Field(
+        default=5, ge=1, description="An identifier value shared by more customers is not used to match"
+    )
+    block_size_cap: int = Field(default=200, ge=10, description="Blocking keys with more records are skipped")
+    blocked_identifiers: list[str] = Field(default_factory=list, description="Values never used to match")
+    source_trust: dict[str, int] = Field(default_factory=lambda: dict(DEFAULT_TRUST))
+    default_region: str | None = Field(default=None, description="Country for phone numbers without +")
 
 
 def load_settings(**overrides: object) -> IdentitySettings:

@@ -1,16 +1,18 @@
-"""Who the customers are, as far as interactions needs to know: does this customer id exist?
+"""Who the customers are, as far as interactions needs to know: does this id exist, and is it current?
 
-The answer comes from the local copy fed by identity's `customer_registered` events; when an
-event has not arrived yet (a purchase posted a moment after the customer was created), identity is
-asked over HTTP and the answer is remembered. Only identity decides who exists.
+The answer comes from the local copy fed by identity's events (registered, merged, unmerged,
+erased); when an event has not arrived yet (a purchase posted a moment after the customer was
+created), identity is asked over HTTP and the answer is remembered. Only identity decides who
+exists: a merged id resolves to its survivor, an erased customer takes no new records.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import httpx
-from sqlalchemy import select
+from sqlalchemy import update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -19,27 +21,41 @@ from shared.context import request_id_var
 from shared.errors import ServiceUnavailable
 
 
+@dataclass(frozen=True, slots=True)
+class Lookup:
+    customer_id: str  # the current id (the survivor, if the asked id was merged)
+    erased: bool = False
+
+
 class CustomerDirectory:
     def __init__(self, identity: httpx.AsyncClient) -> None:
         self.identity = identity
 
-    async def exists(self, session: AsyncSession, customer_id: str) -> bool:
-        known = await session.scalar(
-            select(KnownCustomer.customer_id).where(KnownCustomer.customer_id == customer_id)
-        )
-        if known is not None:
-            return True
+    async def lookup(self, session: AsyncSession, customer_id: str) -> Lookup | None:
+        current = customer_id
+        for _ in range(32):
+            known = await session.get(KnownCustomer, current)
+            if known is None:
+                break
+            if known.erased_at is not None:
+                return Lookup(current, erased=True)
+            if known.merged_into is None:
+                return Lookup(current)
+            current = known.merged_into
         headers = {"x-request-id": request_id_var.get() or ""}
         try:
-            response = await self.identity.get(f"/customers/{customer_id}", headers=headers)
+            response = await self.identity.get(f"/customers/{current}", headers=headers)
         except httpx.HTTPError as exc:
             raise ServiceUnavailable(f"identity service unreachable: {exc.__class__.__name__}") from exc
         if response.status_code == 404:
-            return False
+            return None
+        if response.status_code == 410:
+            return Lookup(current, erased=True)
         if response.status_code != 200:
             raise ServiceUnavailable(f"identity service answered {response.status_code}")
-        await remember(session, customer_id)
-        return True
+        resolved = str(response.json()["id"])
+        await remember(session, resolved)
+        return Lookup(resolved)
 
 
 async def remember(session: AsyncSession, customer_id: str) -> None:
@@ -49,4 +65,27 @@ async def remember(session: AsyncSession, customer_id: str) -> None:
         insert(KnownCustomer)
         .values(customer_id=customer_id, learned_at=datetime.now(UTC))
         .on_conflict_do_nothing()
+    )
+
+
+async def merged(session: AsyncSession, merged_id: str, survivor_id: str) -> None:
+    await remember(session, merged_id)
+    await remember(session, survivor_id)
+    await session.execute(
+        update(KnownCustomer).where(KnownCustomer.customer_id == merged_id).values(merged_into=survivor_id)
+    )
+
+
+async def unmerged(session: AsyncSession, restored_id: str) -> None:
+    await remember(session, restored_id)
+    await session.execute(
+        update(KnownCustomer).where(KnownCustomer.customer_id == restored_id).values(merged_into=None)
+    )
+
+
+async def erased(session: AsyncSession, customer_ids: list[str], at: datetime) -> None:
+    for customer_id in customer_ids:
+        await remember(session, customer_id)
+    await session.execute(
+        update(KnownCustomer).where(KnownCustomer.customer_id.in_(customer_ids)).values(erased_at=at)
     )

@@ -26,6 +26,8 @@ class KnownCustomer(Base):
 
     customer_id: Mapped[str] = mapped_column(String(36), primary_key=True)
     learned_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    merged_into: Mapped[str | None] = mapped_column(String(36))
+    erased_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class Purchase(Base):

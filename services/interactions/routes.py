@@ -63,3 +63,13 @@ async def customer_purchases(
 ) -> list[PurchaseOut]:
     purchases = await service.list_customer_purchases(uow, customer_id, limit)
     return [PurchaseOut.model_validate(p) for p in purchases]
+
+
+@router.get(
+    "/customers/{customer_id}/export",
+    tags=["privacy"],
+    summary="Right of access: every purchase held for this customer id",
+)
+async def export_customer(customer_id: str, uow: UowDep) -> dict[str, object]:
+    purchases = await service.list_customer_purchases(uow, customer_id, limit=1_000_000)
+    return {"purchases": [PurchaseOut.model_validate(p).model_dump(mode="json") for p in purchases]}

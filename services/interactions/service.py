@@ -28,13 +28,17 @@ async def record_purchase(
             existing = await repo.get_by_external_id(data.source_system, data.external_id)
             if existing is not None:
                 return existing, False
-        if not await directory.exists(uow.session, data.customer_id):
+        found = await directory.lookup(uow.session, data.customer_id)
+        if found is None:
             raise InvalidInput("body.customer_id", f"unknown customer {data.customer_id}")
+        if found.erased:
+            raise InvalidInput("body.customer_id", f"customer {data.customer_id} was erased")
+        customer_id = found.customer_id
         now = datetime.now(UTC)
         total = order_total([(line.quantity, line.unit_price_minor) for line in data.lines])
         purchase = Purchase(
             id=str(uuid.uuid4()),
-            customer_id=data.customer_id,
+            customer_id=customer_id,
             external_id=data.external_id,
             source_system=data.source_system,
             channel=data.channel.value,

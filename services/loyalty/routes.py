@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query
 
 from services.loyalty import service
 from services.loyalty.schemas import BalanceOut, LedgerLineOut
-from shared.errors import Problem
+from shared.errors import NotFound, Problem
 from shared.runtime import UowDep
 
 router = APIRouter(prefix="/members", tags=["members"])
@@ -31,3 +31,15 @@ async def read_history(
     customer_id: str, uow: UowDep, limit: Annotated[int, Query(ge=1, le=200)] = 50
 ) -> list[LedgerLineOut]:
     return await service.history(uow, customer_id, limit)
+
+
+@router.get(
+    "/{customer_id}/export", tags=["privacy"], summary="Right of access: the member's points and history"
+)
+async def export_member(customer_id: str, uow: UowDep) -> dict[str, object]:
+    try:
+        balance: int | None = (await service.balance(uow, customer_id)).points
+    except NotFound:
+        balance = None
+    history = await service.history(uow, customer_id, limit=1_000_000)
+    return {"points": balance, "transactions": [h.model_dump(mode="json") for h in history]}

@@ -6,7 +6,7 @@ from fastapi import APIRouter
 
 from services.segmentation import service
 from services.segmentation.schemas import FeaturesOut
-from shared.errors import Problem
+from shared.errors import NotFound, Problem
 from shared.runtime import UowDep
 
 router = APIRouter(prefix="/customers", tags=["features"])
@@ -21,3 +21,12 @@ router = APIRouter(prefix="/customers", tags=["features"])
 )
 async def read_features(customer_id: str, uow: UowDep) -> FeaturesOut:
     return await service.features(uow, customer_id)
+
+
+@router.get("/{customer_id}/export", tags=["privacy"], summary="Right of access: what segmentation derived")
+async def export_customer(customer_id: str, uow: UowDep) -> dict[str, object]:
+    try:
+        features = (await service.features(uow, customer_id)).model_dump(mode="json")
+    except NotFound:
+        features = None
+    return {"features": features}

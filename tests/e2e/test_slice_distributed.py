@@ -128,7 +128,7 @@ async def test_slice_across_processes(cluster: Cluster) -> None:
                 "/api/identity/customers", json={"given_name": "Jonas", "email": "jonas@example.de"}
             )
             assert created.status_code == 201, created.text
-            customer_id = created.json()["id"]
+            customer_id = created.json()["customer"]["id"]
             # Posted at once: interactions may not have the registration event yet, and asks identity.
             purchase = await client.post(
                 "/api/interactions/purchases",

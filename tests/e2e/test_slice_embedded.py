@@ -48,7 +48,7 @@ async def register(client: httpx.AsyncClient) -> str:
         json={"given_name": "Ana", "family_name": "García", "email": "Ana@Example.com"},
     )
     assert response.status_code == 201, response.text
-    return str(response.json()["id"])
+    return str(response.json()["customer"]["id"])
 
 
 async def test_customer_and_purchase_become_points_and_totals(gateway: httpx.AsyncClient) -> None:

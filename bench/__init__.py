@@ -1,0 +1,1 @@
+"""Benchmarks: figures for the platform's quality and speed, run by hand or by `make bench`."""

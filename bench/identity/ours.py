@@ -1,0 +1,170 @@
+"""Our identity service on the benchmark records, one at a time, as live traffic would arrive.
+
+The runtime is the real one (`services.identity.app.build`) on its own database: a SQLite file in
+a temporary folder, or the PostgreSQL database given (`postgresql+asyncpg://…`, which must hold no
+source records yet). Each record goes through `services.identity.service.ingest` in arrival order
+and only that call is timed; the outbox relay runs alongside, as in production. Afterwards the
+clusters are read from `source_records` (each record's `customer_id` is its golden record), and
+the pending review pairs too, to show what a reviewer accepting every proposal would reach.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class OursResult:
+    clusters: dict[str, str]  # source_id → customer id
+    reviews: list[tuple[str, str, float]]  # (customer, candidate, probability) pending
+    latencies: list[float]  # seconds per ingest call, in arrival order
+    seconds_total: float  # wall time of the whole loop (validation included)
+    outcomes: dict[str, int]
+    errors: dict[str, int]
+    error_examples: list[str] = field(default_factory=list)
+    database: str = ""
+
+    def latency_summary(self) -> dict[str, float]:
+        if not self.latencies:
+            return {}
+        ordered = sorted(self.latencies)
+
+        def pct(q: float) -> float:
+            return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] * 1000
+
+        return {
+            "median_ms": statistics.median(ordered) * 1000,
+            "p95_ms": pct(0.95),
+            "p99_ms": pct(0.99),
+            "max_ms": ordered[-1] * 1000,
+            "mean_ms": statistics.fmean(ordered) * 1000,
+        }
+
+    @property
+    def records_per_second(self) -> float:
+        return len(self.latencies) / self.seconds_total if self.seconds_total else 0.0
+
+
+async def _run(
+    records: list[dict[str, Any]],
+    database_url: str,
+    progress: Callable[[int], None] | None,
+) -> OursResult:
+    from sqlalchemy import text
+
+    from services.identity.app import build
+    from services.identity.schemas import SourceRecordIn
+    from services.identity.service import ingest
+    from services.identity.settings import load_settings
+    from shared.messaging.bus import InProcessBus
+
+    settings = load_settings(database_url=database_url)
+    bus = InProcessBus()
+    runtime = build(settings, bus)
+    await runtime.start()
+    await bus.start()
+    try:
+        async with runtime.engine.connect() as conn:
+            existing = (await conn.execute(text("SELECT count(*) FROM source_records"))).scalar_one()
+        if existing:
+            raise RuntimeError(
+                f"the identity database already holds {existing} source records: give an empty one"
+            )
+        matcher = runtime.app.state.matcher
+        latencies: list[float] = []
+        outcomes: Counter[str] = Counter()
+        errors: Counter[str] = Counter()
+        examples: list[str] = []
+        started = time.perf_counter()
+        for i, raw in enumerate(records):
+            data = SourceRecordIn.model_validate(raw)
+            t0 = time.perf_counter()
+            try:
+                result = await ingest(runtime.uow(), runtime.settings, matcher, data)
+            except Exception as exc:  # a record the service refuses stays on its own
+                latencies.append(time.perf_counter() - t0)
+                errors[type(exc).__name__] += 1
+                if len(examples) < 5:
+                    examples.append(f"{raw.get('source_id')}: {type(exc).__name__}: {exc}")
+                continue
+            latencies.append(time.perf_counter() - t0)
+            outcomes[result.outcome] += 1
+            if progress is not None and (i + 1) % 100 == 0:
+                progress(i + 1)
+        seconds = time.perf_counter() - started
+        if progress is not None:
+            progress(len(records))
+        async with runtime.engine.connect() as conn:
+            rows = (await conn.execute(text("SELECT source_id, customer_id FROM source_records"))).all()
+            review_rows = (
+                await conn.execute(
+                    text(
+                        "SELECT customer_id, candidate_id, probability FROM match_reviews "
+                        "WHERE status = 'pending'"
+                    )
+                )
+            ).all()
+            merged = dict(
+                (
+                    await conn.execute(
+                        text("SELECT id, merged_into FROM customers WHERE merged_into IS NOT NULL")
+                    )
+                ).all()
+            )
+    finally:
+        await runtime.stop()
+        await bus.stop()
+
+    def root(customer: str) -> str:
+        seen = 0
+        while customer in merged and seen < 1000:
+            customer, seen = merged[customer], seen + 1
+        return customer
+
+    return OursResult(
+        clusters={str(s): root(str(c)) for s, c in rows},
+        reviews=[(root(str(a)), root(str(b)), float(p or 0.0)) for a, b, p in review_rows],
+        latencies=latencies,
+        seconds_total=seconds,
+        outcomes=dict(outcomes),
+        errors=dict(errors),
+        error_examples=examples,
+        database=runtime.engine.url.render_as_string(hide_password=True),
+    )
+
+
+def run_ours(
+    records: list[dict[str, Any]],
+    database_url: str | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> OursResult:
+    """Ingest `records` in order into a fresh identity service and read back its clusters."""
+    if database_url is not None:
+        return asyncio.run(_run(records, database_url, progress))
+    with tempfile.TemporaryDirectory(prefix="bench-identity-") as folder:
+        return asyncio.run(_run(records, f"sqlite+aiosqlite:///{folder}/identity.db", progress))
+
+
+def with_reviews_accepted(result: OursResult) -> dict[str, str]:
+    """The clusters if a reviewer merged every pending proposal (an upper bound on recall)."""
+    parent: dict[str, str] = {}
+
+    def find(x: str) -> str:
+        parent.setdefault(x, x)
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for a, b, _ in result.reviews:
+        ra, rb = find(a), find(b)
+        if ra != rb:
+            parent[rb] = ra
+    return {source: find(customer) for source, customer in result.clusters.items()}

@@ -1,0 +1,269 @@
+"""Batch jobs: import source records from a file, re-run matching over everyone, re-estimate weights.
+
+Each runs the same use cases as the API (so a batch import matches exactly as live traffic would),
+shows a progress bar and ends with a report. A malformed row never blocks the valid ones: it is
+reported with its row number, field and reason.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import random
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from sqlalchemy import select
+
+from services.identity import service
+from services.identity.matching import (
+    MatchModel,
+    blocking_keys,
+    estimate_em,
+    estimate_u,
+    score,
+    tune_from_labels,
+)
+from services.identity.models import CustomerRow, MatchReviewRow, SourceRecordRow
+from services.identity.normalisation import match_record
+from services.identity.repository import LineageRepository
+from services.identity.schemas import SourceRecordIn
+from shared.errors import DomainError
+from shared.runtime import ServiceRuntime
+
+
+@dataclass
+class Report:
+    outcomes: Counter[str] = field(default_factory=Counter)
+    errors: list[dict[str, Any]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"outcomes": dict(self.outcomes), "rejected": len(self.errors), "errors": self.errors[:1000]}
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
+
+
+def read_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Rows of a JSONL or CSV file (CSV: flat columns; `addresses`/`external_ids`/`attributes` as JSON)."""
+    if path.suffix.lower() in (".jsonl", ".ndjson", ".json"):
+        with path.open(encoding="utf-8") as handle:
+            for number, line in enumerate(handle, start=1):
+                if line.strip():
+                    try:
+                        yield number, json.loads(line)
+                    except json.JSONDecodeError as exc:
+                        yield number, {"__error__": f"not JSON: {exc.msg}"}
+        return
+    with path.open(encoding="utf-8", newline="") as handle:
+        for number, row in enumerate(csv.DictReader(handle), start=2):
+            clean: dict[str, Any] = {k: v for k, v in row.items() if k and v not in (None, "")}
+            for key in ("addresses", "external_ids", "attributes", "verified"):
+                if key in clean:
+                    try:
+                        clean[key] = json.loads(clean[key])
+                    except json.JSONDecodeError:
+                        clean["__error__"] = f"column {key} is not JSON"
+            yield number, clean
+
+
+async def import_records(
+    runtime: ServiceRuntime, path: Path, *, source_system: str | None = None, show_progress: bool = True
+) -> Report:
+    settings = runtime.settings
+    matcher: service.Matcher = runtime.app.state.matcher
+    report = Report()
+    rows = list(read_rows(path))
+    with _progress() as progress:
+        task = progress.add_task(f"Resolving {path.name}", total=len(rows), visible=show_progress)
+        for number, raw in rows:
+            progress.advance(task)
+            if "__error__" in raw:
+                report.errors.append({"row": number, "field": None, "message": raw["__error__"]})
+                continue
+            if source_system and "source_system" not in raw:
+                raw["source_system"] = source_system
+            try:
+                record = SourceRecordIn.model_validate(raw)
+                result = await service.ingest(runtime.uow(), settings, matcher, record)  # type: ignore[arg-type]
+            except ValidationError as exc:
+                for err in exc.errors():
+                    report.errors.append(
+                        {
+                            "row": number,
+                            "field": ".".join(map(str, err["loc"])) or None,
+                            "message": err["msg"],
+                        }
+                    )
+                continue
+            except DomainError as exc:
+                for err in exc.errors or []:
+                    report.errors.append(
+                        {"row": number, "field": err.field.removeprefix("body."), "message": err.message}
+                    )
+                if not exc.errors:
+                    report.errors.append({"row": number, "field": None, "message": exc.detail})
+                continue
+            report.outcomes[result.outcome] += 1
+    return report
+
+
+async def rematch(runtime: ServiceRuntime, *, show_progress: bool = True) -> Report:
+    """Re-run matching between existing customers with the current model (e.g. after training)."""
+    settings = runtime.settings
+    matcher: service.Matcher = runtime.app.state.matcher
+    report = Report()
+    async with runtime.uow() as uow:
+        model = await matcher.current(uow)
+        ids = list(
+            await uow.session.scalars(
+                select(CustomerRow.id)
+                .where(CustomerRow.merged_into.is_(None), CustomerRow.erased_at.is_(None))
+                .order_by(CustomerRow.created_at)
+            )
+        )
+    with _progress() as progress:
+        task = progress.add_task("Re-matching customers", total=len(ids), visible=show_progress)
+        for customer_id in ids:
+            progress.advance(task)
+            async with runtime.uow() as uow:
+                root = await uow.session.get(CustomerRow, customer_id)
+                if root is None or root.merged_into is not None or root.erased_at is not None:
+                    report.outcomes["already merged"] += 1
+                    continue
+                records = list(
+                    await uow.session.scalars(
+                        select(SourceRecordRow).where(SourceRecordRow.customer_id == customer_id)
+                    )
+                )
+                best: dict[str, Any] = {}
+                for record in records:
+                    scored = await service._score_candidates(
+                        uow, settings, model, match_record(record.id, record.match)
+                    )
+                    for other, result in scored.items():
+                        if other != customer_id and (
+                            other not in best or result.probability > best[other].probability
+                        ):
+                            best[other] = result
+                if not best:
+                    report.outcomes["unique"] += 1
+                    continue
+                other_id, result = max(best.items(), key=lambda kv: kv[1].probability)
+                if result.probability >= settings.auto_merge_threshold:
+                    other = await uow.session.get(CustomerRow, other_id)
+                    assert other is not None
+                    survivor, absorbed = sorted((root, other), key=lambda c: c.created_at)
+                    await service.merge(
+                        uow,
+                        survivor.id,
+                        absorbed.id,
+                        method="probabilistic",
+                        score_value=result.probability,
+                        evidence=service._evidence(result),
+                        reason="batch re-resolution",
+                    )
+                    report.outcomes["merged"] += 1
+                elif result.probability >= settings.review_threshold:
+                    if not await LineageRepository(uow.session).pending_between(customer_id, other_id):
+                        uow.session.add(
+                            MatchReviewRow(
+                                id=__import__("uuid").uuid4().__str__(),
+                                customer_id=customer_id,
+                                candidate_id=other_id,
+                                source_record_id=None,
+                                probability=result.probability,
+                                score=result.score,
+                                evidence=service._evidence(result),
+                                reason="batch re-resolution",
+                                status="pending",
+                                created_at=service._now(),
+                            )
+                        )
+                        await uow.commit()
+                    report.outcomes["sent to review"] += 1
+                else:
+                    report.outcomes["unique"] += 1
+    return report
+
+
+async def train(
+    runtime: ServiceRuntime, *, from_reviews: bool = False, sample: int = 20_000, seed: int = 7
+) -> dict[str, Any]:
+    """Estimate the match weights from the data (EM over blocked pairs, u from random pairs) and, if
+    asked, tune them with the decisions people made in the review queue. Activates the new model."""
+    async with runtime.uow() as uow:
+        rows = list(await uow.session.scalars(select(SourceRecordRow).limit(200_000)))
+        model = await runtime.app.state.matcher.current(uow)
+        reviews = await LineageRepository(uow.session).decided_reviews() if from_reviews else []
+        by_id = {r.id: r for r in rows}
+        by_customer: dict[str, list[SourceRecordRow]] = {}
+        for r in rows:
+            by_customer.setdefault(r.customer_id, []).append(r)
+    records = [match_record(r.id, r.match) for r in rows]
+    if len(records) < 10:
+        raise DomainError("too few source records to estimate weights (need at least 10)")
+    rng = random.Random(seed)
+    model = estimate_u(records, model, sample_pairs=min(sample, len(records) * 10), seed=seed)
+    blocks: dict[str, list[int]] = {}
+    for i, record in enumerate(records):
+        for key in blocking_keys(record):
+            blocks.setdefault(key, []).append(i)
+    pairs: set[tuple[int, int]] = set()
+    for members in blocks.values():
+        if 1 < len(members) <= 50:
+            for a in range(len(members)):
+                for b in range(a + 1, len(members)):
+                    pairs.add((members[a], members[b]))
+    chosen = rng.sample(sorted(pairs), min(len(pairs), sample)) if pairs else []
+    model = estimate_em([(records[a], records[b]) for a, b in chosen], model)
+    labelled = []
+    for review in reviews:
+        left = by_customer.get(review.customer_id) or (
+            [by_id[review.source_record_id]] if review.source_record_id in by_id else []
+        )
+        right = by_customer.get(review.candidate_id, [])
+        if left and right:
+            labelled.append(
+                (
+                    match_record(left[0].id, left[0].match),
+                    match_record(right[0].id, right[0].match),
+                    review.status == "merged",
+                )
+            )
+    if labelled:
+        model = tune_from_labels(model, labelled)
+    origin = "em+reviews" if labelled else "em"
+    await service.save_model(
+        runtime.uow(), model, origin, f"{len(chosen)} blocked pairs, {len(labelled)} reviewed pairs"
+    )
+    runtime.app.state.matcher.model = model
+    runtime.app.state.matcher.loaded = True
+    example = score(records[0], records[0], model)
+    return {
+        "origin": origin,
+        "pairs": len(chosen),
+        "reviewed_pairs": len(labelled),
+        "prior": model.prior,
+        "self_match_probability": round(example.probability, 6),
+        "model": MatchModel.to_json(model),
+    }
