@@ -89,6 +89,14 @@ class Conflict(DomainError):
     title = "Conflict"
 
 
+class Gone(DomainError):
+    """The resource existed and was deliberately removed (e.g. an erased customer)."""
+
+    status = 410
+    slug = "gone"
+    title = "Gone"
+
+
 class PreconditionFailed(DomainError):
     """The `If-Match` version is stale: someone else changed the resource first."""
 

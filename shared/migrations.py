@@ -11,7 +11,7 @@ from pathlib import Path
 
 from alembic import command, context
 from alembic.config import Config
-from sqlalchemy import MetaData, pool
+from sqlalchemy import MetaData, pool, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import async_engine_from_config
 
@@ -50,6 +50,11 @@ def run_env(metadata: MetaData) -> None:
         return
 
     def run(connection: Connection) -> None:
+        if connection.dialect.name == "postgresql":
+            # Replicas starting together on a fresh database take turns instead of racing; the lock
+            # is released when this connection closes.
+            connection.execute(text("SELECT pg_advisory_lock(hashtext('alembic:' || current_database()))"))
+            connection.commit()
         context.configure(connection=connection, target_metadata=metadata, render_as_batch=True)
         with context.begin_transaction():
             context.run_migrations()

@@ -35,17 +35,20 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging("WARNING", json=False)
     from bench.identity.runner import run
 
-    figures = run(
-        args.size,
-        args.out,
-        args.database_url,
-        seed=args.seed,
-        records=args.records,
-        ours=not args.no_ours,
-        splink=not args.no_splink,
-        quiet=args.quiet,
-    )
-    del figures
+    try:
+        run(
+            args.size,
+            args.out,
+            args.database_url,
+            seed=args.seed,
+            records=args.records,
+            ours=not args.no_ours,
+            splink=not args.no_splink,
+            quiet=args.quiet,
+        )
+    except RuntimeError as exc:  # e.g. a database that is not empty
+        print(f"bench.identity: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

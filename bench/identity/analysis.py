@@ -139,3 +139,67 @@ def error_analysis(
         "false_merge_pairs_by_kind": dict(false_kinds.most_common()),
         "examples": {"missed": missed_examples, "false_merges": false_examples},
     }
+
+
+def _bucket(probability: float | None) -> str:
+    if probability is None:
+        return "no candidate"
+    for low, label in (
+        (0.99, "≥ 0.99"),
+        (0.95, "0.95–0.99"),
+        (0.9, "0.90–0.95"),
+        (0.8, "0.80–0.90"),
+        (0.5, "0.50–0.80"),
+    ):
+        if probability >= low:
+            return label
+    return "< 0.50"
+
+
+def arrival_analysis(
+    decisions: list[tuple[str, str, float | None]],
+    review_reasons: Mapping[str, str],
+    truth: Mapping[str, str],
+    clusters: Mapping[str, Hashable],
+) -> dict[str, Any]:
+    """What the service decided for each arriving record, split by what it should have done.
+
+    A record whose person already had a record should join it (`should_match`); the first record
+    of a person should create a customer (`should_create`). Decisions: matched (to the right or a
+    wrong person), review (with the service's reason), created (with the best candidate's
+    probability, or no candidate at all: a blocking miss).
+    """
+    seen: dict[str, list[str]] = {}
+    should_match: Counter[str] = Counter()
+    should_create: Counter[str] = Counter()
+    best_of_missed: Counter[str] = Counter()
+    for source_id, outcome, best in decisions:
+        person = truth[source_id]
+        earlier = seen.setdefault(person, [])
+        if earlier:
+            if outcome == "matched":
+                right = any(clusters.get(e) == clusters.get(source_id) for e in earlier)
+                key = "matched the right person" if right else "matched a wrong person"
+            elif outcome == "review":
+                key = f"review: {review_reasons.get(source_id) or '?'}"
+            elif outcome == "created":
+                key = "created (no candidate)" if best is None else "created (candidate below review)"
+            else:
+                key = outcome
+            should_match[key] += 1
+            if outcome != "matched":
+                best_of_missed[_bucket(best)] += 1
+        else:
+            if outcome == "matched":
+                key = "matched someone else (false merge)"
+            elif outcome == "review":
+                key = f"review: {review_reasons.get(source_id) or '?'}"
+            else:
+                key = outcome
+            should_create[key] += 1
+        earlier.append(source_id)
+    return {
+        "should_match": dict(should_match.most_common()),
+        "should_match_not_matched_best_probability": dict(best_of_missed.most_common()),
+        "should_create": dict(should_create.most_common()),
+    }

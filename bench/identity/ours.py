@@ -30,6 +30,9 @@ class OursResult:
     errors: dict[str, int]
     error_examples: list[str] = field(default_factory=list)
     database: str = ""
+    # Per record in arrival order: (source_id, outcome, best candidate's probability or None).
+    decisions: list[tuple[str, str, float | None]] = field(default_factory=list)
+    review_reasons: dict[str, str] = field(default_factory=dict)  # source_id → why it went to review
 
     def latency_summary(self) -> dict[str, float]:
         if not self.latencies:
@@ -82,20 +85,24 @@ async def _run(
         outcomes: Counter[str] = Counter()
         errors: Counter[str] = Counter()
         examples: list[str] = []
+        decisions: list[tuple[str, str, float | None]] = []
         started = time.perf_counter()
         for i, raw in enumerate(records):
             data = SourceRecordIn.model_validate(raw)
             t0 = time.perf_counter()
             try:
-                result = await ingest(runtime.uow(), runtime.settings, matcher, data)
+                result = await ingest(runtime.uow(), settings, matcher, data)
             except Exception as exc:  # a record the service refuses stays on its own
                 latencies.append(time.perf_counter() - t0)
                 errors[type(exc).__name__] += 1
+                decisions.append((str(raw.get("source_id")), "error", None))
                 if len(examples) < 5:
                     examples.append(f"{raw.get('source_id')}: {type(exc).__name__}: {exc}")
                 continue
             latencies.append(time.perf_counter() - t0)
             outcomes[result.outcome] += 1
+            best = result.best.probability if result.best is not None else None
+            decisions.append((result.record.source_id, result.outcome, best))
             if progress is not None and (i + 1) % 100 == 0:
                 progress(i + 1)
         seconds = time.perf_counter() - started
@@ -111,7 +118,15 @@ async def _run(
                     )
                 )
             ).all()
-            merged = dict(
+            reasons = (
+                await conn.execute(
+                    text(
+                        "SELECT s.source_id, r.reason FROM match_reviews r "
+                        "JOIN source_records s ON s.id = r.source_record_id"
+                    )
+                )
+            ).all()
+            merged: dict[str, str] = dict(
                 (
                     await conn.execute(
                         text("SELECT id, merged_into FROM customers WHERE merged_into IS NOT NULL")
@@ -137,6 +152,8 @@ async def _run(
         errors=dict(errors),
         error_examples=examples,
         database=runtime.engine.url.render_as_string(hide_password=True),
+        decisions=decisions,
+        review_reasons={str(source): str(reason or "") for source, reason in reasons},
     )
 
 

@@ -134,6 +134,19 @@ def print_report(figures: dict[str, Any], console: Console | None = None) -> Non
     console.print(merges)
     if analysis["false_merge_pairs"]:
         console.print("False-merge pairs sharing: " + _counts(analysis["false_merge_pairs_sharing"]))
+    arrivals = ours.get("arrivals")
+    if arrivals:
+        decided = Table(title="Ours: decision on each arriving record")
+        for name in ("should have", "decision", "records"):
+            decided.add_column(name, justify="right" if name == "records" else "left")
+        for should, key in (("joined its person", "should_match"), ("created a customer", "should_create")):
+            for decision, count in arrivals[key].items():
+                decided.add_row(should, decision, f"{count:,}")
+        console.print(decided)
+        console.print(
+            "Best candidate's probability when a record should have joined but did not: "
+            + _counts(arrivals["should_match_not_matched_best_probability"])
+        )
     splink = figures.get("splink")
     if splink is not None:
         theirs = splink["error_analysis"]
@@ -191,6 +204,12 @@ def markdown(figures: dict[str, Any]) -> str:
             *("| " + " | ".join(row) + " |" for row in _analysis_rows(analysis, top=10)),
             "",
             "Missed pairs still sharing: " + _counts(analysis["missed_pairs_still_sharing"]) + ".",
+            "",
+            "Ours, decision on each arriving record that should have joined its person: "
+            + _counts(ours.get("arrivals", {}).get("should_match", {}))
+            + "; best candidate's probability when it did not: "
+            + _counts(ours.get("arrivals", {}).get("should_match_not_matched_best_probability", {}))
+            + ".",
             "",
             f"Ours, false merges: {analysis['false_merge_pairs']:,} record pairs"
             + (

@@ -6,11 +6,12 @@ import json
 import os
 import platform
 import time
+from collections.abc import Hashable
 from pathlib import Path
 from typing import Any
 
 from bench.identity import metrics
-from bench.identity.analysis import error_analysis
+from bench.identity.analysis import arrival_analysis, error_analysis
 from bench.identity.generator import generate
 
 SIZES = {"small": 2_000, "medium": 20_000, "full": 100_000}
@@ -60,7 +61,7 @@ def run_ours_part(dataset: Any, database_url: str | None, *, quiet: bool = False
         if progress is not None:
             progress.stop()
     accepted = with_reviews_accepted(result)
-    reviews = {frozenset((a, b)) for a, b, _ in result.reviews}
+    reviews: set[frozenset[Hashable]] = {frozenset((a, b)) for a, b, _ in result.reviews}
     return {
         "database": "postgresql" if (database_url or "").startswith("postgresql") else "sqlite",
         "auto_merge_threshold": THRESHOLD,
@@ -76,6 +77,7 @@ def run_ours_part(dataset: Any, database_url: str | None, *, quiet: bool = False
         "error_analysis": error_analysis(
             result.clusters, dataset.truth, dataset.tags, dataset.persons, dataset.records, reviews=reviews
         ),
+        "arrivals": arrival_analysis(result.decisions, result.review_reasons, dataset.truth, result.clusters),
     }
 
 

@@ -3,9 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from services.identity import routes
+from services.identity.attributes import routes as attribute_routes
+from services.identity.attributes import service as attributes
+from services.identity.consents import routes as consent_routes
+from services.identity.consents import service as consents
+from services.identity.households import routes as household_routes
+from services.identity.households import service as households
 from services.identity.models import MESSAGING, metadata
+from services.identity.notes import routes as note_routes
+from services.identity.notes import service as notes
 from services.identity.service import Matcher
 from services.identity.settings import IdentitySettings, load_settings
 from shared.messaging.bus import EventBus
@@ -34,8 +43,29 @@ def build(settings: IdentitySettings | None = None, bus: EventBus | None = None)
     )
     runtime.app.state.matcher = Matcher()
     runtime.include_router(routes.router)
+    runtime.include_router(consent_routes.router)
+    runtime.include_router(attribute_routes.router)
+    runtime.include_router(household_routes.router)
+    runtime.include_router(note_routes.router)
+    extras = {"consents": consents, "attributes": attributes, "households": households, "notes": notes}
+    runtime.app.state.exporters = {name: package.export_customer_data for name, package in extras.items()}
+    runtime.app.state.erasers = [package.erase_customer_data for package in extras.values()]
+    runtime.app.state.validate_attributes = _attribute_validator(runtime)
     runtime.subscribe()
     return runtime
+
+
+def _attribute_validator(runtime: ServiceRuntime) -> Any:
+    """Profile attributes are checked against the configurable attribute schema."""
+    from services.identity.attributes.domain import validate_attributes
+    from services.identity.attributes.service import load_definitions
+
+    async def validate(values: dict[str, Any], *, partial: bool) -> dict[str, Any]:
+        async with runtime.uow() as uow:
+            definitions = await load_definitions(uow.session)
+        return validate_attributes(definitions, values, partial=partial)
+
+    return validate
 
 
 def create_app() -> object:

@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from pydantic import ValidationError
 from rich.progress import (
@@ -40,6 +40,7 @@ from services.identity.models import CustomerRow, MatchReviewRow, SourceRecordRo
 from services.identity.normalisation import match_record
 from services.identity.repository import LineageRepository
 from services.identity.schemas import SourceRecordIn
+from services.identity.settings import IdentitySettings
 from shared.errors import DomainError
 from shared.runtime import ServiceRuntime
 
@@ -89,7 +90,7 @@ def read_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
 async def import_records(
     runtime: ServiceRuntime, path: Path, *, source_system: str | None = None, show_progress: bool = True
 ) -> Report:
-    settings = runtime.settings
+    settings = cast(IdentitySettings, runtime.settings)
     matcher: service.Matcher = runtime.app.state.matcher
     report = Report()
     rows = list(read_rows(path))
@@ -104,7 +105,7 @@ async def import_records(
                 raw["source_system"] = source_system
             try:
                 record = SourceRecordIn.model_validate(raw)
-                result = await service.ingest(runtime.uow(), settings, matcher, record)  # type: ignore[arg-type]
+                result = await service.ingest(runtime.uow(), settings, matcher, record)
             except ValidationError as exc:
                 for err in exc.errors():
                     report.errors.append(
@@ -116,9 +117,13 @@ async def import_records(
                     )
                 continue
             except DomainError as exc:
-                for err in exc.errors or []:
+                for problem in exc.errors or []:
                     report.errors.append(
-                        {"row": number, "field": err.field.removeprefix("body."), "message": err.message}
+                        {
+                            "row": number,
+                            "field": problem.field.removeprefix("body."),
+                            "message": problem.message,
+                        }
                     )
                 if not exc.errors:
                     report.errors.append({"row": number, "field": None, "message": exc.detail})
@@ -129,7 +134,7 @@ async def import_records(
 
 async def rematch(runtime: ServiceRuntime, *, show_progress: bool = True) -> Report:
     """Re-run matching between existing customers with the current model (e.g. after training)."""
-    settings = runtime.settings
+    settings = cast(IdentitySettings, runtime.settings)
     matcher: service.Matcher = runtime.app.state.matcher
     report = Report()
     async with runtime.uow() as uow:
@@ -160,17 +165,17 @@ async def rematch(runtime: ServiceRuntime, *, show_progress: bool = True) -> Rep
                     scored = await service._score_candidates(
                         uow, settings, model, match_record(record.id, record.match)
                     )
-                    for other, result in scored.items():
-                        if other != customer_id and (
-                            other not in best or result.probability > best[other].probability
+                    for candidate, result in scored.items():
+                        if candidate != customer_id and (
+                            candidate not in best or result.probability > best[candidate].probability
                         ):
-                            best[other] = result
+                            best[candidate] = result
                 if not best:
                     report.outcomes["unique"] += 1
                     continue
-                other_id, result = max(best.items(), key=lambda kv: kv[1].probability)
+                best_id, result = max(best.items(), key=lambda kv: kv[1].probability)
                 if result.probability >= settings.auto_merge_threshold:
-                    other = await uow.session.get(CustomerRow, other_id)
+                    other = await uow.session.get(CustomerRow, best_id)
                     assert other is not None
                     survivor, absorbed = sorted((root, other), key=lambda c: c.created_at)
                     await service.merge(
@@ -184,12 +189,12 @@ async def rematch(runtime: ServiceRuntime, *, show_progress: bool = True) -> Rep
                     )
                     report.outcomes["merged"] += 1
                 elif result.probability >= settings.review_threshold:
-                    if not await LineageRepository(uow.session).pending_between(customer_id, other_id):
+                    if not await LineageRepository(uow.session).pending_between(customer_id, best_id):
                         uow.session.add(
                             MatchReviewRow(
                                 id=__import__("uuid").uuid4().__str__(),
                                 customer_id=customer_id,
-                                candidate_id=other_id,
+                                candidate_id=best_id,
                                 source_record_id=None,
                                 probability=result.probability,
                                 score=result.score,

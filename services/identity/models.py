@@ -162,3 +162,13 @@ class MatchModelRow(Base):
     model: Mapped[dict[str, Any]] = mapped_column(JSON)
     notes: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+# The sub-domains keep their tables on this metadata; importing them here lets Alembic and the
+# migration tests see every table of the service.
+from services.identity.attributes import models as _attribute_models  # noqa: E402
+from services.identity.consents import models as _consent_models  # noqa: E402
+from services.identity.households import models as _household_models  # noqa: E402
+from services.identity.notes import models as _note_models  # noqa: E402
+
+__all__ = ["_attribute_models", "_consent_models", "_household_models", "_note_models"]

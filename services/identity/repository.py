@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import Table, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.identity.models import (
@@ -20,7 +20,20 @@ from services.identity.models import (
     SourceRecordRow,
 )
 
-MAX_CHAIN = 64  # merges chained deeper than this mean corrupted data, not a real history
+MAX_CHAIN = 64
+
+
+def _table(model: type[Any]) -> Table:
+    return cast(Table, model.__table__)
+
+
+# A source record's row and the index rows derived from it, by the column naming the record.
+_DERIVED = (
+    (_table(SourceRecordRow), "id"),
+    (_table(IdentifierRow), "source_record_id"),
+    (_table(BlockingKeyRow), "source_record_id"),
+    (_table(SearchKeyRow), "source_record_id"),
+)  # merges chained deeper than this mean corrupted data, not a real history
 
 
 class CustomerRepository:
@@ -112,10 +125,9 @@ class SourceRecordRepository:
             query = query.where(SourceRecordRow.origin_customer_id.in_(origins))
         ids = list(await self.session.scalars(query))
         if ids:
-            for table in (SourceRecordRow, IdentifierRow, BlockingKeyRow, SearchKeyRow):
-                column = table.id if table is SourceRecordRow else table.source_record_id  # type: ignore[attr-defined]
+            for table, key in _DERIVED:
                 await self.session.execute(
-                    update(table).where(column.in_(ids)).values(customer_id=to_customer)
+                    update(table).where(table.c[key].in_(ids)).values(customer_id=to_customer)
                 )
         return ids
 
@@ -133,21 +145,21 @@ class IndexRepository:
         blocking: Iterable[str],
         search: Iterable[str],
     ) -> None:
-        for table in (IdentifierRow, BlockingKeyRow, SearchKeyRow):
-            await self.session.execute(delete(table).where(table.source_record_id == record.id))
+        for model in (IdentifierRow, BlockingKeyRow, SearchKeyRow):
+            await self.session.execute(delete(model).where(model.source_record_id == record.id))
         rows_i = [
             {"kind": kind, "value": value, "customer_id": record.customer_id, "source_record_id": record.id}
             for kind, value in sorted(set(identifiers))
         ]
         if rows_i:
-            await self.session.execute(IdentifierRow.__table__.insert(), rows_i)
-        for table, keys in ((BlockingKeyRow, blocking), (SearchKeyRow, search)):
+            await self.session.execute(_table(IdentifierRow).insert(), rows_i)
+        for table, keys in ((_table(BlockingKeyRow), blocking), (_table(SearchKeyRow), search)):
             rows = [
                 {"key": key, "customer_id": record.customer_id, "source_record_id": record.id}
                 for key in sorted(set(keys))
             ]
             if rows:
-                await self.session.execute(table.__table__.insert(), rows)
+                await self.session.execute(table.insert(), rows)
 
     async def customers_with(self, kind: str, value: str) -> list[str]:
         return list(

@@ -33,7 +33,7 @@ from shared.runtime import UowDep
 
 router = APIRouter(tags=["customers"])
 
-NOT_FOUND = {
+NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"model": Problem, "description": "No such customer"},
     410: {"model": Problem, "description": "Erased"},
 }
@@ -300,7 +300,8 @@ async def list_reviews(
     responses={404: {"model": Problem}},
 )
 async def read_review(review_id: str, uow: UowDep) -> ReviewOut:
-    return await service.review_out(uow, review_id)
+    review: ReviewOut = await service.review_out(uow, review_id)
+    return review
 
 
 @router.post(
@@ -312,7 +313,8 @@ async def read_review(review_id: str, uow: UowDep) -> ReviewOut:
 )
 async def decide_review(review_id: str, body: ReviewDecision, uow: UowDep, request: Request) -> ReviewOut:
     await service.decide_review(uow, review_id, body.decision, body.reason)
-    return await service.review_out(request.app.state.runtime.uow(), review_id)
+    review: ReviewOut = await service.review_out(request.app.state.runtime.uow(), review_id)
+    return review
 
 
 @router.get(

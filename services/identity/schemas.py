@@ -16,7 +16,7 @@ from shared.contracts.identity import CustomerKind, CustomerStatus
 Gender = Literal["female", "male", "non_binary", "unknown"]
 Outcome = Literal["created", "matched", "updated", "review"]
 
-PERSON_EXAMPLE = {
+PERSON_EXAMPLE: dict[str, Any] = {
     "source_system": "web",
     "source_id": "signup-88121",
     "kind": "person",

@@ -46,7 +46,7 @@ from shared.contracts.identity import (
     CustomerUnmerged,
     CustomerUpdated,
 )
-from shared.errors import Conflict, DomainError, InvalidInput, NotFound, PreconditionFailed
+from shared.errors import Conflict, Gone, InvalidInput, NotFound, PreconditionFailed
 from shared.uow import UnitOfWork
 
 STRONG_KINDS = ("national_id", "card")
@@ -67,12 +67,6 @@ GOLDEN_COLUMNS = (
     "external_ids",
     "attributes",
 )
-
-
-class Gone(DomainError):
-    status = 410
-    slug = "gone"
-    title = "Gone"
 
 
 @dataclass

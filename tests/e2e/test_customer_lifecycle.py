@@ -24,7 +24,10 @@ def platform(tmp_path: Path) -> Platform:
 async def gw(platform: Platform) -> AsyncIterator[httpx.AsyncClient]:
     app = platform.gateway()
     transport = httpx.ASGITransport(app=app)
-    async with app.router.lifespan_context(app), httpx.AsyncClient(transport=transport, base_url="http://gw") as c:
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=transport, base_url="http://gw") as c,
+    ):
         yield c
 
 

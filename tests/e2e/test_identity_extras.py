@@ -18,6 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi.openapi.utils import get_openapi
 from sqlalchemy import select
 
 from services.identity.app import build
@@ -38,13 +39,8 @@ from shared.errors import InvalidInput
 from shared.messaging.bus import InProcessBus
 from shared.runtime import ServiceRuntime
 
-GRANT = {"status": "granted", "source": "web_form", "evidence": "signup form v3", "actor": "customer"}
-WITHDRAW = {
-    "status": "withdrawn",
-    "source": "call_centre",
-    "evidence": "call 2026-11-20-0042",
-    "actor": "agent:ml",
-}
+GRANT = {"status": "granted", "source": "web_form", "evidence": "signup form v3"}
+WITHDRAW = {"status": "withdrawn", "source": "call_centre", "evidence": "call 2026-11-20-0042"}
 
 
 EXTRAS = (consent_routes.router, attribute_routes.router, household_routes.router, note_routes.router)
@@ -55,9 +51,9 @@ async def runtime(tmp_path: Path) -> AsyncIterator[ServiceRuntime]:
     # Identity's own composition (POST /customers relies on the state it sets up), plus the routers
     # under test where it does not include them yet.
     runtime = build(settings=load_settings(var_dir=tmp_path), bus=InProcessBus())
-    served = {getattr(route, "path", None) for route in runtime.app.routes}
+    served = set(get_openapi(title="served", version="0", routes=runtime.app.routes)["paths"])
     for router in EXTRAS:
-        if not {getattr(route, "path", None) for route in router.routes} <= served:
+        if not set(get_openapi(title="extra", version="0", routes=router.routes)["paths"]) <= served:
             runtime.include_router(router)
     await runtime.start()
     await runtime.relay.stop()
@@ -76,14 +72,18 @@ async def client(runtime: ServiceRuntime) -> AsyncIterator[httpx.AsyncClient]:
 
 async def person(client: httpx.AsyncClient, name: str = "Ana") -> str:
     r = await client.post("/customers", json={"given_name": name, "email": f"{name.lower()}@example.com"})
-    assert r.status_code == 201, r.text
-    return str(r.json()["id"])
+    return registered_id(r)
 
 
 async def organisation(client: httpx.AsyncClient, name: str = "Acme") -> str:
     r = await client.post("/customers", json={"kind": "organisation", "organisation_name": name})
-    assert r.status_code == 201, r.text
-    return str(r.json()["id"])
+    return registered_id(r)
+
+
+def registered_id(response: httpx.Response) -> str:
+    assert response.status_code == 201, response.text
+    body = response.json()
+    return str(body["customer"]["id"] if "customer" in body else body["id"])  # with or without match details
 
 
 def problem_fields(response: httpx.Response) -> list[str]:
@@ -125,7 +125,9 @@ class TestConsents:
 
     async def test_put_returns_the_new_state_and_get_shows_it(self, client: httpx.AsyncClient) -> None:
         customer_id = await person(client)
-        r = await client.put(f"/customers/{customer_id}/consents/email/marketing", json=GRANT)
+        r = await client.put(
+            f"/customers/{customer_id}/consents/email/marketing", json=GRANT, headers={"x-actor": "customer"}
+        )
         assert r.status_code == 200, r.text
         state = r.json()
         assert state["channel"] == "email"
@@ -135,7 +137,10 @@ class TestConsents:
         assert state["evidence"] == "signup form v3"
         assert state["actor"] == "customer"
         assert state["customer_id"] == customer_id
-        await client.put(f"/customers/{customer_id}/consents/sms/surveys", json={**GRANT, "status": "denied"})
+        r = await client.put(
+            f"/customers/{customer_id}/consents/sms/surveys", json={**GRANT, "status": "denied"}
+        )
+        assert r.json()["actor"] == "system"  # no X-Actor
         current = (await client.get(f"/customers/{customer_id}/consents")).json()["consents"]
         assert [(c["channel"], c["purpose"], c["status"]) for c in current] == [
             ("email", "marketing", "granted"),
@@ -222,10 +227,12 @@ class TestConsents:
             "preferred_channel": "email",
             "preferred_language": "es-ES",
             "quiet_hours": {"start": "21:00", "end": "09:00", "time_zone": "Europe/Madrid"},
-            "actor": "customer",
         }
-        r = await client.put(f"/customers/{customer_id}/contact-preferences", json=body)
+        r = await client.put(
+            f"/customers/{customer_id}/contact-preferences", json=body, headers={"x-actor": "customer"}
+        )
         assert r.status_code == 200, r.text
+        assert r.json()["actor"] == "customer"
         assert r.json()["quiet_hours"] == {
             "start": "21:00:00",
             "end": "09:00:00",
@@ -247,6 +254,7 @@ class TestConsents:
             ("consents/email/marketing", {"status": "granted"}, "body.source"),
             ("consents/email/marketing", {**GRANT, "evidence": "x" * 2001}, "body.evidence"),
             ("consents/email/marketing", {**GRANT, "surprise": 1}, "body.surprise"),
+            ("consents/email/marketing", {**GRANT, "actor": "someone else"}, "body.actor"),
             ("contact-preferences", {"preferred_channel": "pigeon"}, "body.preferred_channel"),
             ("contact-preferences", {"preferred_language": "Spanish!"}, "body.preferred_language"),
             (
@@ -641,6 +649,20 @@ class TestNotes:
             "latest",
         ]
 
+    async def test_the_acting_user_is_the_author(self, client: httpx.AsyncClient) -> None:
+        customer_id = await person(client)
+        r = await client.post(
+            f"/customers/{customer_id}/notes",
+            json={"text": "called back", "author": "someone else"},
+            headers={"x-actor": "agent:mlopez"},
+        )
+        assert r.status_code == 201
+        assert r.json()["author"] == "agent:mlopez"
+        r = await client.post(
+            f"/customers/{customer_id}/notes", json={"text": "t"}, headers={"x-actor": "agent:b"}
+        )
+        assert r.json()["author"] == "agent:b"
+
     async def test_a_note_belongs_to_its_customer(self, client: httpx.AsyncClient) -> None:
         ana, luis = await person(client, "Ana"), await person(client, "Luis")
         note = (await client.post(f"/customers/{ana}/notes", json={"text": "hers", "author": "a"})).json()
@@ -690,7 +712,8 @@ class TestExportAndErasure:
         await client.put(f"/customers/{ana}/consents/sms/marketing", json=WITHDRAW)
         await client.put(
             f"/customers/{ana}/contact-preferences",
-            json={"preferred_channel": "email", "preferred_language": "es", "actor": "customer"},
+            json={"preferred_channel": "email", "preferred_language": "es"},
+            headers={"x-actor": "customer"},
         )
         await client.put("/attribute-definitions/club_level", json={"type": "enum", "enum_values": ["gold"]})
         family = await client.post(
@@ -764,6 +787,31 @@ class TestExportAndErasure:
         assert (await client.get(f"/customers/{ana}/notes")).json() == []
         # Attribute definitions are not personal data.
         assert [d["name"] for d in (await client.get("/attribute-definitions")).json()] == ["club_level"]
+
+    async def test_an_erased_customer_can_be_read_not_written(self, client: httpx.AsyncClient) -> None:
+        ana, acme, luis = (
+            await person(client, "Ana"),
+            await organisation(client),
+            await person(client, "Luis"),
+        )
+        await client.put(f"/customers/{ana}/consents/email/marketing", json=WITHDRAW)
+        assert (await client.delete(f"/customers/{ana}")).status_code == 204  # identity's erasure
+        assert (await client.delete(f"/customers/{acme}")).status_code == 204
+
+        consented = (await client.get(f"/customers/{ana}/consents")).json()["consents"]
+        assert [c["status"] for c in consented] == ["withdrawn"]  # the proof stays readable
+        for method, path, body in [
+            ("PUT", f"/customers/{ana}/consents/email/marketing", GRANT),
+            ("PUT", f"/customers/{ana}/contact-preferences", {"do_not_contact": False}),
+            ("POST", f"/customers/{ana}/notes", {"text": "t", "author": "a"}),
+            ("POST", f"/customers/{acme}/contacts", {"customer_id": luis, "role": "CFO"}),
+        ]:
+            r = await client.request(method, path, json=body)
+            assert r.status_code == 410, (path, r.text)
+            assert r.json()["type"].endswith("/gone")
+        r = await client.post("/households", json={"name": "H", "members": [{"customer_id": ana}]})
+        assert r.status_code == 422
+        assert problem_fields(r) == ["body.members.0.customer_id"]
 
     async def test_the_last_member_erased_takes_the_household_with_them(
         self, client: httpx.AsyncClient, runtime: ServiceRuntime

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query
 
 from services.identity.consents import service
-from services.identity.consents.customers import CustomerIds
+from services.identity.consents.customers import CustomerIds, RequestActor
 from services.identity.consents.domain import Channel, Purpose
 from services.identity.consents.schemas import (
     ConsentChange,
@@ -23,6 +23,7 @@ from shared.runtime import UowDep
 router = APIRouter(prefix="/customers/{customer_id}", tags=["consents"])
 
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": Problem, "description": "No such customer"}}
+GONE: dict[int | str, dict[str, Any]] = {410: {"model": Problem, "description": "The customer was erased"}}
 
 
 @router.get(
@@ -46,11 +47,17 @@ async def read_consents(customer_ids: CustomerIds, uow: UowDep) -> ConsentsOut:
     summary="Record a consent choice",
     description=(
         "Records that the customer granted, denied or withdrew consent for a channel and purpose, how "
-        "it reached us (`source`) and the proof (`evidence`). Every choice is kept in the history; "
+        "it reached us (`source`), the proof (`evidence`) and who recorded it (the `X-Actor` of the "
+        "request). Every choice is kept in the history; "
         "`crm.identity.consent_changed.v1` is published only when the status actually changes. "
         "Withdrawing a consent never granted is allowed and recorded."
     ),
-    responses={**PROBLEM_RESPONSES, **NOT_FOUND, 409: {"model": Problem, "description": "Concurrent change"}},
+    responses={
+        **PROBLEM_RESPONSES,
+        **NOT_FOUND,
+        **GONE,
+        409: {"model": Problem, "description": "Concurrent change"},
+    },
 )
 async def put_consent(
     channel: Annotated[Channel, Path(description="Channel the consent is about")],
@@ -58,8 +65,9 @@ async def put_consent(
     body: ConsentChange,
     customer_ids: CustomerIds,
     uow: UowDep,
+    actor: RequestActor,
 ) -> ConsentOut:
-    return await service.set_consent(uow, customer_ids, channel, purpose, body)
+    return await service.set_consent(uow, customer_ids, channel, purpose, body, actor=actor)
 
 
 @router.get(
@@ -90,9 +98,9 @@ async def read_consent_history(
         "Replaces the customer's contact preferences: do-not-contact (overrides every consent), "
         "preferred channel and language, and quiet hours in the customer's time zone."
     ),
-    responses={**PROBLEM_RESPONSES, **NOT_FOUND},
+    responses={**PROBLEM_RESPONSES, **NOT_FOUND, **GONE},
 )
 async def put_contact_preferences(
-    body: ContactPreferencesIn, customer_ids: CustomerIds, uow: UowDep
+    body: ContactPreferencesIn, customer_ids: CustomerIds, uow: UowDep, actor: RequestActor
 ) -> ContactPreferencesOut:
-    return await service.set_contact_preferences(uow, customer_ids, body)
+    return await service.set_contact_preferences(uow, customer_ids, body, actor=actor)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, time
-from typing import Annotated, Self
+from typing import Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -13,18 +13,6 @@ from services.identity.consents.models import ConsentHistoryRow, ContactPreferen
 from shared.contracts.identity import ConsentStatus
 
 LANGUAGE_TAG = r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$"  # BCP 47, as far as a contact needs it
-
-
-Actor = Annotated[
-    str | None,
-    Field(
-        min_length=1,
-        max_length=200,
-        description="Who made the change (staff user, `customer`, a system). Taken from the authenticated "
-        "principal once the gateway authenticates.",
-        examples=["agent:mlopez"],
-    ),
-]
 
 
 class ConsentChange(BaseModel):
@@ -38,7 +26,6 @@ class ConsentChange(BaseModel):
                     "status": "granted",
                     "source": "web_form",
                     "evidence": "signup-form v3.2, checkbox 'news and offers'",
-                    "actor": "customer",
                 },
                 {
                     "status": "withdrawn",
@@ -57,7 +44,6 @@ class ConsentChange(BaseModel):
         max_length=2000,
         description="Proof of the choice: free text or a reference (form version, call recording id)",
     )
-    actor: Actor = None
 
 
 class ConsentOut(BaseModel):
@@ -71,7 +57,7 @@ class ConsentOut(BaseModel):
     changed_at: datetime
     source: ConsentSource
     evidence: str | None = Field(description="Null after the customer's data was erased")
-    actor: str | None
+    actor: str | None = Field(description="Who recorded it (the request's `X-Actor`); null after erasure")
     customer_id: str = Field(description="The customer id the choice was recorded under (merged ids differ)")
 
 
@@ -134,7 +120,6 @@ class ContactPreferencesIn(BaseModel):
                     "preferred_channel": "email",
                     "preferred_language": "es",
                     "quiet_hours": {"start": "21:00", "end": "09:00", "time_zone": "Europe/Madrid"},
-                    "actor": "customer",
                 }
             ]
         },
@@ -144,7 +129,6 @@ class ContactPreferencesIn(BaseModel):
     preferred_channel: Channel | None = None
     preferred_language: str | None = Field(default=None, pattern=LANGUAGE_TAG, max_length=35, examples=["es"])
     quiet_hours: QuietHours | None = None
-    actor: Actor = None
 
 
 class ContactPreferencesOut(BaseModel):
@@ -152,7 +136,7 @@ class ContactPreferencesOut(BaseModel):
     preferred_channel: Channel | None
     preferred_language: str | None
     quiet_hours: QuietHours | None
-    actor: str | None
+    actor: str | None = Field(description="Who set them (the request's `X-Actor`)")
     updated_at: datetime | None = Field(description="Null when the customer never stated preferences")
     customer_id: str | None = Field(description="The customer id the preferences were recorded under")
 

@@ -37,6 +37,8 @@ from shared.contracts.identity import ConsentChanged
 from shared.errors import Conflict
 from shared.uow import UnitOfWork
 
+SYSTEM = "system"  # the actor when the request names none (as in identity's audit trail)
+
 
 def _strictly_after(now: datetime, stamps: Sequence[datetime]) -> datetime:
     """`now`, or just after the latest stamp if a clock was ahead: a new choice must be the latest."""
@@ -60,12 +62,20 @@ async def get_consents(uow: UnitOfWork, customer_ids: Sequence[str]) -> Consents
 
 
 async def set_consent(
-    uow: UnitOfWork, customer_ids: Sequence[str], channel: Channel, purpose: Purpose, change: ConsentChange
+    uow: UnitOfWork,
+    customer_ids: Sequence[str],
+    channel: Channel,
+    purpose: Purpose,
+    change: ConsentChange,
+    *,
+    actor: str | None = None,
 ) -> ConsentOut:
-    """Record the customer's choice; publish `ConsentChanged` if the status differs from the current one."""
+    """Record the customer's choice; publish `ConsentChanged` if the status differs from the current one.
+    `actor` is who recorded it (`system` when unknown)."""
     customer_id = customer_ids[0]
+    actor = actor or SYSTEM
     async with uow:
-        await require_customer(uow.session, customer_id, for_update=True)
+        await require_customer(uow.session, customer_id, for_update=True, writable=True)
         repo = ConsentRepository(uow.session)
         rows = await repo.current_rows(customer_ids, channel=channel, purpose=purpose, for_update=True)
         held = domain.current_consents(rows).get((channel, purpose))
@@ -79,7 +89,7 @@ async def set_consent(
         row.status = change.status
         row.source = change.source.value
         row.evidence = change.evidence
-        row.actor = change.actor
+        row.actor = actor
         row.changed_at = changed_at
         repo.add(
             ConsentHistoryRow(
@@ -90,7 +100,7 @@ async def set_consent(
                 previous_status=previous,
                 source=change.source.value,
                 evidence=change.evidence,
-                actor=change.actor,
+                actor=actor,
                 changed_at=changed_at,
             )
         )
@@ -135,12 +145,12 @@ async def consent_history(
 
 
 async def set_contact_preferences(
-    uow: UnitOfWork, customer_ids: Sequence[str], data: ContactPreferencesIn
+    uow: UnitOfWork, customer_ids: Sequence[str], data: ContactPreferencesIn, *, actor: str | None = None
 ) -> ContactPreferencesOut:
     """Replace the customer's contact preferences (they then apply to the whole golden record)."""
     customer_id = customer_ids[0]
     async with uow:
-        await require_customer(uow.session, customer_id, for_update=True)
+        await require_customer(uow.session, customer_id, for_update=True, writable=True)
         repo = ConsentRepository(uow.session)
         held = await repo.preferences(customer_ids)
         row = next((r for r in held if r.customer_id == customer_id), None)
@@ -154,7 +164,7 @@ async def set_contact_preferences(
         row.quiet_hours_start = quiet.start if quiet else None
         row.quiet_hours_end = quiet.end if quiet else None
         row.quiet_hours_time_zone = quiet.time_zone if quiet else None
-        row.actor = data.actor
+        row.actor = actor or SYSTEM
         row.updated_at = _strictly_after(datetime.now(UTC), [r.updated_at for r in held])
         try:
             await uow.session.flush()

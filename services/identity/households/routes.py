@@ -103,6 +103,7 @@ async def customer_household(customer_ids: CustomerIds, uow: UowDep) -> Househol
         **PROBLEM_RESPONSES,
         **NO_CUSTOMER,
         409: {"model": Problem, "description": "Already a contact of this organisation"},
+        410: {"model": Problem, "description": "The organisation was erased"},
     },
 )
 async def add_contact(organisation_ids: OrganisationIds, body: ContactIn, uow: UowDep) -> ContactOut:

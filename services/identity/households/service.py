@@ -2,8 +2,9 @@
 
 Households hold person customers only, each in at most one household and at most one head per
 household. Organisation contacts link an organisation customer to person customers with a role.
-Customers referenced in a body must exist (422 naming the field); customers in the path must exist
-(404). Reads resolve a golden record through all its ids; links are stored under the ids given.
+Customers referenced in a body must exist and not be erased (422 naming the field); customers in
+the path must exist (404) and, to be written to, not be erased (410). Reads resolve a golden record
+through all its ids; links are stored under the ids given.
 
 Export shows the customer's own household (its name and the customer's role, not the other
 members: they are someone else's data) and the contact links the customer is part of. Erasure
@@ -33,7 +34,7 @@ PERSON, ORGANISATION = "person", "organisation"
 
 async def _require_persons(session: AsyncSession, members: Sequence[tuple[str, str]]) -> None:
     """`members` are (field, customer id): each must be an existing person, else 422 on its field."""
-    kinds = await customer_kinds(session, {customer_id for _, customer_id in members})
+    kinds = await customer_kinds(session, {customer_id for _, customer_id in members}, live_only=True)
     for field, customer_id in members:
         kind = kinds.get(customer_id)
         if kind is None:
@@ -137,8 +138,10 @@ async def household_of(uow: UnitOfWork, customer_ids: Sequence[str]) -> Househol
     return households[0] if households else None
 
 
-async def _require_organisation(session: AsyncSession, organisation_id: str) -> None:
-    kind = await require_customer(session, organisation_id)
+async def _require_organisation(
+    session: AsyncSession, organisation_id: str, *, writable: bool = False
+) -> None:
+    kind = await require_customer(session, organisation_id, writable=writable)
     if kind != ORGANISATION:
         raise InvalidInput(
             "path.organisation_id", f"customer {organisation_id} is a {kind}, not an organisation"
@@ -150,7 +153,7 @@ async def add_contact(
 ) -> OrganisationContactRow:
     organisation_id = organisation_ids[0]
     async with uow:
-        await _require_organisation(uow.session, organisation_id)
+        await _require_organisation(uow.session, organisation_id, writable=True)
         await _require_persons(uow.session, [("body.customer_id", data.customer_id)])
         repo = ContactRepository(uow.session)
         for held in await repo.of_organisations(organisation_ids):

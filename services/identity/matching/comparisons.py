@@ -178,8 +178,17 @@ def email_level(a: MatchRecord, b: MatchRecord) -> str | None:
     if la == lb:
         return None if _name_derived(la, a, b) else "local"
     if _similar(la, lb) >= 0.90:
-        return None if _name_derived(la, a, b) and _name_derived(lb, a, b) else "jw90"
+        if not (_name_derived(la, a, b) and _name_derived(lb, a, b)):
+            return "jw90"
+        # Name-built on both sides: only a slip of the keyboard in one mailbox still counts.
+        same_box = ea.rpartition("@")[2] == eb.rpartition("@")[2] and _digits(la) == _digits(lb)
+        letters_a, letters_b = _letters(la), _letters(lb)
+        return "jw90" if same_box and letters_a != letters_b and _one_edit(letters_a, letters_b) else None
     return ELSE
+
+
+def _digits(text: str) -> str:
+    return "".join(c for c in text if c.isdigit())
 
 
 def phone_level(a: MatchRecord, b: MatchRecord) -> str | None:
@@ -220,8 +229,8 @@ def _one_transposition(x: str, y: str) -> bool:
 
 
 def birth_date_level(a: MatchRecord, b: MatchRecord) -> str | None:
-    """exact / transposed (day and month swapped) / close (same year and month, or one digit
-    different) / else."""
+    """exact / transposed (day and month swapped) / close (same year and month, at most 31 days
+    apart, or one digit different) / else."""
     da, db = a.birth_date, b.birth_date
     if da is None or db is None:
         return None
@@ -229,7 +238,7 @@ def birth_date_level(a: MatchRecord, b: MatchRecord) -> str | None:
         return "exact"
     if da.year == db.year and da.day == db.month and da.month == db.day:
         return "transposed"
-    if da.year == db.year and da.month == db.month:
+    if (da.year == db.year and da.month == db.month) or abs((da - db).days) <= 31:
         return "close"
     if Hamming.distance(da.strftime("%Y%m%d"), db.strftime("%Y%m%d"), score_cutoff=1) <= 1:
         return "close"
@@ -363,6 +372,19 @@ LEVEL_FUNCTIONS: dict[str, LevelFunction] = {
     "national_id": national_id_level,
     "gender": gender_level,
 }
+
+
+# Comparisons whose exact agreement is weighed by how common the value is (term frequency).
+TERM_FIELDS = ("given_name", "family_name")
+
+
+def term_value(field: str, record: MatchRecord) -> str | None:
+    """The value whose frequency weighs an exact agreement on `field` (nicknames resolved)."""
+    if field == "given_name":
+        return None if record.given_name is None else nickname_canonical(record.given_name)
+    if field == "family_name":
+        return record.family_name
+    return None
 
 
 def shown_values(field: str, record: MatchRecord) -> str | None:

@@ -2,14 +2,17 @@
 
 * `estimate_u` — u is the chance that two random records agree at a level. Random pairs are
   almost all non-matches, so u is simply counted on a random sample of pairs.
-* `estimate_em` — m, r and the priors from the blocked candidate pairs, unsupervised, by
+* `estimate_em` — the priors, m and r from the blocked candidate pairs, unsupervised, by
   expectation–maximisation over the pairs' comparison vectors: each pair is shared between the
-  three classes (match, related non-match, other non-match) in proportion to how well it fits
-  each (E step); each class's level probabilities are then recounted with those shares (M step),
-  until nothing moves. u stays as `estimate_u` measured it: candidate pairs are not random pairs,
-  and re-estimating u on them would call agreement on the blocking keys "normal". Because u and
-  the priors refer to random pairs, the priors are recounted over all N·(N−1)/2 pairs of the
-  register, not just the candidates (pairs blocking leaves out are assumed non-matches).
+  three classes (match, related non-match, other non-match) by how well it fits each (E step);
+  each class's level probabilities are recounted from those shares (M step), until nothing
+  moves. Staged — priors first with the level probabilities held, then m and r with the priors
+  held, each pair counted for its most likely class — because plain EM lets the many candidate
+  pairs that merely share a common name grow into a "match" class. u stays as `estimate_u`
+  measured it: candidate pairs are not random pairs, and re-estimating u on them would call
+  agreement on the blocking keys "normal". Because u and the priors refer to random pairs, the
+  priors are recounted over all N·(N−1)/2 pairs of the register, not just the candidates (pairs
+  blocking leaves out are assumed non-matches). `fit` runs `estimate_u` then `estimate_em`.
 * `tune_from_labels` — a Bayesian blend of the model with counts from reviewed pairs: the current
   probabilities act as a Dirichlet prior worth `prior_pairs` pairs per comparison. Confirmed
   matches update m; rejected pairs update r (the related-non-match profile), because what
@@ -30,13 +33,14 @@ import numpy as np
 import numpy.typing as npt
 
 from services.identity.matching.blocking import candidate_pairs
-from services.identity.matching.comparisons import LEVEL_FUNCTIONS
+from services.identity.matching.comparisons import LEVEL_FUNCTIONS, TERM_FIELDS, term_value
 from services.identity.matching.model import PROBABILITY_FLOOR, Comparison, ComparisonLevel, MatchModel
 from services.identity.matching.record import MatchRecord
 
 IntArray = npt.NDArray[np.int16]
 FloatArray = npt.NDArray[np.float64]
 NULL = -1
+MIN_TERM_COUNT = 3
 
 
 def comparison_vectors(pairs: Sequence[tuple[MatchRecord, MatchRecord]], model: MatchModel) -> IntArray:
@@ -68,6 +72,7 @@ def _with_levels(
     r: dict[str, FloatArray] | None = None,
     prior: float | None = None,
     related_prior: float | None = None,
+    term_frequencies: dict[str, dict[str, float]] | None = None,
 ) -> MatchModel:
     """A copy of `model` with some probabilities replaced."""
     comparisons: dict[str, Comparison] = {}
@@ -87,6 +92,7 @@ def _with_levels(
         prior=model.prior if prior is None else prior,
         comparisons=comparisons,
         related_prior=model.related_prior if related_prior is None else related_prior,
+        term_frequencies=dict(model.term_frequencies) if term_frequencies is None else term_frequencies,
     )
 
 
@@ -104,7 +110,8 @@ def estimate_u(
 ) -> MatchModel:
     """`model` with u counted on `sample_pairs` random pairs of `records` (every pair when there
     are fewer). A level the sample never reaches keeps its u if that is already below 1/sample
-    size (the sample cannot resolve it), otherwise gets 1/sample size."""
+    size (the sample cannot resolve it), otherwise gets 1/sample size. Also counts the names'
+    term frequencies on all `records` (`term_frequencies`)."""
     n = len(records)
     if n < 2:
         return _with_levels(model)
@@ -118,6 +125,7 @@ def estimate_u(
             i, j = rng.sample(range(n), 2)
             pairs.append((records[i], records[j]))
     vectors = comparison_vectors(pairs, model)
+    terms = {key: term_frequencies(records, key) for key in TERM_FIELDS if key in model.comparisons}
     new_u: dict[str, FloatArray] = {}
     for col, key in enumerate(model.comparisons):
         old = _array(model, key, "u")
@@ -127,7 +135,22 @@ def estimate_u(
             continue
         estimate = np.where(counts > 0, counts / total, np.minimum(old, 1.0 / total))
         new_u[key] = estimate / estimate.sum()
-    return _with_levels(model, u=new_u)
+    return _with_levels(model, u=new_u, term_frequencies={k: t for k, t in terms.items() if t})
+
+
+def term_frequencies(
+    records: Sequence[MatchRecord], key: str, min_count: int = MIN_TERM_COUNT
+) -> dict[str, float]:
+    """For comparison `key`, the share of records (with a value) holding each value that occurs at
+    least `min_count` times; rarer values keep the level's average u, which is already high
+    enough for them."""
+    counts: dict[str, int] = {}
+    for record in records:
+        value = term_value(key, record)
+        if value is not None:
+            counts[value] = counts.get(value, 0) + 1
+    total = sum(counts.values())
+    return {value: n / total for value, n in counts.items() if n >= min_count}
 
 
 # --------------------------------------------------------------------------------------------- EM
@@ -143,6 +166,25 @@ def _log_likelihood(vectors: IntArray, tables: list[FloatArray]) -> FloatArray:
     return total
 
 
+def _term_adjustments(
+    pairs: Sequence[tuple[MatchRecord, MatchRecord]], vectors: IntArray, model: MatchModel
+) -> FloatArray:
+    """Per pair, log(term u / level u) summed over the exact name agreements: how much likelier
+    the pair is among random pairs than the level's average u says, because the name is common."""
+    out = np.zeros(len(pairs), dtype=np.float64)
+    keys = list(model.comparisons)
+    for key, table in model.term_frequencies.items():
+        if key not in model.comparisons or not table:
+            continue
+        col = keys.index(key)
+        exact = model.comparisons[key].levels[0]
+        base = math.log(max(exact.u, PROBABILITY_FLOOR))
+        for row in np.flatnonzero(vectors[:, col] == 0).tolist():
+            u = model.term_u(key, term_value(key, pairs[row][0]), exact)
+            out[row] += math.log(max(u, PROBABILITY_FLOOR)) - base
+    return out
+
+
 def _class_shares(
     vectors: IntArray,
     m: list[FloatArray],
@@ -150,11 +192,12 @@ def _class_shares(
     r: list[FloatArray],
     prior: float,
     related_prior: float,
+    other_adjustment: FloatArray | float = 0.0,
 ) -> FloatArray:
     """E step: per pair, the posterior share of each class (rows: match, other, related)."""
     classes = [
         math.log(prior) + _log_likelihood(vectors, m),
-        math.log(1.0 - prior - related_prior) + _log_likelihood(vectors, u),
+        math.log(1.0 - prior - related_prior) + _log_likelihood(vectors, u) + other_adjustment,
     ]
     if related_prior > 0:
         classes.append(math.log(related_prior) + _log_likelihood(vectors, r))
@@ -175,14 +218,19 @@ def estimate_em(
     fix_u: bool = True,
     pseudo_pairs: float = 10.0,
     estimate_priors: bool = True,
+    hard_assignments: bool = True,
 ) -> MatchModel:
     """`model` with the priors, m and r re-estimated by EM on blocked candidate `pairs`.
 
     Two stages: first the priors, holding the level probabilities; then m and r (and u with
     `fix_u=False`, only sensible when u was not measured on random pairs), holding the priors.
     Estimating everything at once lets the match class grow into the many candidate pairs that
-    merely share a common name (a known failure of unsupervised record linkage); the staged
-    version converges to the same place when the starting model is sound, and stays there.
+    merely share a common name (a known failure of unsupervised record linkage).
+
+    For the same reason the second stage counts each pair for its most likely class only
+    (classification EM, `hard_assignments`): with soft shares, thousands of namesakes that are
+    each 10–30% "match" add up to a match class in which a different birth date, e-mail and
+    address look normal, and the model stops telling namesakes from duplicates.
 
     `population_size` is the number of records in the register (the priors are per random pair);
     by default, the number of distinct record ids among the pairs. Every comparison's
@@ -192,6 +240,7 @@ def estimate_em(
     if not pairs:
         return _with_levels(model)
     vectors = comparison_vectors(pairs, model)
+    adjustment = _term_adjustments(pairs, vectors, model)
     population = population_size or len({r.id for pair in pairs for r in pair})
     total_pairs = max(population * (population - 1) / 2, float(len(pairs)))
     keys = list(model.comparisons)
@@ -207,7 +256,7 @@ def estimate_em(
     max_prior = min(0.25, population / 2 / total_pairs)
     if estimate_priors:
         for _ in range(max_iterations * 4):
-            shares = _class_shares(vectors, m, u, r, prior, related_prior)
+            shares = _class_shares(vectors, m, u, r, prior, related_prior, adjustment)
             new_prior = float(np.clip(shares[0].sum() / total_pairs, PROBABILITY_FLOOR, max_prior))
             new_related = (
                 float(np.clip(shares[2].sum() / total_pairs, PROBABILITY_FLOOR, 0.25)) if use_related else 0.0
@@ -227,7 +276,9 @@ def estimate_em(
         return out
 
     for _ in range(max_iterations):
-        shares = _class_shares(vectors, m, u, r, prior, related_prior)
+        shares = _class_shares(vectors, m, u, r, prior, related_prior, adjustment)
+        if hard_assignments:
+            shares = (shares == shares.max(axis=0)).astype(np.float64)
         new_m = recount(shares[0], start_m)
         new_r = recount(shares[2], start_r) if use_related else r
         new_u = u if fix_u else recount(shares[1], start_u)

@@ -30,10 +30,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from services.identity.matching.comparisons import LEVELS
+from services.identity.matching.comparisons import LEVELS, TERM_FIELDS
 
 PROBABILITY_FLOOR = 1e-12
 
@@ -92,6 +92,8 @@ class MatchModel:
     prior: float
     comparisons: dict[str, Comparison]
     related_prior: float = 0.0
+    # Per comparison in TERM_FIELDS: value -> share of records with it (see `term_u`).
+    term_frequencies: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not 0.0 < self.prior < 1.0:
@@ -105,6 +107,20 @@ class MatchModel:
             names = tuple(level.name for level in comparison.levels)
             if set(names) != set(known):
                 raise ValueError(f"comparison {key!r} must have levels {known}, not {names}")
+        for key in self.term_frequencies:
+            if key not in TERM_FIELDS:
+                raise ValueError(f"no term frequencies for {key!r}: only for {TERM_FIELDS}")
+
+    def term_u(self, key: str, value: str | None, level: ComparisonLevel) -> float:
+        """u for exact agreement on this particular `value`: how often a random record has it.
+
+        Agreeing on `garcia` is weaker evidence than agreeing on `zubizarreta`; the level's u is
+        the average over all values. Values the table does not know keep the level's u.
+        """
+        table = self.term_frequencies.get(key)
+        if not table or value is None:
+            return level.u
+        return table.get(value, level.u)
 
     @property
     def prior_weight(self) -> float:
@@ -117,7 +133,12 @@ class MatchModel:
         pairs = records * (records - 1) / 2
         prior = min(max(duplicate_share * records / 2 / pairs, PROBABILITY_FLOOR), 0.5)
         related = min(max(related_share * records / 2 / pairs, PROBABILITY_FLOOR), 0.5 - prior)
-        return MatchModel(prior=prior, comparisons=self.comparisons, related_prior=related)
+        return MatchModel(
+            prior=prior,
+            comparisons=self.comparisons,
+            related_prior=related,
+            term_frequencies=self.term_frequencies,
+        )
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -127,6 +148,7 @@ class MatchModel:
                 key: [level.to_json() for level in comparison.levels]
                 for key, comparison in self.comparisons.items()
             },
+            "term_frequencies": self.term_frequencies,
         }
 
     @classmethod
@@ -150,6 +172,10 @@ class MatchModel:
             prior=float(data["prior"]),
             comparisons=comparisons,
             related_prior=float(data.get("related_prior", 0.0)),
+            term_frequencies={
+                key: {str(value): float(share) for value, share in table.items()}
+                for key, table in (data.get("term_frequencies") or {}).items()
+            },
         )
 
     @classmethod

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from services.identity.matching.comparisons import LEVEL_FUNCTIONS, shown_values
+from services.identity.matching.comparisons import LEVEL_FUNCTIONS, shown_values, term_value
 from services.identity.matching.model import PROBABILITY_FLOOR, MatchModel
 from services.identity.matching.record import MatchRecord
 
@@ -81,7 +81,10 @@ def score(a: MatchRecord, b: MatchRecord, model: MatchModel) -> MatchResult:
             evidence.append(FieldEvidence(key, NULL_LEVEL, 0.0, left, right))
             continue
         level = comparison.level(outcome)
-        lm, lu, lr = _log2(level.m), _log2(level.u), _log2(level.related)
+        u = level.u
+        if model.term_frequencies and outcome == comparison.levels[0].name:
+            u = model.term_u(key, term_value(key, a), level)
+        lm, lu, lr = _log2(level.m), _log2(u), _log2(level.related)
         log_m += lm
         log_u += lu
         log_r += lr

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response, status
 
-from services.identity.consents.customers import CustomerIds
+from services.identity.consents.customers import CustomerIds, RequestActor
 from services.identity.notes import service
 from services.identity.notes.schemas import NoteCreate, NoteOut
 from shared.errors import PROBLEM_RESPONSES, Problem
@@ -22,11 +22,18 @@ NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": Problem, "descripti
     status_code=status.HTTP_201_CREATED,
     response_model=NoteOut,
     summary="Write a note about a customer",
-    description="A free-form note (up to 10,000 characters) with its author; pinned notes are listed first.",
-    responses={**PROBLEM_RESPONSES, **NOT_FOUND},
+    description=(
+        "A free-form note (up to 10,000 characters). Its author is the request's `X-Actor`, or the "
+        "body's `author` without one. Pinned notes are listed first."
+    ),
+    responses={
+        **PROBLEM_RESPONSES,
+        **NOT_FOUND,
+        410: {"model": Problem, "description": "The customer was erased"},
+    },
 )
-async def add_note(customer_ids: CustomerIds, body: NoteCreate, uow: UowDep) -> NoteOut:
-    return NoteOut.model_validate(await service.add_note(uow, customer_ids, body))
+async def add_note(customer_ids: CustomerIds, body: NoteCreate, uow: UowDep, actor: RequestActor) -> NoteOut:
+    return NoteOut.model_validate(await service.add_note(uow, customer_ids, body, actor=actor))
 
 
 @router.get(

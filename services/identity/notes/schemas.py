@@ -9,6 +9,9 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 MAX_NOTE_LENGTH = 10_000
 
+NoteText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_NOTE_LENGTH)]
+Author = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+
 
 class NoteCreate(BaseModel):
     """A free-form note about the customer."""
@@ -26,9 +29,11 @@ class NoteCreate(BaseModel):
         },
     )
 
-    text: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_NOTE_LENGTH)]
-    author: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)] = Field(
-        description="Who wrote it. Taken from the authenticated principal once the gateway authenticates."
+    text: NoteText
+    author: Author | None = Field(
+        default=None,
+        description="Who wrote it, when the request carries no `X-Actor` (which takes precedence: "
+        "once the gateway authenticates, the author is whoever is signed in)",
     )
     pinned: bool = Field(default=False, description="Pinned notes are listed first")
 

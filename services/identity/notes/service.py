@@ -17,21 +17,27 @@ from services.identity.consents.customers import require_customer
 from services.identity.notes.models import NoteRow
 from services.identity.notes.repository import NoteRepository
 from services.identity.notes.schemas import NoteCreate, NoteOut
-from shared.errors import NotFound
+from shared.errors import InvalidInput, NotFound
 from shared.uow import UnitOfWork
 
 
-async def add_note(uow: UnitOfWork, customer_ids: Sequence[str], data: NoteCreate) -> NoteRow:
+async def add_note(
+    uow: UnitOfWork, customer_ids: Sequence[str], data: NoteCreate, *, actor: str | None = None
+) -> NoteRow:
+    """Write a note; its author is the acting user, else the body's `author` (one of them is needed)."""
+    author = actor or data.author
+    if author is None:
+        raise InvalidInput("body.author", "name the author, or send the request with X-Actor")
     note = NoteRow(
         id=str(uuid.uuid4()),
         customer_id=customer_ids[0],
         text=data.text,
-        author=data.author,
+        author=author,
         pinned=data.pinned,
         created_at=datetime.now(UTC),
     )
     async with uow:
-        await require_customer(uow.session, customer_ids[0])
+        await require_customer(uow.session, customer_ids[0], writable=True)
         NoteRepository(uow.session).add(note)
         await uow.commit()
     return note

@@ -16,7 +16,7 @@ import string
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from services.identity.matching import MatchRecord
+from services.identity.matching import MatchRecord, normalise_email
 
 GIVEN: dict[str, dict[str, list[str]]] = {
     "es": {
@@ -194,14 +194,16 @@ def _birth(rng: random.Random, start: int, end: int) -> dt.date:
     )
 
 
-def _people(rng: random.Random, households: int) -> Iterable[tuple[str, Person]]:
+def _people(
+    rng: random.Random, households: int, size_weights: Sequence[float]
+) -> Iterable[tuple[str, Person]]:
     serial = itertools.count()
     mailboxes: set[str] = set()  # one mailbox, one owner (family mailboxes aside)
     for h in range(households):
         lang = rng.choice(list(GIVEN))
         home = _home(rng, lang)
         family = _zipf(rng, FAMILY[lang])
-        size = rng.choices([1, 2, 3, 4], weights=[45, 30, 15, 10])[0]
+        size = rng.choices([1, 2, 3, 4], weights=size_weights)[0]
         family_email = None
         if size > 1 and rng.random() < 0.35:
             family_email = f"{_ascii(family)}.family{rng.randrange(100)}@{rng.choice(PROVIDERS)}"
@@ -222,10 +224,11 @@ def _people(rng: random.Random, households: int) -> Iterable[tuple[str, Person]]
             if rng.random() < 0.15:
                 given = f"{given} {_zipf(rng, GIVEN[lang][gender])}" if lang == "es" else given
             email: str | None = _email(rng, given, person_family) if rng.random() < 0.8 else None
-            if email in mailboxes:
-                local, _, domain = str(email).partition("@")
+            while email is not None and normalise_email(email) in mailboxes:  # gmail ignores dots
+                local, _, domain = email.partition("@")
                 email = f"{local}{rng.randrange(10, 10000)}@{domain}"
-            mailboxes.add(str(email))
+            if email is not None:
+                mailboxes.add(normalise_email(email))
             if family_email and rng.random() < 0.7:
                 email = family_email
             phone = (
@@ -264,7 +267,8 @@ def _variant(rng: random.Random, person: Person, duplicate: bool) -> dict[str, o
             if rng.random() < 0.5:
                 phone = _mobile(rng, person.lang) if phone == person.home["landline"] else phone
         if rng.random() < 0.25:
-            email = _email(rng, given, family)
+            local, _, domain = _email(rng, given, family).partition("@")
+            email = f"{local}{rng.randrange(100, 100_000)}@{domain}"  # a new, personal mailbox
         elif email and rng.random() < 0.05:
             local, _, domain = email.partition("@")
             email = f"{typo(rng, local)}@{domain}"
@@ -300,15 +304,20 @@ def _variant(rng: random.Random, person: Person, duplicate: bool) -> dict[str, o
     return fields
 
 
-def generate(households: int = 200, seed: int = 0, duplicate_share: float = 0.3) -> Dataset:
-    """Records for the people of `households` households; a `duplicate_share` of people are
-    recorded 2–4 times."""
+def generate(
+    households: int = 200,
+    seed: int = 0,
+    duplicate_share: float = 0.3,
+    size_weights: Sequence[float] = (45, 30, 15, 10),
+) -> Dataset:
+    """Records for the people of `households` households (of 1–4 people, in the proportions
+    `size_weights`); a `duplicate_share` of people are recorded 2–4 times."""
     rng = random.Random(seed)
     records: list[MatchRecord] = []
     entity: dict[str, str] = {}
     household: dict[str, str] = {}
     serial = itertools.count()
-    for house, person in _people(rng, households):
+    for house, person in _people(rng, households, size_weights):
         copies = 1
         if rng.random() < duplicate_share:
             copies += rng.choices([1, 2, 3], weights=[70, 22, 8])[0]
