@@ -51,7 +51,7 @@ FAMILY = {
         "Moreau",
     ],
 }
-PHONE_PREFIX = {"es": "+34 6", "en": "+44 7700 9", "de": "+49 151 ", "fr": "+33 6 "}
+PHONE_PREFIX = {"es": "+34 6", "en": "+44 7911 ", "de": "+49 151 ", "fr": "+33 6 "}
 CATALOGUE = [
     ("SKU-SHOE-01", "shoes", 7999),
     ("SKU-SHOE-02", "shoes", 12999),
@@ -85,7 +85,8 @@ def generate(customers: int, seed: int, now: datetime | None = None) -> list[Dem
         lang = rng.choice(list(GIVEN))
         given, family = rng.choice(GIVEN[lang]), rng.choice(FAMILY[lang])
         email = f"{_ascii(given)}.{_ascii(family)}{i}@example.{'com' if lang == 'en' else lang}"
-        phone = PHONE_PREFIX[lang] + "".join(str(rng.randint(0, 9)) for _ in range(8))
+        digits = {"es": 8, "en": 6, "de": 8, "fr": 8}[lang]
+        phone = PHONE_PREFIX[lang] + "".join(str(rng.randint(0, 9)) for _ in range(digits))
         body = {
             "kind": "person",
             "given_name": given,

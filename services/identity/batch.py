@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import json
-import random
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -28,14 +27,7 @@ from rich.progress import (
 from sqlalchemy import select
 
 from services.identity import service
-from services.identity.matching import (
-    MatchModel,
-    blocking_keys,
-    estimate_em,
-    estimate_u,
-    score,
-    tune_from_labels,
-)
+from services.identity.matching import MatchModel, fit, score, tune_from_labels
 from services.identity.models import CustomerRow, MatchReviewRow, SourceRecordRow
 from services.identity.normalisation import match_record
 from services.identity.repository import LineageRepository
@@ -227,20 +219,7 @@ async def train(
     records = [match_record(r.id, r.match) for r in rows]
     if len(records) < 10:
         raise DomainError("too few source records to estimate weights (need at least 10)")
-    rng = random.Random(seed)
-    model = estimate_u(records, model, sample_pairs=min(sample, len(records) * 10), seed=seed)
-    blocks: dict[str, list[int]] = {}
-    for i, record in enumerate(records):
-        for key in blocking_keys(record):
-            blocks.setdefault(key, []).append(i)
-    pairs: set[tuple[int, int]] = set()
-    for members in blocks.values():
-        if 1 < len(members) <= 50:
-            for a in range(len(members)):
-                for b in range(a + 1, len(members)):
-                    pairs.add((members[a], members[b]))
-    chosen = rng.sample(sorted(pairs), min(len(pairs), sample)) if pairs else []
-    model = estimate_em([(records[a], records[b]) for a, b in chosen], model)
+    model = fit(records, model, sample_pairs=min(sample, len(records) * 10), seed=seed)
     labelled = []
     for review in reviews:
         left = by_customer.get(review.customer_id) or (
@@ -259,14 +238,14 @@ async def train(
         model = tune_from_labels(model, labelled)
     origin = "em+reviews" if labelled else "em"
     await service.save_model(
-        runtime.uow(), model, origin, f"{len(chosen)} blocked pairs, {len(labelled)} reviewed pairs"
+        runtime.uow(), model, origin, f"{len(records)} records, {len(labelled)} reviewed pairs"
     )
     runtime.app.state.matcher.model = model
     runtime.app.state.matcher.loaded = True
     example = score(records[0], records[0], model)
     return {
         "origin": origin,
-        "pairs": len(chosen),
+        "records": len(records),
         "reviewed_pairs": len(labelled),
         "prior": model.prior,
         "self_match_probability": round(example.probability, 6),

@@ -215,6 +215,7 @@ def estimate_em(
     tolerance: float = 1e-4,
     *,
     population_size: int | None = None,
+    pair_share: float = 1.0,
     fix_u: bool = True,
     pseudo_pairs: float = 10.0,
     estimate_priors: bool = True,
@@ -233,12 +234,15 @@ def estimate_em(
     address look normal, and the model stops telling namesakes from duplicates.
 
     `population_size` is the number of records in the register (the priors are per random pair);
-    by default, the number of distinct record ids among the pairs. Every comparison's
-    probabilities are pulled towards the starting model by `pseudo_pairs` pseudo-observations.
-    `u` should come from `estimate_u` on the same register first.
+    by default, the number of distinct record ids among the pairs. When `pairs` is a random
+    sample of the blocked pairs, `pair_share` is its share of them (for the priors too). Every
+    comparison's probabilities are pulled towards the starting model by `pseudo_pairs`
+    pseudo-observations. `u` should come from `estimate_u` on the same register first.
     """
     if not pairs:
         return _with_levels(model)
+    if not 0.0 < pair_share <= 1.0:
+        raise ValueError("pair_share must be in (0, 1]")
     vectors = comparison_vectors(pairs, model)
     adjustment = _term_adjustments(pairs, vectors, model)
     population = population_size or len({r.id for pair in pairs for r in pair})
@@ -257,9 +261,12 @@ def estimate_em(
     if estimate_priors:
         for _ in range(max_iterations * 4):
             shares = _class_shares(vectors, m, u, r, prior, related_prior, adjustment)
-            new_prior = float(np.clip(shares[0].sum() / total_pairs, PROBABILITY_FLOOR, max_prior))
+            matched = shares[0].sum() / pair_share
+            new_prior = float(np.clip(matched / total_pairs, PROBABILITY_FLOOR, max_prior))
             new_related = (
-                float(np.clip(shares[2].sum() / total_pairs, PROBABILITY_FLOOR, 0.25)) if use_related else 0.0
+                float(np.clip(shares[2].sum() / pair_share / total_pairs, PROBABILITY_FLOOR, 0.25))
+                if use_related
+                else 0.0
             )
             change = abs(new_prior - prior) / prior + (
                 abs(new_related - related_prior) / related_prior if use_related else 0.0

@@ -24,6 +24,10 @@ different given name and birth date when it does. A level whose r is None uses u
 register (not among blocked candidates), matching how u is defined: then a score does not depend
 on which blocking key brought the pair together. For a register of N records where a share d of
 records has a duplicate, prior ≈ d / N; `with_register` sets both from such figures.
+
+Term frequencies: agreeing exactly on `garcia` is weaker evidence than agreeing on `zubizarreta`,
+so for given and family names the u of an exact agreement can be the share of records holding
+that very value (`term_frequencies`, counted by `estimate_u`) instead of the level's average.
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import random
 
 import numpy as np
 import pytest
@@ -80,6 +81,13 @@ class TestEstimateU:
             lv.m for lv in start.comparisons["email"].levels
         ]
 
+    def test_counts_how_common_each_name_is(self, data: Dataset) -> None:
+        estimated = estimate_u(data.records, MatchModel.default(), sample_pairs=1_000)
+        families = estimated.term_frequencies["family_name"]
+        assert families["garcia"] > families["ramos"]  # the generator draws surnames Zipf-like
+        assert sum(families.values()) <= 1.0
+        assert set(estimated.term_frequencies) == {"given_name", "family_name"}
+
     def test_deterministic_for_a_seed(self, data: Dataset) -> None:
         one = estimate_u(data.records, MatchModel.default(), sample_pairs=5_000, seed=3)
         two = estimate_u(data.records, MatchModel.default(), sample_pairs=5_000, seed=3)
@@ -102,6 +110,15 @@ class TestEstimateEM:
 
     def test_fit_does_it_all(self, data: Dataset) -> None:
         assert f1_on_candidates(data, fit(data.records, sample_pairs=50_000), 0.9) >= 0.95
+
+    def test_a_sample_of_the_pairs_gives_the_same_prior_when_its_share_is_said(self, data: Dataset) -> None:
+        records = data.records
+        start = estimate_u(records, MatchModel.default(), sample_pairs=20_000)
+        pairs = [(records[i], records[j]) for i, j in sorted(candidate_pairs(records))]
+        half = random.Random(5).sample(pairs, len(pairs) // 2)
+        whole = estimate_em(pairs, start, population_size=len(records)).prior
+        sampled = estimate_em(half, start, population_size=len(records), pair_share=0.5).prior
+        assert sampled == pytest.approx(whole, rel=0.15)
 
     def test_no_pairs_changes_nothing(self) -> None:
         assert estimate_em([], MatchModel.default()) == MatchModel.default()

@@ -66,8 +66,14 @@ class TestValidation:
             MatchModel.default().comparisons["gender"].level("maybe")
 
 
+def test_term_frequencies_only_for_names() -> None:
+    with pytest.raises(ValueError, match="term frequencies"):
+        MatchModel(prior=1e-4, comparisons={}, term_frequencies={"email": {"a@b.c": 0.1}})
+
+
 def test_json_round_trip() -> None:
     model = MatchModel.default()
+    model.term_frequencies = {"family_name": {"garcia": 0.03}}
     text = json.dumps(model.to_json())
     again = MatchModel.from_json(json.loads(text))
     assert again == model

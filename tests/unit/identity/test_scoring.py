@@ -230,6 +230,26 @@ class TestExplanation:
         assert {"field", "level", "weight", "left", "right"} <= set(data["evidence"][0])
 
 
+def test_a_common_name_agrees_for_less_than_a_rare_one() -> None:
+    model = MatchModel.default()
+    model.term_frequencies = {
+        "family_name": {"garcia": 0.05, "zubizarreta": 0.0001},
+        "given_name": {"maria": 0.1},
+    }
+    common = score(
+        r(given_name="maria", family_name="garcia"), r(given_name="maria", family_name="garcia"), model
+    )
+    rare = score(
+        r(given_name="maria", family_name="zubizarreta"),
+        r(given_name="maria", family_name="zubizarreta"),
+        model,
+    )
+    plain = score(r(given_name="ana", family_name="ruiz"), r(given_name="ana", family_name="ruiz"), model)
+    assert common.score < plain.score < rare.score
+    family = {e.field: e for e in common.evidence}["family_name"]
+    assert family.weight == pytest.approx(math.log2(0.88 / 0.05))
+
+
 class TestBestMatch:
     def test_picks_the_duplicate_and_skips_the_record_itself(self) -> None:
         duplicate = replace(MARIA, id="dup", phone=None)
