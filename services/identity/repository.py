@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any, cast
 
-from sqlalchemy import Table, delete, func, select, update
+from sqlalchemy import Table, delete, func, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.identity.models import (
@@ -144,9 +144,13 @@ class IndexRepository:
         identifiers: Iterable[tuple[str, str]],
         blocking: Iterable[str],
         search: Iterable[str],
+        *,
+        fresh: bool = False,
     ) -> None:
-        for model in (IdentifierRow, BlockingKeyRow, SearchKeyRow):
-            await self.session.execute(delete(model).where(model.source_record_id == record.id))
+        """Write a record's index rows; `fresh` (a record never indexed) skips deleting old ones."""
+        if not fresh:
+            for model in (IdentifierRow, BlockingKeyRow, SearchKeyRow):
+                await self.session.execute(delete(model).where(model.source_record_id == record.id))
         rows_i = [
             {"kind": kind, "value": value, "customer_id": record.customer_id, "source_record_id": record.id}
             for kind, value in sorted(set(identifiers))
@@ -175,6 +179,37 @@ class IndexRepository:
         for kind, value in pairs:
             out[(kind, value)] = set(await self.customers_with(kind, value))
         return out
+
+    async def owner_counts(self, pairs: Sequence[tuple[str, str]]) -> dict[tuple[str, str], int]:
+        """How many customers hold each (kind, value) identifier, in one query."""
+        if not pairs:
+            return {}
+        rows = await self.session.execute(
+            select(
+                IdentifierRow.kind, IdentifierRow.value, func.count(func.distinct(IdentifierRow.customer_id))
+            )
+            .where(tuple_(IdentifierRow.kind, IdentifierRow.value).in_(list(pairs)))
+            .group_by(IdentifierRow.kind, IdentifierRow.value)
+        )
+        counts = {(kind, value): int(n) for kind, value, n in rows}
+        return {pair: counts.get(pair, 0) for pair in pairs}
+
+    async def candidate_records(
+        self, keys: Sequence[str], *, customers: int, limit: int
+    ) -> list[SourceRecordRow]:
+        """The source records of customers sharing a blocking key, in one query."""
+        if not keys:
+            return []
+        candidates = (
+            select(BlockingKeyRow.customer_id).where(BlockingKeyRow.key.in_(keys)).distinct().limit(customers)
+        ).subquery()
+        return list(
+            await self.session.scalars(
+                select(SourceRecordRow)
+                .where(SourceRecordRow.customer_id.in_(select(candidates.c.customer_id)))
+                .limit(limit)
+            )
+        )
 
     async def block_sizes(self, keys: Sequence[str]) -> dict[str, int]:
         if not keys:

@@ -115,10 +115,16 @@ def _snapshot(row: CustomerRow) -> dict[str, Any]:
 
 
 async def reassemble(
-    uow: UnitOfWork, customer: CustomerRow, *, cause: str, reason: str | None = None
+    uow: UnitOfWork,
+    customer: CustomerRow,
+    *,
+    cause: str,
+    reason: str | None = None,
+    records: list[SourceRecordRow] | None = None,
 ) -> list[str]:
-    """Rebuild a golden record from its source records; audit and announce what changed."""
-    records = await SourceRecordRepository(uow.session).of_customer(customer.id)
+    """Rebuild a golden record from its source records (all of them: given, or read); audit what changed."""
+    if records is None:
+        records = await SourceRecordRepository(uow.session).of_customer(customer.id)
     if not records:
         return []
     before = _snapshot(customer)
@@ -153,7 +159,6 @@ async def reassemble(
     changed = changed_fields(before, after)
     if changed:
         customer.updated_at = _now()
-        await uow.session.flush()
         uow.session.add(
             ProfileChangeRow(
                 customer_id=customer.id,
@@ -168,9 +173,13 @@ async def reassemble(
     return changed
 
 
-async def _index(uow: UnitOfWork, record: SourceRecordRow, identifiers: list[tuple[str, str]]) -> None:
+async def _index(
+    uow: UnitOfWork, record: SourceRecordRow, identifiers: list[tuple[str, str]], *, fresh: bool = False
+) -> None:
     keys = blocking_keys(match_record(record.id, record.match))
-    await IndexRepository(uow.session).replace(record, identifiers, keys, search_keys(record.match))
+    await IndexRepository(uow.session).replace(
+        record, identifiers, keys, search_keys(record.match), fresh=fresh
+    )
 
 
 # -- ingestion and matching ---------------------------------------------------------------------
@@ -287,9 +296,9 @@ async def _decide(
     incoming = match_record(record.id, record.match)
 
     # Identifier values shared by many customers (a family's e-mail, a shop's phone) do not identify.
-    shared = await index.customers_with_any([(k, v) for k, v in identifiers if k in ("email", "phone")])
+    shared = await index.owner_counts([(k, v) for k, v in identifiers if k in ("email", "phone")])
     too_common = {
-        kind for (kind, _), ids in shared.items() if len(ids) >= settings.max_customers_per_identifier
+        kind for (kind, _), owners in shared.items() if owners >= settings.max_customers_per_identifier
     }
     if too_common:
         incoming = _without(incoming, too_common)
@@ -365,11 +374,10 @@ async def _score_candidates(
     keys = sorted(blocking_keys(incoming))
     sizes = await index.block_sizes(keys)
     usable = [k for k in keys if sizes.get(k, 0) <= settings.block_size_cap]
-    candidate_ids = await index.candidates(usable, limit=settings.block_size_cap * 2)
-    if not candidate_ids:
-        return {}
-    records = await SourceRecordRepository(uow.session).of_customers(
-        candidate_ids, limit=settings.block_size_cap * 4
+    # Source records always belong to a live golden record (they move on merge and go on erasure),
+    # so every candidate found here is a customer that can be matched.
+    records = await index.candidate_records(
+        usable, customers=settings.block_size_cap * 2, limit=settings.block_size_cap * 4
     )
     best: dict[str, MatchResult] = {}
     for other in records:
@@ -377,12 +385,7 @@ async def _score_candidates(
         current = best.get(other.customer_id)
         if current is None or result.probability > current.probability:
             best[other.customer_id] = result
-    erased = {
-        c.id
-        for c in await CustomerRepository(uow.session).many(best)
-        if c.erased_at is not None or c.merged_into
-    }
-    return {c: r for c, r in best.items() if c not in erased}
+    return best
 
 
 async def _create(
@@ -404,9 +407,8 @@ async def _create(
     CustomerRepository(uow.session).add(customer)
     record.customer_id = record.origin_customer_id = customer.id
     SourceRecordRepository(uow.session).add(record)
-    await uow.session.flush()
-    await _index(uow, record, identifiers)
-    await reassemble(uow, customer, cause="registration")
+    await _index(uow, record, identifiers, fresh=True)
+    await reassemble(uow, customer, cause="registration", records=[record])
     await uow.publish(
         CustomerRegistered(
             customer_id=customer.id,
@@ -424,9 +426,9 @@ async def _attach(
 ) -> IngestResult:
     record.customer_id = record.origin_customer_id = customer.id
     SourceRecordRepository(uow.session).add(record)
-    await uow.session.flush()
-    await _index(uow, record, identifiers)
-    changed = await reassemble(uow, customer, cause="source_record")
+    await _index(uow, record, identifiers, fresh=True)
+    existing = await SourceRecordRepository(uow.session).of_customer(customer.id)
+    changed = await reassemble(uow, customer, cause="source_record", records=[*existing, record])
     if changed:
         await _announce_update(uow, customer, changed, "source_record")
     return IngestResult(customer, record, "matched")
