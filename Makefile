@@ -5,7 +5,9 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | sha1sum | cut -c1-12)
 
 .DEFAULT_GOAL := help
-.PHONY: help install run demo test test-unit test-integration test-e2e lint format up down status clean
+BENCH_SIZE ?= small
+
+.PHONY: help install bench run demo test test-unit test-integration test-e2e lint format up down status clean
 
 help: ## Show the commands
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -45,6 +47,10 @@ lint: install ## ruff and mypy
 format: install ## Apply ruff's formatting and safe fixes
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
+
+bench: install ## Benchmarks with figures against baselines (BENCH_SIZE=small|medium|full); report in bench/out
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev,bench]"
+	$(BIN)/python -m bench.identity --size $(BENCH_SIZE) --out bench/out
 
 up: install ## Distributed mode on this machine: Kafka, PostgreSQL, each service its own process (logs in var/log)
 	deploy/up.sh

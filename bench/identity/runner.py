@@ -70,6 +70,7 @@ def run_ours_part(dataset: Any, database_url: str | None, *, quiet: bool = False
         "pending_reviews": len(result.reviews),
         "records_per_second": result.records_per_second,
         "seconds_total": result.seconds_total,
+        "seconds_training": result.seconds_training,
         "latency": result.latency_summary(),
         "outcomes": result.outcomes,
         "errors": result.errors,
