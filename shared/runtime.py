@@ -12,8 +12,9 @@ and the embedded composition calls it for all services at once.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -73,6 +74,8 @@ class ServiceRuntime:
             settings.consumer_group, self.uow, max_attempts=settings.consumer_max_attempts
         )
         self._subscribed = False
+        self._background: list[Callable[[], Coroutine[Any, Any, None]]] = []
+        self._tasks: list[asyncio.Task[None]] = []
         self.app = create_app(
             service=self.name,
             title=title,
@@ -83,6 +86,10 @@ class ServiceRuntime:
         )
         self.app.state.runtime = self
         self.app.include_router(operations_router(self.readiness))
+
+    def add_background(self, job: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """A service-specific background job, started with the service and cancelled with it."""
+        self._background.append(job)
 
     def include_router(self, router: APIRouter) -> None:
         self.app.include_router(router)
@@ -100,6 +107,7 @@ class ServiceRuntime:
         if self.owns_bus:
             await self.bus.start()
         self.relay.start()
+        self._tasks = [asyncio.create_task(job(), name=f"{self.name}-background") for job in self._background]
         log.info(
             "service_started",
             service=self.name,
@@ -107,6 +115,12 @@ class ServiceRuntime:
         )
 
     async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks = []
         await self.relay.stop()
         if self.owns_bus:
             await self.bus.stop()

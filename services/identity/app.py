@@ -51,6 +51,10 @@ def build(settings: IdentitySettings | None = None, bus: EventBus | None = None)
     runtime.app.state.exporters = {name: package.export_customer_data for name, package in extras.items()}
     runtime.app.state.erasers = [package.erase_customer_data for package in extras.values()]
     runtime.app.state.validate_attributes = _attribute_validator(runtime)
+    if settings.auto_train:
+        from services.identity.batch import auto_train
+
+        runtime.add_background(lambda: auto_train(runtime))
     runtime.subscribe()
     return runtime
 

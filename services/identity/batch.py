@@ -7,6 +7,7 @@ reported with its row number, field and reason.
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import json
 from collections import Counter
@@ -82,45 +83,45 @@ def read_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
 async def import_records(
     runtime: ServiceRuntime, path: Path, *, source_system: str | None = None, show_progress: bool = True
 ) -> Report:
+    """Resolve a file's records in file order, a chunk per transaction (`services.identity.bulk`):
+    the same decisions as one `service.ingest` per record, with a handful of queries per chunk."""
+    import asyncio
+
+    from services.identity.bulk import DEFAULT_CHUNK, BulkResolver
+
     settings = cast(IdentitySettings, runtime.settings)
     matcher: service.Matcher = runtime.app.state.matcher
     report = Report()
     rows = list(read_rows(path))
+    resolver = BulkResolver(runtime.uow, settings, matcher, chunk_size=DEFAULT_CHUNK)
     with _progress() as progress:
         task = progress.add_task(f"Resolving {path.name}", total=len(rows), visible=show_progress)
-        for number, raw in rows:
-            progress.advance(task)
-            if "__error__" in raw:
-                report.errors.append({"row": number, "field": None, "message": raw["__error__"]})
-                continue
-            if source_system and "source_system" not in raw:
-                raw["source_system"] = source_system
-            try:
-                record = SourceRecordIn.model_validate(raw)
-                result = await service.ingest(runtime.uow(), settings, matcher, record)
-            except ValidationError as exc:
-                for err in exc.errors():
-                    report.errors.append(
-                        {
-                            "row": number,
-                            "field": ".".join(map(str, err["loc"])) or None,
-                            "message": err["msg"],
-                        }
-                    )
-                continue
-            except DomainError as exc:
-                for problem in exc.errors or []:
-                    report.errors.append(
-                        {
-                            "row": number,
-                            "field": problem.field.removeprefix("body."),
-                            "message": problem.message,
-                        }
-                    )
-                if not exc.errors:
-                    report.errors.append({"row": number, "field": None, "message": exc.detail})
-                continue
-            report.outcomes[result.outcome] += 1
+        for start in range(0, len(rows), DEFAULT_CHUNK):
+            chunk = rows[start : start + DEFAULT_CHUNK]
+            valid: list[tuple[int, SourceRecordIn]] = []
+            for i, (number, raw) in enumerate(chunk):
+                if i % 32 == 0:
+                    await asyncio.sleep(0)  # the previous chunk is being written meanwhile
+                if "__error__" in raw:
+                    report.errors.append({"row": number, "field": None, "message": raw["__error__"]})
+                    continue
+                if source_system and "source_system" not in raw:
+                    raw["source_system"] = source_system
+                try:
+                    valid.append((number, SourceRecordIn.model_validate(raw)))
+                except ValidationError as exc:
+                    for err in exc.errors():
+                        report.errors.append(
+                            {
+                                "row": number,
+                                "field": ".".join(map(str, err["loc"])) or None,
+                                "message": err["msg"],
+                            }
+                        )
+            await resolver.resolve(valid, report, wait=False)  # values that do not normalise: errors
+            progress.advance(task, len(chunk))
+        await resolver.finish()
+    report.errors.sort(key=lambda e: int(e["row"]))  # file order, as when rows were resolved one by one
     return report
 
 
@@ -219,7 +220,10 @@ async def train(
     records = [match_record(r.id, r.match) for r in rows]
     if len(records) < 10:
         raise DomainError("too few source records to estimate weights (need at least 10)")
-    model = fit(records, model, sample_pairs=min(sample, len(records) * 10), seed=seed)
+    # Estimation is CPU work (seconds on a large register): off the event loop, so the service keeps serving.
+    model = await asyncio.to_thread(
+        fit, records, model, sample_pairs=min(sample, len(records) * 10), seed=seed
+    )
     labelled = []
     for review in reviews:
         left = by_customer.get(review.customer_id) or (
@@ -237,11 +241,14 @@ async def train(
     if labelled:
         model = tune_from_labels(model, labelled)
     origin = "em+reviews" if labelled else "em"
-    await service.save_model(
-        runtime.uow(), model, origin, f"{len(records)} records, {len(labelled)} reviewed pairs"
+    row = await service.save_model(
+        runtime.uow(),
+        model,
+        origin,
+        f"{len(records)} records, {len(labelled)} reviewed pairs",
+        trained_on=len(records),
     )
-    runtime.app.state.matcher.model = model
-    runtime.app.state.matcher.loaded = True
+    runtime.app.state.matcher.use(model, row.id)
     example = score(records[0], records[0], model)
     return {
         "origin": origin,
@@ -251,3 +258,58 @@ async def train(
         "self_match_probability": round(example.probability, 6),
         "model": MatchModel.to_json(model),
     }
+
+
+async def auto_train(runtime: ServiceRuntime) -> None:
+    """Keep the weights fitted to the register as it grows, with no one having to remember.
+
+    Every `auto_train_interval` seconds: when there is no trained model and the register holds at
+    least `auto_train_min_records` source records, or it has grown `auto_train_growth` times since
+    the last training, estimate the weights again (unsupervised) and activate them. On PostgreSQL
+    only one replica trains at a time (an advisory lock); the others pick the model up.
+    """
+    import contextlib
+
+    from sqlalchemy import func, text
+
+    from services.identity.models import MatchModelRow
+    from shared.logging import get_logger
+
+    log = get_logger(__name__)
+    settings = cast(IdentitySettings, runtime.settings)
+    while True:
+        await asyncio.sleep(settings.auto_train_interval)
+        try:
+            async with runtime.uow() as uow:
+                count = int(await uow.session.scalar(select(func.count()).select_from(SourceRecordRow)) or 0)
+                active = await uow.session.scalar(
+                    select(MatchModelRow)
+                    .where(MatchModelRow.active.is_(True))
+                    .order_by(MatchModelRow.created_at.desc())
+                )
+            trained_on = int((active.model.get("trained_on") or 0) if active is not None else 0)
+            due = count >= settings.auto_train_min_records and (
+                active is None or (trained_on and count >= trained_on * settings.auto_train_growth)
+            )
+            if not due:
+                continue
+            async with runtime.engine.connect() as lock:
+                if runtime.engine.dialect.name == "postgresql":
+                    got = await lock.scalar(
+                        text("SELECT pg_try_advisory_lock(hashtext('identity:auto-train'))")
+                    )
+                    if not got:
+                        continue
+                try:
+                    summary = await train(runtime)
+                    log.info("match_model_trained", records=summary["records"], prior=summary["prior"])
+                finally:
+                    if runtime.engine.dialect.name == "postgresql":
+                        with contextlib.suppress(Exception):
+                            await lock.execute(
+                                text("SELECT pg_advisory_unlock(hashtext('identity:auto-train'))")
+                            )
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("match_model_training_failed", error=repr(exc))

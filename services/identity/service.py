@@ -71,18 +71,32 @@ GOLDEN_COLUMNS = (
 
 @dataclass
 class Matcher:
-    """The match model in use: the active trained one, or the built-in default."""
+    """The match model in use: the active trained one, or the built-in default.
+
+    Re-read from the database every `refresh_seconds`, so every replica picks up a model that
+    another one trained."""
 
     model: MatchModel = field(default_factory=MatchModel.default)
     loaded: bool = False
+    model_id: str | None = None
+    refresh_seconds: float = 60.0
+    _checked_at: float = 0.0
 
     async def current(self, uow: UnitOfWork) -> MatchModel:
-        if not self.loaded:
+        import time
+
+        now = time.monotonic()
+        if not self.loaded or now - self._checked_at > self.refresh_seconds:
             row = await LineageRepository(uow.session).active_model()
-            if row is not None:
-                self.model = MatchModel.from_json(row.model)
-            self.loaded = True
+            if row is not None and row.id != self.model_id:
+                self.model, self.model_id = MatchModel.from_json(row.model), row.id
+            self.loaded, self._checked_at = True, now
         return self.model
+
+    def use(self, model: MatchModel, model_id: str) -> None:
+        import time
+
+        self.model, self.model_id, self.loaded, self._checked_at = model, model_id, True, time.monotonic()
 
 
 @dataclass
@@ -707,13 +721,15 @@ async def resolve_source(uow: UnitOfWork, source_system: str, source_id: str) ->
     return record, root.id
 
 
-async def save_model(uow: UnitOfWork, model: MatchModel, origin: str, notes: str | None) -> MatchModelRow:
+async def save_model(
+    uow: UnitOfWork, model: MatchModel, origin: str, notes: str | None, trained_on: int | None = None
+) -> MatchModelRow:
     async with uow:
         row = MatchModelRow(
             id=str(uuid.uuid4()),
             origin=origin,
             active=False,
-            model=model.to_json(),
+            model={**model.to_json(), "trained_on": trained_on},
             notes=notes,
             created_at=_now(),
         )

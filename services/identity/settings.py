@@ -38,6 +38,10 @@ class IdentitySettings(ServiceSettings):
     blocked_identifiers: list[str] = Field(default_factory=list, description="Values never used to match")
     source_trust: dict[str, int] = Field(default_factory=lambda: dict(DEFAULT_TRUST))
     default_region: str | None = Field(default=None, description="Country for phone numbers without +")
+    auto_train: bool = Field(default=True, description="Re-estimate match weights as the register grows")
+    auto_train_interval: float = Field(default=300.0, gt=0, description="Seconds between checks")
+    auto_train_min_records: int = Field(default=1000, ge=10, description="Records before the first training")
+    auto_train_growth: float = Field(default=2.0, gt=1, description="Growth factor that triggers retraining")
 
 
 def load_settings(**overrides: object) -> IdentitySettings:

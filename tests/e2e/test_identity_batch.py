@@ -102,3 +102,50 @@ async def test_rematch_and_train(identity: ServiceRuntime, tmp_path: Path) -> No
     report = await rematch(identity, show_progress=False)
     assert sum(report.outcomes.values()) == 30
     assert report.outcomes["merged"] == 0  # thirty different people stay thirty customers
+
+
+async def test_weights_are_trained_automatically_as_the_register_grows(tmp_path: Path) -> None:
+    import asyncio
+
+    from sqlalchemy import select
+
+    from services.identity.models import MatchModelRow
+
+    runtime = build(
+        load_settings(
+            var_dir=tmp_path, auto_train_interval=0.05, auto_train_min_records=20, auto_train_growth=2.0
+        ),
+        InProcessBus(),
+    )
+    await runtime.start()
+    try:
+        people = [
+            {
+                "source_id": f"a{i}",
+                "given_name": ["Lena", "Jonas", "Mia"][i % 3],
+                "family_name": f"Name{i}",
+                "email": f"a{i}@example.de",
+            }
+            for i in range(25)
+        ]
+        await import_records(
+            runtime, write_jsonl(tmp_path / "a.jsonl", people), source_system="crm", show_progress=False
+        )
+
+        async def models() -> list[MatchModelRow]:
+            async with runtime.uow() as uow:
+                return list(
+                    await uow.session.scalars(select(MatchModelRow).order_by(MatchModelRow.created_at))
+                )
+
+        async with asyncio.timeout(30):
+            while not await models():
+                await asyncio.sleep(0.05)
+        first = (await models())[0]
+        assert first.active
+        assert first.model["trained_on"] == 25
+        assert runtime.app.state.matcher.model_id == first.id
+        await asyncio.sleep(0.3)
+        assert len(await models()) == 1  # not retrained until the register doubles
+    finally:
+        await runtime.stop()

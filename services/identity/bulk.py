@@ -1,0 +1,1004 @@
+"""Bulk resolution of source records: a file's records a chunk per transaction, decided as one by one.
+
+`service.ingest` resolves one record per transaction with a dozen queries. An import does the same
+work for a chunk of records (`chunk_size`, default 1,000) at a time:
+
+1. every row is validated (`SourceRecordIn`) and normalised (`normalise_fields`); a bad row becomes
+   an error of the report, exactly as `batch.import_records` always reported them;
+2. a row whose (source system, source id) exists already, or came earlier in the same chunk, is an
+   update: the chunk is cut there and the row goes through `service.ingest` (rare in imports);
+3. for each run of new records, a few queries fetch everything their decisions can depend on: the
+   owners of their identifiers (strong ones resolved through merges), the sizes of their blocking
+   keys and the customers in the blocks small enough to use, and those customers' source records;
+4. each record is then decided in memory, in file order, by `decide` (the rules of
+   `service._decide`), against what the database held plus the run's earlier records (an
+   in-memory index grows with every record, so two records of one person in one chunk meet as
+   they would one by one);
+5. golden records are assembled and audited record by record as `service.reassemble` would, and
+   the whole run is written with bulk statements in ONE transaction: customers, source records,
+   identifiers, blocking and search keys, reviews, profile changes and the outbox events
+   (`CustomerRegistered` per new customer, `CustomerUpdated` per change, in record order).
+
+If the transaction fails on a uniqueness conflict (another writer stored one of the same source
+records meanwhile), that run is resolved again one record at a time through `service.ingest`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable, Collection, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from operator import itemgetter
+from typing import Any, Protocol, TypeVar
+from typing import cast as typing_cast
+
+import orjson
+from sqlalchemy import (
+    JSON,
+    Select,
+    String,
+    Table,
+    Text,
+    any_,
+    bindparam,
+    cast,
+    func,
+    literal,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.identity import service
+from services.identity.batch import Report
+from services.identity.domain import SourceView, assemble, changed_fields
+from services.identity.matching import MatchModel, MatchRecord, MatchResult, blocking_keys, score
+from services.identity.models import (
+    BlockingKeyRow,
+    CustomerRow,
+    IdentifierRow,
+    MatchReviewRow,
+    ProfileChangeRow,
+    SearchKeyRow,
+    SourceRecordRow,
+)
+from services.identity.normalisation import Normalised, match_record, normalise_fields, search_keys
+from services.identity.repository import MAX_CHAIN
+from services.identity.schemas import SourceRecordIn
+from services.identity.settings import IdentitySettings
+from shared.contracts.identity import CustomerRegistered, CustomerUpdated
+from shared.errors import DomainError
+from shared.events.envelope import EventPayload, new_event
+from shared.uow import UnitOfWork
+
+T = TypeVar("T")
+IN_BATCH = 2_000  # values per IN (...) list: far below asyncpg's and SQLite's bound-parameter limits
+DEFAULT_CHUNK = 1_000
+
+
+def _table(model: type[Any]) -> Table:
+    return typing_cast(Table, model.__table__)
+
+
+CUSTOMERS = _table(CustomerRow)
+SOURCES = _table(SourceRecordRow)
+IDENTIFIERS = _table(IdentifierRow)
+BLOCKS = _table(BlockingKeyRow)
+SEARCH = _table(SearchKeyRow)
+REVIEWS = _table(MatchReviewRow)
+CHANGES = _table(ProfileChangeRow)
+
+
+def _as_text(column: Any) -> Any:
+    """A JSON column read as its text, decoded by the caller (orjson: several times faster)."""
+    return cast(column, Text).label(column.name)
+
+
+def _batches(items: Sequence[T], size: int = IN_BATCH) -> Iterator[Sequence[T]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+class _Db:
+    """The statement shapes bulk resolution needs: fast on PostgreSQL (one `= ANY(array)` instead of
+    long IN lists, COPY instead of INSERT), portable elsewhere (IN lists in batches, executemany)."""
+
+    def __init__(self, session: AsyncSession, postgres: bool) -> None:
+        self.session = session
+        self.postgres = postgres
+
+    @classmethod
+    async def of(cls, session: AsyncSession) -> _Db:
+        connection = await session.connection()
+        return cls(session, connection.dialect.name == "postgresql")
+
+    async def select_in(self, query: Select[Any], column: Any, values: Collection[str]) -> list[Any]:
+        """The rows of `query` where `column IN values`."""
+        if not values:
+            return []
+        if self.postgres:
+            condition = column == any_(literal(list(values), ARRAY(String)))
+            return list((await self.session.execute(query.where(condition))).all())
+        rows: list[Any] = []
+        for batch in _batches(sorted(values)):
+            rows.extend((await self.session.execute(query.where(column.in_(batch)))).all())
+        return rows
+
+    async def blocks(self, keys: Collection[str], cap: int) -> tuple[dict[str, int], list[tuple[str, str]]]:
+        """Per key its row count, at least up to `cap + 1` (more makes no difference: such a block is
+        never used), and (key, customer id) of every row of the keys with at most `cap` rows."""
+        if not keys:
+            return {}, []
+        if self.postgres:
+            # One index probe per key, reading at most cap + 1 rows of each.
+            rows = await self.session.execute(
+                text(
+                    "SELECT k.key, b.customer_id FROM unnest(:keys) AS k(key) CROSS JOIN LATERAL "
+                    "(SELECT customer_id FROM blocking_keys WHERE blocking_keys.key = k.key LIMIT :n) AS b"
+                ).bindparams(bindparam("keys", type_=ARRAY(String))),
+                {"keys": list(keys), "n": cap + 1},
+            )
+            found: list[tuple[str, str]] = [(key, customer_id) for key, customer_id in rows]
+            counts: dict[str, int] = {}
+            for key, _ in found:
+                counts[key] = counts.get(key, 0) + 1
+            return counts, [(k, c) for k, c in found if counts[k] <= cap]
+        sizes = await self.select_in(
+            select(BLOCKS.c.key, func.count()).group_by(BLOCKS.c.key), BLOCKS.c.key, keys
+        )
+        counts = {key: int(n) for key, n in sizes}
+        small = [k for k, n in counts.items() if n <= cap]
+        members = await self.select_in(select(BLOCKS.c.key, BLOCKS.c.customer_id), BLOCKS.c.key, small)
+        return counts, [(k, c) for k, c in members]
+
+    async def insert(self, table: Table, rows: list[dict[str, Any]]) -> None:
+        if not rows:
+            return
+        if not self.postgres:
+            await self.session.execute(table.insert(), rows)
+            return
+        columns = list(rows[0])
+        get = itemgetter(*columns)
+        encoded = [i for i, c in enumerate(columns) if isinstance(table.c[c].type, JSON)]
+        records: list[Sequence[Any]] = []
+        for row in rows:
+            values = list(get(row))
+            for i in encoded:
+                values[i] = orjson.dumps(values[i]).decode()
+            records.append(values)
+        raw = (await (await self.session.connection()).get_raw_connection()).driver_connection
+        assert raw is not None
+        await raw.copy_records_to_table(table.name, records=records, columns=columns)
+
+
+# -- the decision, free of I/O --------------------------------------------------------------------
+
+
+class Known(Protocol):
+    """What the decision reads of the stored data (the database as of this record)."""
+
+    def customers_with(self, kind: str, value: str) -> Collection[str]:
+        """Distinct customer ids of the identifier rows holding (kind, value)."""
+
+    def block_size(self, key: str) -> int:
+        """How many blocking-key rows hold `key`."""
+
+    def candidates(self, keys: Sequence[str], *, limit: int) -> list[str]:
+        """Distinct customer ids in the blocks of `keys`, at most `limit`."""
+
+    def records_of(self, customer_ids: Sequence[str], *, limit: int) -> list[tuple[str, MatchRecord]]:
+        """(customer id, matching view) of those customers' source records, at most `limit`."""
+
+    def live_root(self, customer_id: str) -> str | None:
+        """The customer an id stands for today (merges followed), None if unknown or erased."""
+
+    def record_count(self, customer_id: str) -> int: ...
+
+
+@dataclass
+class Decision:
+    target: str | None = None  # the customer the record joins; None: a new customer
+    reviews: list[tuple[str, MatchResult]] = field(default_factory=list)
+    reason: str = ""
+    best: MatchResult | None = None
+    best_candidate: str | None = None
+
+
+def decide(
+    settings: IdentitySettings,
+    model: MatchModel,
+    incoming: MatchRecord,
+    identifiers: Sequence[tuple[str, str]],
+    known: Known,
+    *,
+    keys: Collection[str] | None = None,
+) -> Decision:
+    """`service._decide` without I/O: the same rules, in the same order, over `known`.
+
+    `keys`: the incoming record's blocking keys, if already computed (used unless identifiers too
+    common to count are dropped, which changes the keys)."""
+    # Identifier values shared by many customers (a family's e-mail, a shop's phone) do not identify.
+    shared = {(k, v): known.customers_with(k, v) for k, v in identifiers if k in ("email", "phone")}
+    too_common = {
+        kind for (kind, _), ids in shared.items() if len(ids) >= settings.max_customers_per_identifier
+    }
+    if too_common:
+        incoming = service._without(incoming, too_common)
+        keys = None
+
+    scored = score_candidates(settings, model, incoming, known, keys=keys)
+
+    strong = [(k, v) for k, v in identifiers if k in service.STRONG_KINDS or k.startswith("external:")]
+    strong_owners: set[str] = set()
+    for kind, value in strong:
+        for owner in known.customers_with(kind, value):
+            root = known.live_root(owner)
+            if root is not None:
+                strong_owners.add(root)
+    best_id, best = max(scored.items(), key=lambda kv: kv[1].probability) if scored else (None, None)
+    decision = Decision(best=best, best_candidate=best_id)
+
+    if len(strong_owners) == 1:
+        (owner_id,) = strong_owners
+        owner_score = scored.get(owner_id)
+        if owner_score is None or not service._contradicts(owner_score):
+            decision.target = owner_id
+            decision.best_candidate = owner_id
+            decision.best = owner_score
+            return decision
+        decision.reviews = [(owner_id, owner_score)]
+        decision.reason = "strong identifier shared, but other fields disagree"
+        return decision
+    if len(strong_owners) > 1:
+        decision.reviews = [(c, scored[c]) for c in strong_owners if c in scored][:5]
+        decision.reason = "strong identifier shared by several customers"
+        return decision
+
+    if best is None or best_id is None:
+        return decision
+    above = [c for c, r in scored.items() if r.probability >= settings.auto_merge_threshold]
+    if best.probability >= settings.auto_merge_threshold:
+        size = known.record_count(best_id)
+        if len(above) > 1:
+            decision.reviews = [(c, scored[c]) for c in above[:5]]
+            decision.reason = "matches several customers: they may be one"
+        elif size >= settings.max_records_per_customer:
+            decision.reviews = [(best_id, best)]
+            decision.reason = f"customer already joins {size} records"
+        else:
+            decision.target = best_id
+        return decision
+    if best.probability >= settings.review_threshold:
+        ranked = sorted(scored.items(), key=lambda kv: kv[1].probability, reverse=True)
+        decision.reviews = [(c, r) for c, r in ranked if r.probability >= settings.review_threshold][:3]
+        decision.reason = "probable match"
+    return decision
+
+
+def score_candidates(
+    settings: IdentitySettings,
+    model: MatchModel,
+    incoming: MatchRecord,
+    known: Known,
+    *,
+    keys: Collection[str] | None = None,
+) -> dict[str, MatchResult]:
+    """`service._score_candidates` without I/O: the best score per candidate customer.
+
+    Source records always belong to a live golden record (they move on merge and go on erasure),
+    so every candidate found is a customer that can be matched."""
+    ordered = sorted(blocking_keys(incoming) if keys is None else keys)
+    usable = [k for k in ordered if known.block_size(k) <= settings.block_size_cap]
+    candidate_ids = known.candidates(usable, limit=settings.block_size_cap * 2)
+    best: dict[str, MatchResult] = {}
+    for customer_id, other in known.records_of(candidate_ids, limit=settings.block_size_cap * 4):
+        result = score(incoming, other, model)
+        current = best.get(customer_id)
+        if current is None or result.probability > current.probability:
+            best[customer_id] = result
+    return best
+
+
+# -- the in-memory view: the database as prefetched, plus the run's earlier records ----------------
+
+
+@dataclass
+class Stats:
+    """What a resolver did: runs written, runs redone one by one after a conflict, time per phase, and
+    how often a LIMIT of the one-by-one path (`block_size_cap` × 2 customers, × 4 records) bound:
+    the only case where the two may differ (which candidates the database returns is arbitrary)."""
+
+    candidate_limit_hits: int = 0
+    record_limit_hits: int = 0
+    runs: int = 0
+    fallbacks: int = 0
+    seconds: dict[str, float] = field(default_factory=dict)  # wall time per phase
+
+    @contextmanager
+    def timed(self, phase: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[phase] = self.seconds.get(phase, 0.0) + time.perf_counter() - started
+
+
+class _Known:
+    def __init__(self, cap: int, stats: Stats) -> None:
+        self.cap = cap
+        self.stats = stats
+        self.block_count: dict[str, int] = {}
+        # Customer ids per blocking-key row, only for blocks still small enough to be used.
+        self.block_members: dict[str, list[str]] = {}
+        self.owners: dict[tuple[str, str], set[str]] = {}
+        self.records: dict[str, list[MatchRecord]] = {}
+        # id -> (merged_into, erased)
+        self.customers: dict[str, tuple[str | None, bool]] = {}
+
+    def customers_with(self, kind: str, value: str) -> Collection[str]:
+        return self.owners.get((kind, value), ())
+
+    def block_size(self, key: str) -> int:
+        return self.block_count.get(key, 0)
+
+    def candidates(self, keys: Sequence[str], *, limit: int) -> list[str]:
+        ids = list(dict.fromkeys(c for key in keys for c in self.block_members.get(key, ())))
+        if len(ids) > limit:
+            self.stats.candidate_limit_hits += 1
+            ids = sorted(ids)[:limit]
+        return ids
+
+    def records_of(self, customer_ids: Sequence[str], *, limit: int) -> list[tuple[str, MatchRecord]]:
+        out = [(c, r) for c in customer_ids for r in self.records.get(c, ())]
+        if len(out) > limit:
+            self.stats.record_limit_hits += 1
+            out = out[:limit]
+        return out
+
+    def live_root(self, customer_id: str) -> str | None:
+        current = customer_id
+        for _ in range(MAX_CHAIN):
+            state = self.customers.get(current)
+            if state is None:
+                return None
+            merged_into, erased = state
+            if merged_into is None:
+                return None if erased else current
+            current = merged_into
+        raise RuntimeError(f"merge chain of {customer_id} is too long")
+
+    def record_count(self, customer_id: str) -> int:
+        return len(self.records.get(customer_id, ()))
+
+    def add(
+        self,
+        customer_id: str,
+        record: MatchRecord,
+        keys: Collection[str],
+        identifiers: Collection[tuple[str, str]],
+        *,
+        new_customer: bool,
+    ) -> None:
+        """A record stored for `customer_id`: later records of the run see it."""
+        if new_customer:
+            self.customers[customer_id] = (None, False)
+        self.records.setdefault(customer_id, []).append(record)
+        for key in keys:
+            size = self.block_count.get(key, 0) + 1
+            self.block_count[key] = size
+            members = self.block_members.get(key)
+            if members is not None:
+                if size > self.cap:
+                    del self.block_members[key]  # too big to be used ever again
+                else:
+                    members.append(customer_id)
+        for pair in identifiers:
+            self.owners.setdefault(pair, set()).add(customer_id)
+
+
+# -- one run of new records -----------------------------------------------------------------------
+
+
+@dataclass
+class _Row:
+    number: int
+    data: SourceRecordIn
+    normal: Normalised
+    record_id: str = ""
+    match: MatchRecord | None = None
+    keys: frozenset[str] = frozenset()
+    identifiers: list[tuple[str, str]] = field(default_factory=list)  # distinct, sorted
+
+    def prepare(self) -> None:
+        self.record_id = str(uuid.uuid4())
+        self.match = match_record(self.record_id, self.normal.match)
+        self.keys = frozenset(blocking_keys(self.match))
+        self.identifiers = sorted(set(self.normal.identifiers))
+
+
+@dataclass
+class _Golden:
+    """A customer row as the run changes it (the columns `service.reassemble` sets)."""
+
+    id: str
+    values: dict[str, Any]
+    provenance: dict[str, Any]
+    version: int
+    updated_at: datetime
+    views: list[SourceView]
+    created: bool
+    dirty: bool = False
+    row: dict[str, Any] = field(default_factory=dict)  # the new customer's other columns
+
+
+class _Clock:
+    """Strictly increasing timestamps, so that records keep their file order in `received_at`."""
+
+    def __init__(self) -> None:
+        self.last = datetime.min.replace(tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        now = datetime.now(UTC)
+        if now <= self.last:
+            now = self.last + timedelta(microseconds=1)
+        self.last = now
+        return now
+
+
+def _snapshot(values: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name in service.GOLDEN_COLUMNS:
+        value: Any = values.get(name)
+        out[name] = value.isoformat() if hasattr(value, "isoformat") else value
+    return out
+
+
+def _reassemble(golden: _Golden) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
+    """`service.reassemble` on the in-memory row: (before, after, changed golden columns)."""
+    before = _snapshot(golden.values)
+    result = assemble(golden.views)
+    for name in service.GOLDEN_COLUMNS:
+        value = result.values.get(name)
+        if name == "birth_date" and isinstance(value, str):
+            value = date.fromisoformat(value)
+        if name in ("addresses",) and value is None:
+            value = []
+        if name in ("external_ids", "attributes") and value is None:
+            value = {}
+        if name in ("kind", "status") and value is None:
+            continue
+        golden.values[name] = value
+    provenance_changed = result.provenance != golden.provenance
+    golden.provenance = result.provenance
+    after = _snapshot(golden.values)
+    changed = changed_fields(before, after)
+    if changed or provenance_changed:
+        # The ORM writes an UPDATE (and bumps the version) whenever a column differs.
+        golden.version += 1
+        golden.dirty = True
+    return before, after, changed
+
+
+class _Run:
+    """Resolves a run of new source records (no updates among them) in one transaction."""
+
+    def __init__(
+        self,
+        uow: UnitOfWork,
+        db: _Db,
+        settings: IdentitySettings,
+        model: MatchModel,
+        rows: list[_Row],
+        clock: _Clock,
+        stats: Stats,
+    ) -> None:
+        self.uow = uow
+        self.db = db
+        self.settings = settings
+        self.model = model
+        self.rows = rows
+        self.clock = clock
+        self.known = _Known(settings.block_size_cap, stats)
+        self.outcomes: list[str] = []
+
+    # 1. prefetch
+
+    async def prefetch(self) -> None:
+        db = self.db
+        known = self.known
+        cap = self.settings.block_size_cap
+        by_kind: dict[str, set[str]] = {}
+        keys: set[str] = set()
+        for row in self.rows:
+            for kind, value in row.identifiers:
+                by_kind.setdefault(kind, set()).add(value)
+            keys |= row.keys
+
+        owner_ids: set[str] = set()  # strong identifiers' owners: resolved through merges
+        for kind, values in by_kind.items():
+            strong = kind in service.STRONG_KINDS or kind.startswith("external:")
+            known.owners.update({(kind, v): set() for v in values})
+            found = await db.select_in(
+                select(IDENTIFIERS.c.value, IDENTIFIERS.c.customer_id).where(IDENTIFIERS.c.kind == kind),
+                IDENTIFIERS.c.value,
+                values,
+            )
+            for value, customer_id in found:
+                known.owners[(kind, value)].add(customer_id)
+                if strong:
+                    owner_ids.add(customer_id)
+
+        known.block_count, members = await db.blocks(keys, cap)
+        # Keys still small enough to use (new keys have no rows yet, but may get some).
+        known.block_members = {k: [] for k in keys if known.block_count.get(k, 0) <= cap}
+        for key, customer_id in members:
+            known.block_members[key].append(customer_id)
+        pending = owner_ids
+        while pending:
+            states = await db.select_in(
+                select(CUSTOMERS.c.id, CUSTOMERS.c.merged_into, CUSTOMERS.c.erased_at),
+                CUSTOMERS.c.id,
+                pending,
+            )
+            for customer_id, merged_into, erased_at in states:
+                known.customers[customer_id] = (merged_into, erased_at is not None)
+            pending = {m for _, m, _ in states if m is not None and m not in known.customers}
+
+        # Every customer a record of the run may join (a candidate, or a strong identifier's owner)
+        # with all its source records: later records of the run may meet it through the new ones.
+        targets = {customer_id for _, customer_id in members}
+        targets |= {root for owner in owner_ids if (root := known.live_root(owner)) is not None}
+        stored = await db.select_in(
+            select(SOURCES.c.customer_id, SOURCES.c.id, SOURCES.c.received_at, _as_text(SOURCES.c.match)),
+            SOURCES.c.customer_id,
+            targets,
+        )
+        stored.sort(key=lambda r: (r[0], r[2], r[1]))
+        for customer_id, record_id, _, match in stored:
+            known.records.setdefault(customer_id, []).append(match_record(record_id, orjson.loads(match)))
+
+    # 2. decide, in file order
+
+    def decide_all(self) -> list[tuple[_Row, str, Decision]]:
+        """Each record's decision; returns (row, its customer id, decision)."""
+        decided: list[tuple[_Row, str, Decision]] = []
+        for row in self.rows:
+            assert row.match is not None
+            decision = decide(
+                self.settings, self.model, row.match, row.normal.identifiers, self.known, keys=row.keys
+            )
+            customer_id = decision.target or str(uuid.uuid4())
+            self.known.add(
+                customer_id, row.match, row.keys, row.identifiers, new_customer=decision.target is None
+            )
+            decided.append((row, customer_id, decision))
+        return decided
+
+    # 3. assemble, audit and write
+
+    async def write(self, decided: list[tuple[_Row, str, Decision]]) -> None:
+        session = self.uow.session
+        settings = self.settings
+        actor = service._actor()
+        existing_ids = sorted(
+            {cid for _, cid, d in decided if d.target is not None}
+            - {cid for _, cid, d in decided if d.target is None}
+        )
+        goldens = await self._load_existing(existing_ids)
+
+        records: list[dict[str, Any]] = []
+        identifiers: list[dict[str, Any]] = []
+        blocks: list[dict[str, Any]] = []
+        searches: list[dict[str, Any]] = []
+        reviews: list[dict[str, Any]] = []
+        changes: list[dict[str, Any]] = []
+        events: list[tuple[EventPayload, datetime]] = []
+        for row, customer_id, decision in decided:
+            now = self.clock()
+            data = row.data
+            stored = {**row.normal.display, "status": data.status}
+            stored.pop("verified", None)
+            stored.pop("observed_at", None)
+            verified = sorted(set(data.verified))
+            observed = data.observed_at or now
+            trust = settings.source_trust.get(data.source_system, 10)
+            records.append(
+                {
+                    "id": row.record_id,
+                    "customer_id": customer_id,
+                    "origin_customer_id": customer_id,
+                    "source_system": data.source_system,
+                    "source_id": data.source_id or str(uuid.uuid4()),
+                    "kind": data.kind,
+                    "data": stored,
+                    "match": row.normal.match,
+                    "trust": trust,
+                    "verified": verified,
+                    "observed_at": observed,
+                    "received_at": now,
+                    "updated_at": now,
+                }
+            )
+            identifiers.extend(
+                {"kind": k, "value": v, "customer_id": customer_id, "source_record_id": row.record_id}
+                for k, v in row.identifiers
+            )
+            link = {"customer_id": customer_id, "source_record_id": row.record_id}
+            blocks.extend({"key": key, **link} for key in sorted(row.keys))
+            searches.extend({"key": key, **link} for key in sorted(search_keys(row.normal.match)))
+            view = SourceView(
+                row.record_id,
+                data.source_system,
+                trust,
+                observed,
+                frozenset(verified),
+                {**stored, "kind": data.kind},
+            )
+
+            if decision.target is None:
+                golden = _Golden(
+                    id=customer_id,
+                    values={
+                        "kind": data.kind,
+                        "status": data.status,
+                        "addresses": [],
+                        "external_ids": {},
+                        "attributes": {},
+                    },
+                    provenance={},
+                    version=1,
+                    updated_at=now,
+                    views=[view],
+                    created=True,
+                    row={"source_system": data.source_system, "created_at": now},
+                )
+                goldens[customer_id] = golden
+                before, after, changed = _reassemble(golden)
+                golden.version = 1  # one INSERT, with the assembled values
+                cause = "registration"
+            else:
+                golden = goldens[customer_id]
+                golden.views.append(view)
+                before, after, changed = _reassemble(golden)
+                cause = "source_record"
+            if changed:
+                golden.updated_at = now
+                changes.append(
+                    {
+                        "customer_id": customer_id,
+                        "actor": actor,
+                        "cause": cause,
+                        "reason": None,
+                        "before": {k: before[k] for k in changed},
+                        "after": {k: after[k] for k in changed},
+                        "changed_at": now,
+                    }
+                )
+            if decision.target is None:
+                events.append(
+                    (
+                        CustomerRegistered(
+                            customer_id=customer_id,
+                            kind=data.kind,
+                            status=golden.values["status"],
+                            source_system=data.source_system,
+                            registered_at=now,
+                        ),
+                        now,
+                    )
+                )
+                for candidate, outcome in decision.reviews:
+                    reviews.append(
+                        {
+                            "id": str(uuid.uuid4()),
+                            "customer_id": customer_id,
+                            "candidate_id": candidate,
+                            "source_record_id": row.record_id,
+                            "probability": outcome.probability,
+                            "score": outcome.score,
+                            "evidence": service._evidence(outcome),
+                            "reason": decision.reason,
+                            "status": "pending",
+                            "created_at": now,
+                            "decided_at": None,
+                            "decided_by": None,
+                            "decision_reason": None,
+                        }
+                    )
+                self.outcomes.append("review" if decision.reviews else "created")
+            else:
+                if changed:
+                    events.append(
+                        (
+                            CustomerUpdated(
+                                customer_id=customer_id,
+                                record_version=golden.version,
+                                changed_fields=changed,
+                                cause="source_record",
+                                updated_at=golden.updated_at,
+                            ),
+                            now,
+                        )
+                    )
+                self.outcomes.append("matched")
+
+        await self.db.insert(CUSTOMERS, [_customer_insert(g) for g in goldens.values() if g.created])
+        updated = [g for g in goldens.values() if not g.created and g.dirty]
+        if updated:
+            columns = [*service.GOLDEN_COLUMNS, "provenance", "updated_at", "version"]
+            statement = (
+                update(CUSTOMERS)
+                .where(CUSTOMERS.c.id == bindparam("_id"))
+                .values({name: bindparam(f"_{name}") for name in columns})
+            )
+            await session.execute(
+                statement,
+                [
+                    {
+                        "_id": g.id,
+                        **{f"_{n}": g.values[n] for n in service.GOLDEN_COLUMNS},
+                        "_provenance": g.provenance,
+                        "_updated_at": g.updated_at,
+                        "_version": g.version,
+                    }
+                    for g in updated
+                ],
+            )
+        for table, rows in (
+            (SOURCES, records),
+            (IDENTIFIERS, identifiers),
+            (BLOCKS, blocks),
+            (SEARCH, searches),
+            (REVIEWS, reviews),
+            (CHANGES, changes),
+        ):
+            await self.db.insert(table, rows)
+        await publish_many(self.uow, events, self.db)
+
+    async def _load_existing(self, customer_ids: list[str]) -> dict[str, _Golden]:
+        """Stored customers the run joins records to, locked, with all their source records."""
+        goldens: dict[str, _Golden] = {}
+        rows = await self.db.select_in(select(CUSTOMERS).with_for_update(), CUSTOMERS.c.id, customer_ids)
+        for row in rows:
+            goldens[row.id] = _Golden(
+                id=row.id,
+                values={name: getattr(row, name) for name in service.GOLDEN_COLUMNS},
+                provenance=row.provenance,
+                version=row.version,
+                updated_at=row.updated_at,
+                views=[],
+                created=False,
+            )
+        records = await self.db.select_in(
+            select(
+                SOURCES.c.customer_id,
+                SOURCES.c.received_at,
+                SOURCES.c.id,
+                SOURCES.c.source_system,
+                SOURCES.c.trust,
+                SOURCES.c.observed_at,
+                SOURCES.c.verified,
+                _as_text(SOURCES.c.data),
+                SOURCES.c.kind,
+            ),
+            SOURCES.c.customer_id,
+            customer_ids,
+        )
+        records.sort(key=lambda r: (r[0], r[1]))  # by received_at, as `of_customer` reads them
+        for r in records:
+            goldens[r.customer_id].views.append(
+                SourceView(
+                    r.id,
+                    r.source_system,
+                    r.trust,
+                    r.observed_at,
+                    frozenset(r.verified),
+                    {**orjson.loads(r.data), "kind": r.kind},
+                )
+            )
+        missing = set(customer_ids) - set(goldens)
+        if missing:
+            raise RuntimeError(f"customers vanished during the import: {sorted(missing)[:5]}")
+        return goldens
+
+
+def _customer_insert(golden: _Golden) -> dict[str, Any]:
+    return {
+        "id": golden.id,
+        **{name: golden.values.get(name) for name in service.GOLDEN_COLUMNS},
+        "source_system": golden.row["source_system"],
+        "provenance": golden.provenance,
+        "merged_into": None,
+        "erased_at": None,
+        "created_at": golden.row["created_at"],
+        "updated_at": golden.updated_at,
+        "version": golden.version,
+    }
+
+
+async def publish_many(uow: UnitOfWork, events: Sequence[tuple[EventPayload, datetime]], db: _Db) -> None:
+    """`uow.publish` for many events in one statement: the same outbox rows, in the same order."""
+    if not events:
+        return
+    rows = []
+    for payload, at in events:
+        event = new_event(payload, source=uow.source, time=at)
+        rows.append(
+            {
+                "event_id": event.id,
+                "topic": payload.topic.name,
+                "key": event.subject,
+                "type": event.type,
+                "envelope": event.model_dump(mode="json"),
+                "created_at": datetime.now(UTC),
+            }
+        )
+    await db.insert(uow.tables.outbox, rows)
+    # What `publish` counts, so that `commit()` wakes the relay (UnitOfWork has no publish_many yet).
+    uow._published += len(rows)
+
+
+# -- the import loop ------------------------------------------------------------------------------
+
+
+def report_domain_error(report: Report, number: int, exc: DomainError) -> None:
+    """A refused row in the report, as `batch.import_records` has always reported it."""
+    for problem in exc.errors or []:
+        report.errors.append(
+            {"row": number, "field": problem.field.removeprefix("body."), "message": problem.message}
+        )
+    if not exc.errors:
+        report.errors.append({"row": number, "field": None, "message": exc.detail})
+
+
+@dataclass
+class BulkResolver:
+    """Resolves validated records (with their row numbers) chunk by chunk, in order.
+
+    `resolve` may be called repeatedly (e.g. once per chunk of a file, `wait=False`, then `finish()`);
+    each call continues where the last one ended. Rows whose values do not normalise become errors
+    of the report.
+
+    A run's writing (assembly, COPY, commit) goes on in the background while the next chunk is
+    normalised; nothing reads the database before the previous run committed, so the decisions are
+    those of strictly sequential processing.
+    """
+
+    uow_factory: Callable[[], UnitOfWork]
+    settings: IdentitySettings
+    matcher: service.Matcher
+    chunk_size: int = DEFAULT_CHUNK
+    stats: Stats = field(default_factory=Stats)
+    clock: _Clock = field(default_factory=_Clock)
+    _writing: asyncio.Task[None] | None = None
+
+    async def resolve(
+        self,
+        records: Sequence[tuple[int, SourceRecordIn]],
+        report: Report,
+        *,
+        progress: Callable[[int], None] | None = None,
+        wait: bool = True,
+    ) -> Report:
+        """Resolve `records`; with `wait=False` the last run may still be writing (see `finish`)."""
+        done = False
+        try:
+            for chunk in _batches(records, self.chunk_size):
+                await self._chunk(chunk, report)
+                if progress is not None:
+                    progress(len(chunk))
+            done = True
+        finally:
+            if wait or not done:
+                await self.finish()
+        return report
+
+    async def finish(self) -> None:
+        """Wait until everything resolved so far is committed."""
+        writing, self._writing = self._writing, None
+        if writing is not None:
+            await writing
+
+    async def _normalise(self, chunk: Sequence[tuple[int, SourceRecordIn]], report: Report) -> list[_Row]:
+        valid: list[_Row] = []
+        blocked = frozenset(self.settings.blocked_identifiers)
+        for i, (number, data) in enumerate(chunk):
+            if i % 32 == 0:
+                await asyncio.sleep(0)  # let the previous run's writing go on meanwhile
+            try:
+                normal = normalise_fields(data, default_region=self.settings.default_region, blocked=blocked)
+            except DomainError as exc:
+                report_domain_error(report, number, exc)
+                continue
+            row = _Row(number, data, normal)
+            row.prepare()
+            valid.append(row)
+        return valid
+
+    async def _chunk(self, chunk: Sequence[tuple[int, SourceRecordIn]], report: Report) -> None:
+        with self.stats.timed("normalise"):
+            rows = await self._normalise(chunk, report)
+        with self.stats.timed("wait"):
+            await self.finish()
+        if not rows:
+            return
+        by_system: dict[str, set[str]] = {}
+        for row in rows:
+            if row.data.source_id is not None:
+                by_system.setdefault(row.data.source_system, set()).add(row.data.source_id)
+        seen: set[tuple[str, str]] = set()
+        async with self.uow_factory() as uow:
+            db = await _Db.of(uow.session)
+            for system, ids in by_system.items():
+                found = await db.select_in(
+                    select(SOURCES.c.source_id).where(SOURCES.c.source_system == system),
+                    SOURCES.c.source_id,
+                    ids,
+                )
+                seen.update((system, sid) for (sid,) in found)
+        run: list[_Row] = []
+        for row in rows:
+            key = (row.data.source_system, row.data.source_id) if row.data.source_id is not None else None
+            if key is not None and key in seen:
+                # The same source record again: an update, resolved alone (after what came before it).
+                await self._run(run, report)
+                await self.finish()
+                run = []
+                await self._one(row, report)
+                continue
+            if key is not None:
+                seen.add(key)
+            run.append(row)
+        await self._run(run, report)
+
+    async def _run(self, rows: list[_Row], report: Report) -> None:
+        """Decide a run of new records and start writing it (in the background)."""
+        if not rows:
+            return
+        uow = self.uow_factory()
+        await uow.__aenter__()
+        try:
+            model = await self.matcher.current(uow)
+            run = _Run(uow, await _Db.of(uow.session), self.settings, model, rows, self.clock, self.stats)
+            with self.stats.timed("prefetch"):
+                await run.prefetch()
+            with self.stats.timed("decide"):
+                decided = run.decide_all()
+        except BaseException:
+            await uow.__aexit__(None, None, None)
+            raise
+        self._writing = asyncio.create_task(self._write(uow, run, decided, report))
+
+    async def _write(
+        self, uow: UnitOfWork, run: _Run, decided: list[tuple[_Row, str, Decision]], report: Report
+    ) -> None:
+        try:
+            try:
+                with self.stats.timed("write"):
+                    await run.write(decided)
+                    await uow.commit()
+            finally:
+                await uow.__aexit__(None, None, None)
+        except IntegrityError:
+            # Another writer stored one of these source records meanwhile: one by one, as ingest would.
+            self.stats.fallbacks += 1
+            for row in run.rows:
+                await self._one(row, report)
+            return
+        self.stats.runs += 1
+        report.outcomes.update(run.outcomes)
+
+    async def _one(self, row: _Row, report: Report) -> None:
+        try:
+            result = await service.ingest(self.uow_factory(), self.settings, self.matcher, row.data)
+        except DomainError as exc:
+            report_domain_error(report, row.number, exc)
+            return
+        report.outcomes[result.outcome] += 1
