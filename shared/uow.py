@@ -73,6 +73,10 @@ class UnitOfWork:
         self._published += 1
         return event
 
+    def published_in_bulk(self, count: int) -> None:
+        """Outbox rows written by a bulk statement count like `publish` calls: the relay wakes on commit."""
+        self._published += count
+
     async def commit(self) -> None:
         await self.session.commit()
         if self._published and self._on_commit is not None:

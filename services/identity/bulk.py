@@ -1,10 +1,10 @@
 """Bulk resolution of source records: a file's records a chunk per transaction, decided as one by one.
 
-`service.ingest` resolves one record per transaction with a dozen queries. An import does the same
-work for a chunk of records (`chunk_size`, default 1,000) at a time:
+`service.ingest` resolves one record per transaction with a dozen queries. An import (`batch.
+import_records`) does the same work for a chunk of records (`chunk_size`, default 2,000) at a time:
 
-1. every row is validated (`SourceRecordIn`) and normalised (`normalise_fields`); a bad row becomes
-   an error of the report, exactly as `batch.import_records` always reported them;
+1. every row is validated (`SourceRecordIn`, by the caller) and normalised (`normalise_fields`); a
+   bad row becomes an error of the report, exactly as `import_records` always reported them;
 2. a row whose (source system, source id) exists already, or came earlier in the same chunk, is an
    update: the chunk is cut there and the row goes through `service.ingest` (rare in imports);
 3. for each run of new records, a few queries fetch everything their decisions can depend on: the
@@ -15,12 +15,21 @@ work for a chunk of records (`chunk_size`, default 1,000) at a time:
    in-memory index grows with every record, so two records of one person in one chunk meet as
    they would one by one);
 5. golden records are assembled and audited record by record as `service.reassemble` would, and
-   the whole run is written with bulk statements in ONE transaction: customers, source records,
-   identifiers, blocking and search keys, reviews, profile changes and the outbox events
-   (`CustomerRegistered` per new customer, `CustomerUpdated` per change, in record order).
+   the whole run is written in ONE transaction with bulk statements (COPY on PostgreSQL): customers,
+   source records, identifiers, blocking and search keys, reviews, profile changes and the outbox
+   events (`CustomerRegistered` per new customer, `CustomerUpdated` per change, in record order).
+   The writing goes on while the next chunk is normalised; nothing reads the database before the
+   previous run committed.
 
 If the transaction fails on a uniqueness conflict (another writer stored one of the same source
 records meanwhile), that run is resolved again one record at a time through `service.ingest`.
+
+Where the result can differ from resolving one by one (`Stats` counts the first case):
+- when more than `block_size_cap` × 2 customers (or × 4 records) share a record's usable blocks,
+  the one-by-one path scores the subset its `LIMIT` happens to return; here the first by id;
+- exact ties in probability between candidates may list reviews in another order (not whether a
+  record joins a customer: that needs exactly one candidate above the threshold);
+- records written by other processes while a run is being decided are not seen by that run.
 """
 
 from __future__ import annotations
@@ -80,7 +89,7 @@ from shared.uow import UnitOfWork
 
 T = TypeVar("T")
 IN_BATCH = 2_000  # values per IN (...) list: far below asyncpg's and SQLite's bound-parameter limits
-DEFAULT_CHUNK = 1_000
+DEFAULT_CHUNK = 2_000
 
 
 def _table(model: type[Any]) -> Table:
@@ -842,7 +851,7 @@ async def publish_many(uow: UnitOfWork, events: Sequence[tuple[EventPayload, dat
         )
     await db.insert(uow.tables.outbox, rows)
     # What `publish` counts, so that `commit()` wakes the relay (UnitOfWork has no publish_many yet).
-    uow._published += len(rows)
+    uow.published_in_bulk(len(rows))
 
 
 # -- the import loop ------------------------------------------------------------------------------

@@ -103,7 +103,7 @@ def normalise_fields(
         card = _card(fields.card_number)
         if len(card) < 4:
             errors.append(FieldError(f"{prefix}.card_number", "must have at least 4 letters or digits"))
-        elif usable("card", card) is not None:
+        elif len(set(card)) > 1 and card not in blocked:  # "0000", "XXXX": a card field typed to pass a form
             identifiers.append(("card", card))
     for system, value in (fields.external_ids or {}).items():
         if not re.fullmatch(r"[a-z0-9_.-]{1,60}", system):

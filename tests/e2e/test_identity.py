@@ -229,6 +229,19 @@ class TestSearch:
         assert bad.status_code == 422
         assert bad.json()["errors"][0]["field"] == "query.phone"
 
+    async def test_by_card_number(self, api: httpx.AsyncClient) -> None:
+        ana = (await ingest(api, {**ANA, "card_number": "LC-0042-7781"}, 201))["customer"]
+        found = (await api.get("/customers", params={"card": "lc 0042 7781"})).json()["items"]
+        assert [c["id"] for c in found] == [ana["id"]]
+        # A card field filled with one repeated character is not a card, and no error either.
+        other = await ingest(
+            api,
+            {"source_system": "pos", "given_name": "Ines", "family_name": "Vidal", "card_number": "0000000"},
+            201,
+        )
+        assert (await api.get("/customers", params={"card": "0000000"})).json()["items"] == []
+        assert other["match"]["outcome"] == "created"
+
     async def test_pagination(self, api: httpx.AsyncClient) -> None:
         for i in range(5):
             await ingest(

@@ -48,7 +48,7 @@ async def started(path: Path, **overrides: Any) -> ServiceRuntime:
 
 @pytest.fixture
 async def identity(tmp_path: Path) -> AsyncIterator[ServiceRuntime]:
-    runtime = await started(tmp_path / "bulk")
+    runtime = await started(tmp_path / "bulk", auto_train=False)
     yield runtime
     await runtime.stop()
 
