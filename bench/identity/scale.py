@@ -254,7 +254,8 @@ async def load(dsn: str, customers: int, chunk: int = 20_000) -> float:
                 "search_keys", records=searches, columns=["key", "source_record_id", "customer_id"]
             )
             print(
-                f"loaded {min(start + chunk, customers):,} customers in {time.perf_counter() - started:.0f} s",
+                f"loaded {min(start + chunk, customers):,} customers "
+                f"in {time.perf_counter() - started:.0f} s",
                 flush=True,
             )
         await conn.execute("ANALYZE")
@@ -353,7 +354,8 @@ async def main() -> None:
     ingest, base = figures["ingest_ms"], figures["baseline_ms"]
     print(json.dumps(figures, indent=2))
     print(
-        f"one record matched and stored against {args.customers:,} customers: median {ingest['median']:.1f} ms, "
+        f"one record matched and stored against {args.customers:,} customers: "
+        f"median {ingest['median']:.1f} ms, "
         f"p99 {ingest['p99']:.1f} ms (baseline SELECT+INSERT p99 {base['p99']:.2f} ms, "
         f"ratio {ingest['p99'] / base['p99']:.1f}×)"
     )
