@@ -87,6 +87,33 @@ class ServiceRuntime:
         self.app.state.runtime = self
         self.app.include_router(operations_router(self.readiness))
 
+    @classmethod
+    def create(
+        cls,
+        settings: ServiceSettings,
+        bus: EventBus | None,
+        *,
+        metadata: MetaData,
+        tables: MessagingTables,
+        migrations: Path,
+        title: str,
+        description: str,
+    ) -> ServiceRuntime:
+        """A service's runtime on the given bus (embedded mode shares one), or on its own bus
+        chosen by the settings (distributed mode), which it then starts and stops itself."""
+        from shared.messaging.factory import make_bus
+
+        return cls(
+            settings=settings,
+            metadata=metadata,
+            tables=tables,
+            migrations=migrations,
+            bus=bus or make_bus(settings, client_id=f"crm-{settings.service_name}"),
+            owns_bus=bus is None,
+            title=title,
+            description=description,
+        )
+
     def add_background(self, job: Callable[[], Coroutine[Any, Any, None]]) -> None:
         """A service-specific background job, started with the service and cancelled with it."""
         self._background.append(job)

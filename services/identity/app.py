@@ -18,7 +18,6 @@ from services.identity.notes import service as notes
 from services.identity.service import Matcher
 from services.identity.settings import IdentitySettings, load_settings
 from shared.messaging.bus import EventBus
-from shared.messaging.factory import make_bus
 from shared.runtime import ServiceRuntime
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -26,14 +25,12 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 
 def build(settings: IdentitySettings | None = None, bus: EventBus | None = None) -> ServiceRuntime:
     settings = settings or load_settings()
-    owns_bus = bus is None
-    runtime = ServiceRuntime(
-        settings=settings,
+    runtime = ServiceRuntime.create(
+        settings,
+        bus,
         metadata=metadata,
         tables=MESSAGING,
         migrations=MIGRATIONS,
-        bus=bus or make_bus(settings, client_id="crm-identity"),
-        owns_bus=owns_bus,
         title="CRM identity service",
         description=(
             "Customer profiles and golden records: every source record matched (deterministic rules, then "

@@ -11,7 +11,6 @@ from services.interactions.directory import CustomerDirectory
 from services.interactions.models import MESSAGING, metadata
 from services.interactions.settings import InteractionsSettings, load_settings
 from shared.messaging.bus import EventBus
-from shared.messaging.factory import make_bus
 from shared.runtime import ServiceRuntime
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -23,13 +22,12 @@ def build(
     identity: httpx.AsyncClient | None = None,
 ) -> ServiceRuntime:
     settings = settings or load_settings()
-    runtime = ServiceRuntime(
-        settings=settings,
+    runtime = ServiceRuntime.create(
+        settings,
+        bus,
         metadata=metadata,
         tables=MESSAGING,
         migrations=MIGRATIONS,
-        bus=bus or make_bus(settings, client_id="crm-interactions"),
-        owns_bus=bus is None,
         title="CRM interactions service",
         description="Every contact on every channel; purchases.",
     )

@@ -8,7 +8,6 @@ from services.loyalty import consumers, routes
 from services.loyalty.models import MESSAGING, metadata
 from services.loyalty.settings import LoyaltySettings, load_settings
 from shared.messaging.bus import EventBus
-from shared.messaging.factory import make_bus
 from shared.runtime import ServiceRuntime
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -16,13 +15,12 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 
 def build(settings: LoyaltySettings | None = None, bus: EventBus | None = None) -> ServiceRuntime:
     settings = settings or load_settings()
-    runtime = ServiceRuntime(
-        settings=settings,
+    runtime = ServiceRuntime.create(
+        settings,
+        bus,
         metadata=metadata,
         tables=MESSAGING,
         migrations=MIGRATIONS,
-        bus=bus or make_bus(settings, client_id="crm-loyalty"),
-        owns_bus=bus is None,
         title="CRM loyalty service",
         description="Points ledger, earning, rewards, tiers.",
     )
