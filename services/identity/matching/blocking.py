@@ -30,11 +30,11 @@ Keys are at most 120 characters (longer ones are hashed).
 from __future__ import annotations
 
 import hashlib
+from functools import lru_cache
 
 import jellyfish
 
-from services.identity.matching.comparisons import LEGAL_FORMS
-from services.identity.matching.normalise import nickname_canonical
+from services.identity.matching.comparisons import LEGAL_FORMS, _canonical
 from services.identity.matching.record import MatchRecord
 
 MAX_KEY_LENGTH = 120
@@ -47,6 +47,9 @@ PARTICLES = frozenset(
 def phonetic(word: str) -> str:
     """Metaphone code of one word (the word itself when Metaphone gives nothing, e.g. digits)."""
     return jellyfish.metaphone(word) or word
+
+
+_phonetic = lru_cache(maxsize=65536)(phonetic)
 
 
 def _key(*parts: str) -> str:
@@ -64,7 +67,7 @@ def _family_words(family: str) -> list[str]:
 
 
 def _given_word(given: str) -> str:
-    return nickname_canonical(given).split()[0]
+    return _canonical(given).split()[0]
 
 
 def blocking_keys(r: MatchRecord) -> set[str]:
@@ -79,8 +82,8 @@ def blocking_keys(r: MatchRecord) -> set[str]:
 
     given = _given_word(r.given_name) if r.given_name else None
     family_words = _family_words(r.family_name) if r.family_name else []
-    family_codes = [phonetic(w) for w in family_words]
-    given_code = phonetic(given) if given else None
+    family_codes = [_phonetic(w) for w in family_words]
+    given_code = _phonetic(given) if given else None
     name_codes = set(family_codes) | ({given_code} if given_code else set())
     birth = r.birth_date.isoformat() if r.birth_date else None
 
@@ -99,7 +102,7 @@ def blocking_keys(r: MatchRecord) -> set[str]:
         words = [
             w for w in r.organisation_name.split() if w not in LEGAL_FORMS
         ] or r.organisation_name.split()
-        keys.add(_key("o", *(phonetic(w) for w in words[:3])))
+        keys.add(_key("o", *(_phonetic(w) for w in words[:3])))
     return keys
 
 

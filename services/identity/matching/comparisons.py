@@ -20,7 +20,9 @@ their weights as if they were independent:
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable
+from functools import lru_cache
 
 from rapidfuzz import fuzz
 from rapidfuzz.distance import Hamming, JaroWinkler, Levenshtein
@@ -46,6 +48,101 @@ def _similar(x: str, y: str) -> float:
     return float(JaroWinkler.similarity(x, y))
 
 
+# ----------------------------------------------------------------------------- per-record values
+#
+# Scoring compares one record with dozens of candidates, and the same record object is scored
+# again and again during bulk resolution. What a comparison derives from ONE record (canonical
+# nickname, e-mail local part, street words, postcode area, …) is therefore computed once per
+# record object and kept in a bounded side table keyed by the object's id (the entry holds the
+# record itself, so an id cannot be reused while its entry exists). `MatchRecord` is immutable,
+# so an entry never goes stale.
+
+_canonical = lru_cache(maxsize=65536)(nickname_canonical)
+
+
+class _Profile:
+    """Values derived from one record for the comparisons (see above)."""
+
+    __slots__ = (
+        "birth_date",
+        "city",
+        "domain",
+        "email",
+        "family",
+        "family_canon",
+        "family_words",
+        "gender",
+        "given",
+        "given_canon",
+        "local",
+        "local_digits",
+        "local_letters",
+        "name_letters",
+        "national_id",
+        "org_words",
+        "phone",
+        "postcode",
+        "postcode_prefix",
+        "shown",
+        "street",
+        "street_number",
+        "street_words",
+    )  # fmt: skip
+
+    def __init__(self, r: MatchRecord) -> None:
+        self.given = r.given_name
+        self.family = r.family_name
+        self.given_canon = None if r.given_name is None else _canonical(r.given_name)
+        self.family_canon = None if r.family_name is None else _canonical(r.family_name)
+        self.family_words = None if r.family_name is None else frozenset(r.family_name.split())
+        letters: list[str] = []
+        for name in (r.family_name, r.given_name):
+            if name:
+                word = _letters(name)
+                if len(word) >= 3:
+                    letters.append(word)
+        self.name_letters = tuple(letters)
+        self.org_words = None if r.organisation_name is None else _organisation_words(r.organisation_name)
+        self.email = r.email
+        if r.email is not None:
+            local, _, domain = r.email.rpartition("@")
+            self.local, self.domain = local, domain
+            self.local_letters, self.local_digits = _letters(local), _digits(local)
+        else:
+            self.local = self.domain = self.local_letters = self.local_digits = ""
+        self.phone = r.phone
+        self.national_id = r.national_id
+        self.birth_date = r.birth_date
+        self.postcode = r.postcode
+        self.postcode_prefix = None if r.postcode is None else postcode_prefix(r.postcode)
+        self.city = r.city
+        self.street = r.street
+        if r.street is not None:
+            words = r.street.split()
+            self.street_words = " ".join(w for w in words if not w[0].isdigit())
+            numbers = [w for w in words if w[0].isdigit()]
+            self.street_number = numbers[0] if numbers else None
+        else:
+            self.street_words, self.street_number = "", None
+        self.gender = r.gender
+        self.shown = {key: shown_values(key, r) for key in LEVELS}
+
+
+_PROFILES: dict[int, tuple[MatchRecord, _Profile]] = {}
+_MAX_PROFILES = 1 << 16
+
+
+def _profile(record: MatchRecord) -> _Profile:
+    entry = _PROFILES.get(id(record))
+    if entry is not None and entry[0] is record:
+        return entry[1]
+    profile = _Profile(record)
+    if len(_PROFILES) >= _MAX_PROFILES:
+        _PROFILES.clear()
+    _PROFILES[id(record)] = (record, profile)
+    return profile
+
+
 # ------------------------------------------------------------------------------------------ names
 
 
@@ -57,6 +154,7 @@ def _one_edit(x: str, y: str) -> bool:
     return Levenshtein.distance(x, y, score_cutoff=1) <= 1 or _one_transposition(x, y)
 
 
+@lru_cache(maxsize=16384)
 def _name_similarity(x: str, y: str) -> str:
     """`close` (Jaro-Winkler ≥ 0.92 or one typo), `similar` (Jaro-Winkler ≥ 0.80) or `else`."""
     similarity = _similar(x, y)
@@ -65,73 +163,85 @@ def _name_similarity(x: str, y: str) -> str:
     return "similar" if similarity >= 0.80 else ELSE
 
 
-def _same_name(x: str, y: str) -> bool:
-    return x == y or nickname_canonical(x) == nickname_canonical(y) or _name_similarity(x, y) == "close"
-
-
-def names_swapped(a: MatchRecord, b: MatchRecord) -> bool:
-    """Whether one record has the other's given name as family name and vice versa."""
-    ga, fa, gb, fb = a.given_name, a.family_name, b.given_name, b.family_name
+def _swapped(pa: _Profile, pb: _Profile) -> bool:
+    ga, fa, gb, fb = pa.given, pa.family, pb.given, pb.family
     if ga is None or fa is None or gb is None or fb is None:
         return False
     if ga == gb and fa == fb:
         return False
-    return _same_name(ga, fb) and _same_name(fa, gb)
+    return (ga == fb or pa.given_canon == pb.family_canon or _name_similarity(ga, fb) == "close") and (
+        fa == gb or pa.family_canon == pb.given_canon or _name_similarity(fa, gb) == "close"
+    )
 
 
-def given_name_level(a: MatchRecord, b: MatchRecord) -> str | None:
-    """exact (same after nicknames) / swapped / close (Jaro-Winkler ≥ 0.92 or one typo) /
-    similar (Jaro-Winkler ≥ 0.80, or an initial) / else."""
-    ga, gb = a.given_name, b.given_name
+def names_swapped(a: MatchRecord, b: MatchRecord) -> bool:
+    """Whether one record has the other's given name as family name and vice versa."""
+    return _swapped(_profile(a), _profile(b))
+
+
+def _given_name(pa: _Profile, pb: _Profile) -> str | None:
+    ga, gb = pa.given, pb.given
     if ga is None or gb is None:
         return None
-    ca, cb = nickname_canonical(ga), nickname_canonical(gb)
+    ca, cb = pa.given_canon, pb.given_canon
     if ca == cb:
         return "exact"
-    if names_swapped(a, b):
+    if _swapped(pa, pb):
         return "swapped"
     level = _name_similarity(ga, gb)
     if level != "close" and (ca != ga or cb != gb):
+        assert ca is not None
+        assert cb is not None
         level = min(level, _name_similarity(ca, cb), key=_NAME_ORDER.index)
     if level == ELSE and min(len(ga), len(gb)) == 1 and ga[0] == gb[0]:
         return "similar"
     return level
 
 
+def given_name_level(a: MatchRecord, b: MatchRecord) -> str | None:
+    """exact (same after nicknames) / swapped / close (Jaro-Winkler ≥ 0.92 or one typo) /
+    similar (Jaro-Winkler ≥ 0.80, or an initial) / else."""
+    return _given_name(_profile(a), _profile(b))
+
+
 _NAME_ORDER = ("close", "similar", ELSE)
+
+
+def _family_name(pa: _Profile, pb: _Profile) -> str | None:
+    fa, fb = pa.family, pb.family
+    if fa is None or fb is None:
+        return None
+    if fa == fb:
+        return "exact"
+    if _swapped(pa, pb):
+        return None
+    level = _name_similarity(fa, fb)
+    if level == "close":
+        return level
+    if " " in fa or " " in fb:
+        assert pa.family_words is not None
+        assert pb.family_words is not None
+        shared = pa.family_words & pb.family_words
+        if any(len(word) > 3 for word in shared):
+            return "token"
+    return level
 
 
 def family_name_level(a: MatchRecord, b: MatchRecord) -> str | None:
     """exact / close (Jaro-Winkler ≥ 0.92 or one typo) / token (shares a surname: `garcia lopez`
     and `garcia`) / similar (Jaro-Winkler ≥ 0.80) / else; None when the names are swapped (the
     given-name comparison counts that)."""
-    fa, fb = a.family_name, b.family_name
-    if fa is None or fb is None:
-        return None
-    if fa == fb:
-        return "exact"
-    if names_swapped(a, b):
-        return None
-    level = _name_similarity(fa, fb)
-    if level == "close":
-        return level
-    if " " in fa or " " in fb:
-        shared = set(fa.split()) & set(fb.split())
-        if any(len(word) > 3 for word in shared):
-            return "token"
-    return level
+    return _family_name(_profile(a), _profile(b))
 
 
 def _organisation_words(name: str) -> str:
     return " ".join(w for w in name.split() if w not in LEGAL_FORMS) or name
 
 
-def organisation_name_level(a: MatchRecord, b: MatchRecord) -> str | None:
-    """exact (legal forms aside) / ts90 / ts75 (token-set ratio) / else."""
-    oa, ob = a.organisation_name, b.organisation_name
-    if oa is None or ob is None:
+def _organisation_name(pa: _Profile, pb: _Profile) -> str | None:
+    wa, wb = pa.org_words, pb.org_words
+    if wa is None or wb is None:
         return None
-    wa, wb = _organisation_words(oa), _organisation_words(ob)
     if wa == wb:
         return "exact"
     ratio = fuzz.token_set_ratio(wa, wb)
@@ -142,6 +252,11 @@ def organisation_name_level(a: MatchRecord, b: MatchRecord) -> str | None:
     return ELSE
 
 
+def organisation_name_level(a: MatchRecord, b: MatchRecord) -> str | None:
+    """exact (legal forms aside) / ts90 / ts75 (token-set ratio) / else."""
+    return _organisation_name(_profile(a), _profile(b))
+
+
 # ------------------------------------------------------------------------------- contact points
 
 
@@ -149,16 +264,32 @@ def _letters(text: str) -> str:
     return "".join(c for c in text if c.isalpha())
 
 
-def _name_derived(local: str, a: MatchRecord, b: MatchRecord) -> bool:
-    """Whether an e-mail local part is built from a name on either record (`maria.garcia`)."""
-    letters = _letters(local)
-    for record in (a, b):
-        for name in (record.family_name, record.given_name):
-            if name:
-                word = _letters(name)
-                if len(word) >= 3 and word in letters:
-                    return True
-    return False
+def _name_derived(letters: str, pa: _Profile, pb: _Profile) -> bool:
+    """Whether an e-mail local part (its `letters`) is built from a name on either record
+    (`maria.garcia`): a name of three letters or more found in it."""
+    for word in pa.name_letters:
+        if word in letters:
+            return True
+    return any(word in letters for word in pb.name_letters)
+
+
+def _email(pa: _Profile, pb: _Profile) -> str | None:
+    ea, eb = pa.email, pb.email
+    if ea is None or eb is None:
+        return None
+    if ea == eb:
+        return "exact"
+    la, lb = pa.local, pb.local
+    if la == lb:
+        return None if _name_derived(pa.local_letters, pa, pb) else "local"
+    if _similar(la, lb) >= 0.90:
+        if not (_name_derived(pa.local_letters, pa, pb) and _name_derived(pb.local_letters, pa, pb)):
+            return "jw90"
+        # Name-built on both sides: only a slip of the keyboard in one mailbox still counts.
+        same_box = pa.domain == pb.domain and pa.local_digits == pb.local_digits
+        letters_a, letters_b = pa.local_letters, pb.local_letters
+        return "jw90" if same_box and letters_a != letters_b and _one_edit(letters_a, letters_b) else None
+    return ELSE
 
 
 def email_level(a: MatchRecord, b: MatchRecord) -> str | None:
@@ -168,47 +299,34 @@ def email_level(a: MatchRecord, b: MatchRecord) -> str | None:
     `maria.garcia@…` is): two Marías García at different providers are no more alike than their
     names, which their own comparisons already count. A same mailbox stays `exact` regardless.
     """
-    ea, eb = a.email, b.email
-    if ea is None or eb is None:
-        return None
-    if ea == eb:
-        return "exact"
-    la = ea.rpartition("@")[0]
-    lb = eb.rpartition("@")[0]
-    if la == lb:
-        return None if _name_derived(la, a, b) else "local"
-    if _similar(la, lb) >= 0.90:
-        if not (_name_derived(la, a, b) and _name_derived(lb, a, b)):
-            return "jw90"
-        # Name-built on both sides: only a slip of the keyboard in one mailbox still counts.
-        same_box = ea.rpartition("@")[2] == eb.rpartition("@")[2] and _digits(la) == _digits(lb)
-        letters_a, letters_b = _letters(la), _letters(lb)
-        return "jw90" if same_box and letters_a != letters_b and _one_edit(letters_a, letters_b) else None
-    return ELSE
+    return _email(_profile(a), _profile(b))
 
 
 def _digits(text: str) -> str:
     return "".join(c for c in text if c.isdigit())
 
 
-def phone_level(a: MatchRecord, b: MatchRecord) -> str | None:
-    """exact / last8 (same last 8 digits: a country code guessed differently) / typo (one digit
-    wrong, missing or extra) / else."""
-    pa, pb = a.phone, b.phone
-    if pa is None or pb is None:
+def _phone(pa: _Profile, pb: _Profile) -> str | None:
+    pha, phb = pa.phone, pb.phone
+    if pha is None or phb is None:
         return None
-    if pa == pb:
+    if pha == phb:
         return "exact"
-    if len(pa) >= 8 and len(pb) >= 8 and pa[-8:] == pb[-8:]:
+    if len(pha) >= 8 and len(phb) >= 8 and pha[-8:] == phb[-8:]:
         return "last8"
-    if Levenshtein.distance(pa, pb, score_cutoff=1) <= 1:
+    if Levenshtein.distance(pha, phb, score_cutoff=1) <= 1:
         return "typo"
     return ELSE
 
 
-def national_id_level(a: MatchRecord, b: MatchRecord) -> str | None:
-    """exact / typo (one character wrong, missing, extra, or two swapped) / else."""
-    na, nb = a.national_id, b.national_id
+def phone_level(a: MatchRecord, b: MatchRecord) -> str | None:
+    """exact / last8 (same last 8 digits: a country code guessed differently) / typo (one digit
+    wrong, missing or extra) / else."""
+    return _phone(_profile(a), _profile(b))
+
+
+def _national_id(pa: _Profile, pb: _Profile) -> str | None:
+    na, nb = pa.national_id, pb.national_id
     if na is None or nb is None:
         return None
     if na == nb:
@@ -216,6 +334,11 @@ def national_id_level(a: MatchRecord, b: MatchRecord) -> str | None:
     if Levenshtein.distance(na, nb, score_cutoff=1) <= 1 or _one_transposition(na, nb):
         return "typo"
     return ELSE
+
+
+def national_id_level(a: MatchRecord, b: MatchRecord) -> str | None:
+    """exact / typo (one character wrong, missing, extra, or two swapped) / else."""
+    return _national_id(_profile(a), _profile(b))
 
 
 def _one_transposition(x: str, y: str) -> bool:
@@ -228,10 +351,13 @@ def _one_transposition(x: str, y: str) -> bool:
 # -------------------------------------------------------------------------------- dates, gender
 
 
-def birth_date_level(a: MatchRecord, b: MatchRecord) -> str | None:
-    """exact / transposed (day and month swapped) / close (same year and month, at most 31 days
-    apart, or one digit different) / else."""
-    da, db = a.birth_date, b.birth_date
+@lru_cache(maxsize=65536)
+def _date_digits(date: dt.date) -> str:
+    return date.strftime("%Y%m%d")
+
+
+def _birth_date(pa: _Profile, pb: _Profile) -> str | None:
+    da, db = pa.birth_date, pb.birth_date
     if da is None or db is None:
         return None
     if da == db:
@@ -240,16 +366,26 @@ def birth_date_level(a: MatchRecord, b: MatchRecord) -> str | None:
         return "transposed"
     if (da.year == db.year and da.month == db.month) or abs((da - db).days) <= 31:
         return "close"
-    if Hamming.distance(da.strftime("%Y%m%d"), db.strftime("%Y%m%d"), score_cutoff=1) <= 1:
+    if Hamming.distance(_date_digits(da), _date_digits(db), score_cutoff=1) <= 1:
         return "close"
     return ELSE
 
 
+def birth_date_level(a: MatchRecord, b: MatchRecord) -> str | None:
+    """exact / transposed (day and month swapped) / close (same year and month, at most 31 days
+    apart, or one digit different) / else."""
+    return _birth_date(_profile(a), _profile(b))
+
+
+def _gender(pa: _Profile, pb: _Profile) -> str | None:
+    if pa.gender is None or pb.gender is None:
+        return None
+    return "same" if pa.gender == pb.gender else ELSE
+
+
 def gender_level(a: MatchRecord, b: MatchRecord) -> str | None:
     """same / else."""
-    if a.gender is None or b.gender is None:
-        return None
-    return "same" if a.gender == b.gender else ELSE
+    return _gender(_profile(a), _profile(b))
 
 
 # -------------------------------------------------------------------------------------- address
@@ -263,46 +399,53 @@ def postcode_prefix(code: str) -> str:
     return code[:3]
 
 
-def _postcode_outcome(pa: str, pb: str) -> str:
-    if pa == pb:
+def _postcode_outcome(pa: _Profile, pb: _Profile) -> str:
+    if pa.postcode == pb.postcode:
         return "exact"
-    if postcode_prefix(pa) == postcode_prefix(pb):
+    if pa.postcode_prefix == pb.postcode_prefix:
         return "prefix"
     return ELSE
 
 
-def _street_similarity(sa: str, sb: str) -> tuple[float, bool]:
+def _street_similarity(pa: _Profile, pb: _Profile) -> tuple[float, bool]:
     """Token-set ratio of the street words, and whether the house numbers agree (the first number
     on each side is the same, or one side has none)."""
-    words_a = [w for w in sa.split() if not w[0].isdigit()]
-    words_b = [w for w in sb.split() if not w[0].isdigit()]
-    numbers_a = [w for w in sa.split() if w[0].isdigit()]
-    numbers_b = [w for w in sb.split() if w[0].isdigit()]
-    numbers_agree = not numbers_a or not numbers_b or numbers_a[0] == numbers_b[0]
+    na, nb = pa.street_number, pb.street_number
+    numbers_agree = na is None or nb is None or na == nb
+    words_a, words_b = pa.street_words, pb.street_words
     if not words_a or not words_b:
-        return (100.0 if sa == sb else 0.0), numbers_agree
-    return float(fuzz.token_set_ratio(" ".join(words_a), " ".join(words_b))), numbers_agree
+        return (100.0 if pa.street == pb.street else 0.0), numbers_agree
+    if words_a == words_b:  # what token_set_ratio gives for the same (non-empty) words
+        return 100.0, numbers_agree
+    return float(fuzz.token_set_ratio(words_a, words_b)), numbers_agree
+
+
+def _postcode(pa: _Profile, pb: _Profile) -> str | None:
+    if pa.postcode is None or pb.postcode is None:
+        return None
+    return _postcode_outcome(pa, pb)
 
 
 def postcode_level(a: MatchRecord, b: MatchRecord) -> str | None:
     """exact / prefix (same outward code, or first 3 characters) / else."""
-    if a.postcode is None or b.postcode is None:
+    return _postcode(_profile(a), _profile(b))
+
+
+def _city(pa: _Profile, pb: _Profile) -> str | None:
+    if pa.city is None or pb.city is None:
         return None
-    return _postcode_outcome(a.postcode, b.postcode)
+    return "jw90" if pa.city == pb.city or _similar(pa.city, pb.city) >= 0.90 else ELSE
 
 
 def city_level(a: MatchRecord, b: MatchRecord) -> str | None:
     """jw90 / else."""
-    if a.city is None or b.city is None:
-        return None
-    return "jw90" if a.city == b.city or _similar(a.city, b.city) >= 0.90 else ELSE
+    return _city(_profile(a), _profile(b))
 
 
-def street_level(a: MatchRecord, b: MatchRecord) -> str | None:
-    """ts90 (token-set ratio ≥ 90 and the same house number) / ts70 / else."""
-    if a.street is None or b.street is None:
+def _street(pa: _Profile, pb: _Profile) -> str | None:
+    if pa.street is None or pb.street is None:
         return None
-    ratio, numbers_agree = _street_similarity(a.street, b.street)
+    ratio, numbers_agree = _street_similarity(pa, pb)
     if ratio >= 90 and numbers_agree:
         return "ts90"
     if ratio >= 70:
@@ -310,22 +453,19 @@ def street_level(a: MatchRecord, b: MatchRecord) -> str | None:
     return ELSE
 
 
-def address_level(a: MatchRecord, b: MatchRecord) -> str | None:
-    """Postcode, street and city graded together as one fact:
+def street_level(a: MatchRecord, b: MatchRecord) -> str | None:
+    """ts90 (token-set ratio ≥ 90 and the same house number) / ts70 / else."""
+    return _street(_profile(a), _profile(b))
 
-    * exact — same street and house number, in the same postcode (or, without postcodes, city);
-    * postcode — same postcode, another street or house number (or a street missing);
-    * street — same street and number, but postcode or city differ (a typo, or a namesake street);
-    * area — same postcode area (outward code / first 3 characters) or the same city;
-    * else — nothing in common; None when the two records share no address part to compare.
-    """
-    postcode = None if a.postcode is None or b.postcode is None else _postcode_outcome(a.postcode, b.postcode)
+
+def _address(pa: _Profile, pb: _Profile) -> str | None:
+    postcode = None if pa.postcode is None or pb.postcode is None else _postcode_outcome(pa, pb)
     same_city = None
-    if a.city is not None and b.city is not None:
-        same_city = a.city == b.city or _similar(a.city, b.city) >= 0.90
+    if pa.city is not None and pb.city is not None:
+        same_city = pa.city == pb.city or _similar(pa.city, pb.city) >= 0.90
     same_street = None
-    if a.street is not None and b.street is not None:
-        ratio, numbers_agree = _street_similarity(a.street, b.street)
+    if pa.street is not None and pb.street is not None:
+        ratio, numbers_agree = _street_similarity(pa, pb)
         same_street = ratio >= 90 and numbers_agree
     if postcode is None and same_city is None and same_street is None:
         return None
@@ -339,6 +479,18 @@ def address_level(a: MatchRecord, b: MatchRecord) -> str | None:
     if postcode == "prefix" or same_city:
         return "area"
     return ELSE
+
+
+def address_level(a: MatchRecord, b: MatchRecord) -> str | None:
+    """Postcode, street and city graded together as one fact:
+
+    * exact — same street and house number, in the same postcode (or, without postcodes, city);
+    * postcode — same postcode, another street or house number (or a street missing);
+    * street — same street and number, but postcode or city differ (a typo, or a namesake street);
+    * area — same postcode area (outward code / first 3 characters) or the same city;
+    * else — nothing in common; None when the two records share no address part to compare.
+    """
+    return _address(_profile(a), _profile(b))
 
 
 # ------------------------------------------------------------------------------------- registry
@@ -356,6 +508,22 @@ LEVELS: dict[str, tuple[str, ...]] = {
     "street": ("ts90", "ts70", ELSE),
     "national_id": ("exact", "typo", ELSE),
     "gender": ("same", ELSE),
+}
+
+# The same comparisons on per-record values (`_profile`), for `score`.
+_PROFILE_FUNCTIONS: dict[str, Callable[[_Profile, _Profile], str | None]] = {
+    "given_name": _given_name,
+    "family_name": _family_name,
+    "organisation_name": _organisation_name,
+    "email": _email,
+    "phone": _phone,
+    "birth_date": _birth_date,
+    "address": _address,
+    "postcode": _postcode,
+    "city": _city,
+    "street": _street,
+    "national_id": _national_id,
+    "gender": _gender,
 }
 
 LEVEL_FUNCTIONS: dict[str, LevelFunction] = {

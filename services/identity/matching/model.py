@@ -41,6 +41,21 @@ from services.identity.matching.comparisons import LEVELS, TERM_FIELDS
 
 PROBABILITY_FLOOR = 1e-12
 
+# Bumped whenever an attribute of any `ComparisonLevel` or `Comparison` is set (construction
+# included), so that what `score` precomputes from a model's levels is rebuilt after a change.
+# Changing a `levels` list or a model's `comparisons` dict in place is not noticed: replace them.
+_generation = 0
+
+
+def generation() -> int:
+    """The current value of the level-change counter (see `_generation`)."""
+    return _generation
+
+
+def _touch() -> None:
+    global _generation
+    _generation += 1
+
 
 @dataclass
 class ComparisonLevel:
@@ -51,6 +66,10 @@ class ComparisonLevel:
     m: float
     u: float
     r: float | None = None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        _touch()
+        object.__setattr__(self, name, value)
 
     @property
     def weight(self) -> float:
@@ -75,6 +94,10 @@ class Comparison:
 
     field: str
     levels: list[ComparisonLevel]
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        _touch()
+        object.__setattr__(self, name, value)
 
     def level(self, name: str) -> ComparisonLevel:
         for level in self.levels:
