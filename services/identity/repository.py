@@ -211,15 +211,23 @@ class IndexRepository:
             )
         )
 
-    async def block_sizes(self, keys: Sequence[str]) -> dict[str, int]:
+    async def block_sizes(self, keys: Sequence[str], *, cap: int | None = None) -> dict[str, int]:
+        """Rows per blocking key. With `cap`, counting stops at cap + 1: a popular key (a common
+        surname, thousands of rows) costs no more to recognise as too big than a small one."""
         if not keys:
             return {}
-        rows = await self.session.execute(
-            select(BlockingKeyRow.key, func.count())
-            .where(BlockingKeyRow.key.in_(keys))
-            .group_by(BlockingKeyRow.key)
-        )
-        return {key: int(n) for key, n in rows}
+        if cap is None:
+            rows = await self.session.execute(
+                select(BlockingKeyRow.key, func.count())
+                .where(BlockingKeyRow.key.in_(keys))
+                .group_by(BlockingKeyRow.key)
+            )
+            return {key: int(n) for key, n in rows}
+        key_column = BlockingKeyRow.key
+        first_rows = (select(key_column).where(key_column == key).limit(cap + 1) for key in keys)
+        counts = [select(func.count()).select_from(rows.subquery()).scalar_subquery() for rows in first_rows]
+        row = (await self.session.execute(select(*counts))).one()
+        return {key: int(n) for key, n in zip(keys, row, strict=True) if n}
 
     async def candidates(self, keys: Sequence[str], *, limit: int) -> list[str]:
         if not keys:

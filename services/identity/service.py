@@ -386,7 +386,7 @@ async def _score_candidates(
 ) -> dict[str, MatchResult]:
     index = IndexRepository(uow.session)
     keys = sorted(blocking_keys(incoming))
-    sizes = await index.block_sizes(keys)
+    sizes = await index.block_sizes(keys, cap=settings.block_size_cap)
     usable = [k for k in keys if sizes.get(k, 0) <= settings.block_size_cap]
     # Source records always belong to a live golden record (they move on merge and go on erasure),
     # so every candidate found here is a customer that can be matched.
