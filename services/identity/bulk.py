@@ -35,6 +35,7 @@ Where the result can differ from resolving one by one (`Stats` counts the first 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 import uuid
 from collections.abc import Callable, Collection, Iterator, Sequence
@@ -167,12 +168,46 @@ class _Db:
         members = await self.select_in(select(BLOCKS.c.key, BLOCKS.c.customer_id), BLOCKS.c.key, small)
         return counts, [(k, c) for k, c in members]
 
+    async def update_customers(self, rows: list[dict[str, Any]]) -> None:
+        """Set the golden columns (and provenance, updated_at, version) of customers by id: on
+        PostgreSQL by COPY into a temporary table and one UPDATE … FROM (an UPDATE per row costs a
+        round trip each), elsewhere by executemany."""
+        if not rows:
+            return
+        columns = [name for name in rows[0] if name != "id"]
+        if not self.postgres:
+            statement = (
+                update(CUSTOMERS)
+                .where(CUSTOMERS.c.id == bindparam("_id"))
+                .values({name: bindparam(f"_{name}") for name in columns})
+            )
+            await self.session.execute(statement, [{f"_{k}": v for k, v in row.items()} for row in rows])
+            return
+        # Dropped at commit: the columns match the customers table of the moment.
+        listed = ", ".join(["id", *columns])
+        await self.session.execute(
+            text(
+                f"CREATE TEMPORARY TABLE customers_bulk_update ON COMMIT DROP "
+                f"AS SELECT {listed} FROM customers WITH NO DATA"
+            )
+        )
+        await self.copy("customers_bulk_update", CUSTOMERS, rows)
+        assignments = ", ".join(f"{name} = u.{name}" for name in columns)
+        await self.session.execute(
+            text(f"UPDATE customers AS c SET {assignments} FROM customers_bulk_update AS u WHERE c.id = u.id")
+        )
+        await self.session.execute(text("DROP TABLE customers_bulk_update"))
+
     async def insert(self, table: Table, rows: list[dict[str, Any]]) -> None:
         if not rows:
             return
         if not self.postgres:
             await self.session.execute(table.insert(), rows)
             return
+        await self.copy(table.name, table, rows)
+
+    async def copy(self, target: str, table: Table, rows: list[dict[str, Any]]) -> None:
+        """COPY `rows` (dicts keyed by `table`'s column names) into the table named `target`."""
         columns = list(rows[0])
         get = itemgetter(*columns)
         encoded = [i for i, c in enumerate(columns) if isinstance(table.c[c].type, JSON)]
@@ -184,7 +219,7 @@ class _Db:
             records.append(values)
         raw = (await (await self.session.connection()).get_raw_connection()).driver_connection
         assert raw is not None
-        await raw.copy_records_to_table(table.name, records=records, columns=columns)
+        await raw.copy_records_to_table(target, records=records, columns=columns)
 
 
 # -- the decision, free of I/O --------------------------------------------------------------------
@@ -326,6 +361,11 @@ class Stats:
 
     candidate_limit_hits: int = 0
     record_limit_hits: int = 0
+    record_views_cached: int = 0  # candidate source records whose matching view earlier runs had built
+    record_views_loaded: int = 0
+    goldens_cached: int = 0  # customers joined whose golden record earlier runs had assembled
+    goldens_loaded: int = 0
+    pairs_scored: int = 0
     runs: int = 0
     fallbacks: int = 0
     seconds: dict[str, float] = field(default_factory=dict)  # wall time per phase
@@ -369,6 +409,7 @@ class _Known:
         if len(out) > limit:
             self.stats.record_limit_hits += 1
             out = out[:limit]
+        self.stats.pairs_scored += len(out)
         return out
 
     def live_root(self, customer_id: str) -> str | None:
@@ -410,6 +451,68 @@ class _Known:
                     members.append(customer_id)
         for pair in identifiers:
             self.owners.setdefault(pair, set()).add(customer_id)
+
+
+class _Cache:
+    """What earlier runs of one resolver read or wrote, so later runs need not fetch and rebuild it.
+
+    * matching views of source records, by record id, valid while the record's `updated_at` is the
+      one cached (an update elsewhere changes it);
+    * golden records as the resolver last wrote or loaded them, valid while the customer's `version`
+      and the (id, updated_at) of its source records are the ones cached.
+
+    Every entry is checked against the database inside the run's transaction (the customers locked)
+    before it is used, so another writer's change is never missed; a run that fails empties it."""
+
+    def __init__(self, max_records: int = 250_000, max_goldens: int = 100_000) -> None:
+        self.max_records = max_records
+        self.max_goldens = max_goldens
+        self.records: dict[str, tuple[datetime, MatchRecord]] = {}
+        self.goldens: dict[str, tuple[frozenset[tuple[str, datetime]], _Golden]] = {}
+
+    def record(self, record_id: str, updated_at: datetime) -> MatchRecord | None:
+        entry = self.records.get(record_id)
+        return entry[1] if entry is not None and entry[0] == updated_at else None
+
+    def keep_records(self, entries: Sequence[tuple[str, datetime, MatchRecord]]) -> None:
+        for record_id, updated_at, record in entries:
+            self.records[record_id] = (updated_at, record)
+        _trim(self.records, self.max_records)
+
+    def golden(
+        self, customer_id: str, version: int, sources: frozenset[tuple[str, datetime]]
+    ) -> _Golden | None:
+        entry = self.goldens.get(customer_id)
+        if entry is None or entry[0] != sources or entry[1].version != version:
+            return None
+        cached = entry[1]
+        return _Golden(
+            id=cached.id,
+            values=dict(cached.values),
+            provenance=cached.provenance,
+            version=cached.version,
+            updated_at=cached.updated_at,
+            views=list(cached.views),
+            created=False,
+        )
+
+    def keep_goldens(
+        self, goldens: Collection[_Golden], sources: dict[str, set[tuple[str, datetime]]]
+    ) -> None:
+        for golden in goldens:
+            self.goldens[golden.id] = (frozenset(sources.get(golden.id, ())), golden)
+        _trim(self.goldens, self.max_goldens)
+
+    def clear(self) -> None:
+        self.records.clear()
+        self.goldens.clear()
+
+
+def _trim(entries: dict[str, Any], limit: int) -> None:
+    """Forget the oldest half of `entries` once it holds more than `limit`."""
+    if len(entries) > limit:
+        for key in list(itertools.islice(entries, len(entries) // 2)):
+            del entries[key]
 
 
 # -- one run of new records -----------------------------------------------------------------------
@@ -507,7 +610,12 @@ class _Run:
         rows: list[_Row],
         clock: _Clock,
         stats: Stats,
+        cache: _Cache | None = None,
     ) -> None:
+        self.cache = cache if cache is not None else _Cache()
+        self.written_records: list[tuple[str, datetime, MatchRecord]] = []
+        self.sources: dict[str, set[tuple[str, datetime]]] = {}  # customer id -> its (record id, updated_at)
+        self.goldens: list[_Golden] = []
         self.uow = uow
         self.db = db
         self.settings = settings
@@ -515,6 +623,7 @@ class _Run:
         self.rows = rows
         self.clock = clock
         self.known = _Known(settings.block_size_cap, stats)
+        self.stats = stats
         self.outcomes: list[str] = []
 
     # 1. prefetch
@@ -565,13 +674,26 @@ class _Run:
         targets = {customer_id for _, customer_id in members}
         targets |= {root for owner in owner_ids if (root := known.live_root(owner)) is not None}
         stored = await db.select_in(
-            select(SOURCES.c.customer_id, SOURCES.c.id, SOURCES.c.received_at, _as_text(SOURCES.c.match)),
+            select(SOURCES.c.customer_id, SOURCES.c.id, SOURCES.c.received_at, SOURCES.c.updated_at),
             SOURCES.c.customer_id,
             targets,
         )
         stored.sort(key=lambda r: (r[0], r[2], r[1]))
-        for customer_id, record_id, _, match in stored:
-            known.records.setdefault(customer_id, []).append(match_record(record_id, orjson.loads(match)))
+        cache = self.cache
+        views = {record_id: cache.record(record_id, updated_at) for _, record_id, _, updated_at in stored}
+        missing = [record_id for record_id, view in views.items() if view is None]
+        fetched = await db.select_in(
+            select(SOURCES.c.id, SOURCES.c.updated_at, _as_text(SOURCES.c.match)), SOURCES.c.id, missing
+        )
+        loaded = [(rid, at, match_record(rid, orjson.loads(match))) for rid, at, match in fetched]
+        cache.keep_records(loaded)
+        views.update((rid, record) for rid, _, record in loaded)
+        for customer_id, record_id, _, _ in stored:
+            view = views[record_id]
+            if view is not None:  # None: erased between the two reads
+                known.records.setdefault(customer_id, []).append(view)
+        self.stats.record_views_cached += len(stored) - len(missing)
+        self.stats.record_views_loaded += len(missing)
 
     # 2. decide, in file order
 
@@ -593,14 +715,16 @@ class _Run:
     # 3. assemble, audit and write
 
     async def write(self, decided: list[tuple[_Row, str, Decision]]) -> None:
-        session = self.uow.session
         settings = self.settings
         actor = service._actor()
         existing_ids = sorted(
             {cid for _, cid, d in decided if d.target is not None}
             - {cid for _, cid, d in decided if d.target is None}
         )
-        goldens = await self._load_existing(existing_ids)
+        with self.stats.timed("write.load"):
+            goldens = await self._load_existing(existing_ids)
+        assembling = self.stats.timed("write.assemble")
+        assembling.__enter__()
 
         records: list[dict[str, Any]] = []
         identifiers: list[dict[str, Any]] = []
@@ -639,6 +763,9 @@ class _Run:
                 {"kind": k, "value": v, "customer_id": customer_id, "source_record_id": row.record_id}
                 for k, v in row.identifiers
             )
+            assert row.match is not None
+            self.written_records.append((row.record_id, now, row.match))
+            self.sources.setdefault(customer_id, set()).add((row.record_id, now))
             link = {"customer_id": customer_id, "source_record_id": row.record_id}
             blocks.extend({"key": key, **link} for key in sorted(row.keys))
             searches.extend({"key": key, **link} for key in sorted(search_keys(row.normal.match)))
@@ -737,28 +864,23 @@ class _Run:
                         )
                     )
                 self.outcomes.append("matched")
+        assembling.__exit__(None, None, None)
+        self.goldens = list(goldens.values())
 
-        await self.db.insert(CUSTOMERS, [_customer_insert(g) for g in goldens.values() if g.created])
-        updated = [g for g in goldens.values() if not g.created and g.dirty]
-        if updated:
-            columns = [*service.GOLDEN_COLUMNS, "provenance", "updated_at", "version"]
-            statement = (
-                update(CUSTOMERS)
-                .where(CUSTOMERS.c.id == bindparam("_id"))
-                .values({name: bindparam(f"_{name}") for name in columns})
-            )
-            await session.execute(
-                statement,
+        with self.stats.timed("write.customers"):
+            await self.db.insert(CUSTOMERS, [_customer_insert(g) for g in goldens.values() if g.created])
+            updated = [g for g in goldens.values() if not g.created and g.dirty]
+            await self.db.update_customers(
                 [
                     {
-                        "_id": g.id,
-                        **{f"_{n}": g.values[n] for n in service.GOLDEN_COLUMNS},
-                        "_provenance": g.provenance,
-                        "_updated_at": g.updated_at,
-                        "_version": g.version,
+                        "id": g.id,
+                        **{n: g.values[n] for n in service.GOLDEN_COLUMNS},
+                        "provenance": g.provenance,
+                        "updated_at": g.updated_at,
+                        "version": g.version,
                     }
                     for g in updated
-                ],
+                ]
             )
         for table, rows in (
             (SOURCES, records),
@@ -768,13 +890,35 @@ class _Run:
             (REVIEWS, reviews),
             (CHANGES, changes),
         ):
-            await self.db.insert(table, rows)
-        await publish_many(self.uow, events, self.db)
+            with self.stats.timed(f"write.{table.name}"):
+                await self.db.insert(table, rows)
+        with self.stats.timed("write.events"):
+            await publish_many(self.uow, events, self.db)
 
     async def _load_existing(self, customer_ids: list[str]) -> dict[str, _Golden]:
-        """Stored customers the run joins records to, locked, with all their source records."""
+        """Stored customers the run joins records to, locked, with all their source records (from
+        the cache where they are as an earlier run left them)."""
         goldens: dict[str, _Golden] = {}
-        rows = await self.db.select_in(select(CUSTOMERS).with_for_update(), CUSTOMERS.c.id, customer_ids)
+        locked = await self.db.select_in(
+            select(CUSTOMERS.c.id, CUSTOMERS.c.version).with_for_update(), CUSTOMERS.c.id, customer_ids
+        )
+        listed = await self.db.select_in(
+            select(SOURCES.c.customer_id, SOURCES.c.id, SOURCES.c.updated_at),
+            SOURCES.c.customer_id,
+            customer_ids,
+        )
+        for customer_id, record_id, updated_at in listed:
+            self.sources.setdefault(customer_id, set()).add((record_id, updated_at))
+        misses: list[str] = []
+        for customer_id, version in locked:
+            cached = self.cache.golden(customer_id, version, frozenset(self.sources.get(customer_id, ())))
+            if cached is None:
+                misses.append(customer_id)
+            else:
+                goldens[customer_id] = cached
+        self.stats.goldens_cached += len(goldens)
+        self.stats.goldens_loaded += len(misses)
+        rows = await self.db.select_in(select(CUSTOMERS), CUSTOMERS.c.id, misses)
         for row in rows:
             goldens[row.id] = _Golden(
                 id=row.id,
@@ -798,7 +942,7 @@ class _Run:
                 SOURCES.c.kind,
             ),
             SOURCES.c.customer_id,
-            customer_ids,
+            misses,
         )
         records.sort(key=lambda r: (r[0], r[1]))  # by received_at, as `of_customer` reads them
         for r in records:
@@ -886,6 +1030,7 @@ class BulkResolver:
     chunk_size: int = DEFAULT_CHUNK
     stats: Stats = field(default_factory=Stats)
     clock: _Clock = field(default_factory=_Clock)
+    cache: _Cache = field(default_factory=_Cache)
     _writing: asyncio.Task[None] | None = None
 
     async def resolve(
@@ -975,7 +1120,9 @@ class BulkResolver:
         await uow.__aenter__()
         try:
             model = await self.matcher.current(uow)
-            run = _Run(uow, await _Db.of(uow.session), self.settings, model, rows, self.clock, self.stats)
+            run = _Run(
+                uow, await _Db.of(uow.session), self.settings, model, rows, self.clock, self.stats, self.cache
+            )
             with self.stats.timed("prefetch"):
                 await run.prefetch()
             with self.stats.timed("decide"):
@@ -992,7 +1139,8 @@ class BulkResolver:
             try:
                 with self.stats.timed("write"):
                     await run.write(decided)
-                    await uow.commit()
+                    with self.stats.timed("write.commit"):
+                        await uow.commit()
             finally:
                 await uow.__aexit__(None, None, None)
         except IntegrityError:
@@ -1001,6 +1149,9 @@ class BulkResolver:
             for row in run.rows:
                 await self._one(row, report)
             return
+        # Committed: later runs may reuse what this one wrote (entries are checked before use).
+        self.cache.keep_records(run.written_records)
+        self.cache.keep_goldens(run.goldens, run.sources)
         self.stats.runs += 1
         report.outcomes.update(run.outcomes)
 

@@ -21,6 +21,7 @@ their weights as if they were independent:
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 from collections.abc import Callable
 from functools import lru_cache
 
@@ -129,7 +130,7 @@ class _Profile:
 
 
 _PROFILES: dict[int, tuple[MatchRecord, _Profile]] = {}
-_MAX_PROFILES = 1 << 16
+_MAX_PROFILES = 1 << 18
 
 
 def _profile(record: MatchRecord) -> _Profile:
@@ -138,7 +139,9 @@ def _profile(record: MatchRecord) -> _Profile:
         return entry[1]
     profile = _Profile(record)
     if len(_PROFILES) >= _MAX_PROFILES:
-        _PROFILES.clear()
+        # Forget the older half (dicts keep insertion order): recent records are the ones scored again.
+        for key in list(itertools.islice(_PROFILES, _MAX_PROFILES // 2)):
+            del _PROFILES[key]
     _PROFILES[id(record)] = (record, profile)
     return profile
 
