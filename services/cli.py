@@ -225,12 +225,17 @@ def identity_import(
     report: Annotated[
         Path | None, typer.Option(help="Write the full report (per-row errors) as JSON here")
     ] = None,
+    workers: Annotated[
+        int, typer.Option(min=0, help="Processes validating and normalising rows ahead (0: none)")
+    ] = 1,
 ) -> None:
     """Resolve a file of source records: each is matched as if it arrived live."""
     from services.identity.batch import import_records
 
     _logging()
-    result = asyncio.run(_with_identity(lambda rt: import_records(rt, path, source_system=source_system)))
+    result = asyncio.run(
+        _with_identity(lambda rt: import_records(rt, path, source_system=source_system, workers=workers))
+    )
     _print_report(result.as_dict(), report)
 
 

@@ -236,7 +236,7 @@ class BatchResult:
 
 
 async def _run_batch(
-    records: list[dict[str, Any]], database_url: str, progress: Callable[[int], None] | None
+    records: list[dict[str, Any]], database_url: str, progress: Callable[[int], None] | None, workers: int
 ) -> BatchResult:
     """The records resolved as an import resolves them (`BulkResolver`, a chunk per transaction)."""
     from sqlalchemy import text
@@ -244,7 +244,6 @@ async def _run_batch(
     from services.identity.app import build
     from services.identity.batch import Report
     from services.identity.bulk import BulkResolver
-    from services.identity.schemas import SourceRecordIn
     from services.identity.settings import load_settings
     from shared.messaging.bus import InProcessBus
 
@@ -263,12 +262,6 @@ async def _run_batch(
         report = Report()
         resolver = BulkResolver(runtime.uow, settings, matcher)
         started = time.perf_counter()
-        valid: list[tuple[int, Any]] = []
-        for number, raw in enumerate(records, start=1):
-            try:
-                valid.append((number, SourceRecordIn.model_validate(raw)))
-            except Exception:
-                report.errors.append({"row": number})
         done = 0
 
         def advance(n: int) -> None:
@@ -277,7 +270,8 @@ async def _run_batch(
             if progress is not None:
                 progress(done)
 
-        await resolver.resolve(valid, report, progress=advance)
+        numbered = list(enumerate(records, start=1))
+        await resolver.resolve_raw(numbered, report, progress=advance, workers=workers)
         seconds = time.perf_counter() - started
         async with runtime.engine.connect() as conn:
             rows = (await conn.execute(text("SELECT source_id, customer_id FROM source_records"))).all()
@@ -310,9 +304,12 @@ def run_batch(
     records: list[dict[str, Any]],
     database_url: str | None = None,
     progress: Callable[[int], None] | None = None,
+    *,
+    workers: int = 1,
 ) -> BatchResult:
     """Resolve `records` as one import into a fresh identity database and read back its clusters."""
     if database_url is not None:
-        return asyncio.run(_run_batch(records, database_url, progress))
+        return asyncio.run(_run_batch(records, database_url, progress, workers))
     with tempfile.TemporaryDirectory(prefix="bench-identity-batch-") as folder:
-        return asyncio.run(_run_batch(records, f"sqlite+aiosqlite:///{folder}/identity.db", progress))
+        url = f"sqlite+aiosqlite:///{folder}/identity.db"
+        return asyncio.run(_run_batch(records, url, progress, workers))

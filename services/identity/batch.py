@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
-from pydantic import ValidationError
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -32,7 +31,6 @@ from services.identity.matching import MatchModel, fit, score, tune_from_labels
 from services.identity.models import CustomerRow, MatchReviewRow, SourceRecordRow
 from services.identity.normalisation import match_record
 from services.identity.repository import LineageRepository
-from services.identity.schemas import SourceRecordIn
 from services.identity.settings import IdentitySettings
 from shared.errors import DomainError
 from shared.runtime import ServiceRuntime
@@ -81,12 +79,18 @@ def read_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
 
 
 async def import_records(
-    runtime: ServiceRuntime, path: Path, *, source_system: str | None = None, show_progress: bool = True
+    runtime: ServiceRuntime,
+    path: Path,
+    *,
+    source_system: str | None = None,
+    show_progress: bool = True,
+    workers: int = 1,
 ) -> Report:
     """Resolve a file's records in file order, a chunk per transaction (`services.identity.bulk`):
-    the same decisions as one `service.ingest` per record, with a handful of queries per chunk."""
-    import asyncio
+    the same decisions as one `service.ingest` per record, with a handful of queries per chunk.
 
+    `workers` processes validate and normalise the chunks ahead of the one being resolved (0: all
+    in this process)."""
     from services.identity.bulk import DEFAULT_CHUNK, BulkResolver
 
     settings = cast(IdentitySettings, runtime.settings)
@@ -96,31 +100,13 @@ async def import_records(
     resolver = BulkResolver(runtime.uow, settings, matcher, chunk_size=DEFAULT_CHUNK)
     with _progress() as progress:
         task = progress.add_task(f"Resolving {path.name}", total=len(rows), visible=show_progress)
-        for start in range(0, len(rows), DEFAULT_CHUNK):
-            chunk = rows[start : start + DEFAULT_CHUNK]
-            valid: list[tuple[int, SourceRecordIn]] = []
-            for i, (number, raw) in enumerate(chunk):
-                if i % 32 == 0:
-                    await asyncio.sleep(0)  # the previous chunk is being written meanwhile
-                if "__error__" in raw:
-                    report.errors.append({"row": number, "field": None, "message": raw["__error__"]})
-                    continue
-                if source_system and "source_system" not in raw:
-                    raw["source_system"] = source_system
-                try:
-                    valid.append((number, SourceRecordIn.model_validate(raw)))
-                except ValidationError as exc:
-                    for err in exc.errors():
-                        report.errors.append(
-                            {
-                                "row": number,
-                                "field": ".".join(map(str, err["loc"])) or None,
-                                "message": err["msg"],
-                            }
-                        )
-            await resolver.resolve(valid, report, wait=False)  # values that do not normalise: errors
-            progress.advance(task, len(chunk))
-        await resolver.finish()
+        await resolver.resolve_raw(
+            rows,
+            report,
+            source_system=source_system,
+            progress=lambda n: progress.advance(task, n),
+            workers=workers,
+        )
     report.errors.sort(key=lambda e: int(e["row"]))  # file order, as when rows were resolved one by one
     return report
 

@@ -36,9 +36,11 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import multiprocessing
 import time
 import uuid
 from collections.abc import Callable, Collection, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -47,6 +49,7 @@ from typing import Any, Protocol, TypeVar
 from typing import cast as typing_cast
 
 import orjson
+from pydantic import ValidationError
 from sqlalchemy import (
     JSON,
     Select,
@@ -147,19 +150,22 @@ class _Db:
         if not keys:
             return {}, []
         if self.postgres:
-            # One index probe per key, reading at most cap + 1 rows of each.
-            rows = await self.session.execute(
-                text(
-                    "SELECT k.key, b.customer_id FROM unnest(:keys) AS k(key) CROSS JOIN LATERAL "
-                    "(SELECT customer_id FROM blocking_keys WHERE blocking_keys.key = k.key LIMIT :n) AS b"
-                ).bindparams(bindparam("keys", type_=ARRAY(String))),
-                {"keys": list(keys), "n": cap + 1},
+            # One index probe per key, reading at most cap + 1 rows of each, aggregated into one
+            # array per key by the server (and decoded by asyncpg in C: no Python object per row).
+            rows = await self.fetch(
+                "SELECT k.key, b.ids FROM unnest($1::text[]) AS k(key) CROSS JOIN LATERAL "
+                "(SELECT array_agg(customer_id) AS ids FROM (SELECT customer_id FROM blocking_keys "
+                "WHERE blocking_keys.key = k.key LIMIT $2) AS l) AS b WHERE b.ids IS NOT NULL",
+                list(keys),
+                cap + 1,
             )
-            found: list[tuple[str, str]] = [(key, customer_id) for key, customer_id in rows]
             counts: dict[str, int] = {}
-            for key, _ in found:
-                counts[key] = counts.get(key, 0) + 1
-            return counts, [(k, c) for k, c in found if counts[k] <= cap]
+            found: list[tuple[str, str]] = []
+            for key, ids in rows:
+                counts[key] = len(ids)
+                if len(ids) <= cap:
+                    found.extend((key, customer_id) for customer_id in ids)
+            return counts, found
         sizes = await self.select_in(
             select(BLOCKS.c.key, func.count()).group_by(BLOCKS.c.key), BLOCKS.c.key, keys
         )
@@ -167,6 +173,35 @@ class _Db:
         small = [k for k, n in counts.items() if n <= cap]
         members = await self.select_in(select(BLOCKS.c.key, BLOCKS.c.customer_id), BLOCKS.c.key, small)
         return counts, [(k, c) for k, c in members]
+
+    async def fetch(self, sql: str, *args: Any) -> list[Any]:
+        """Rows of a PostgreSQL query run by asyncpg itself, in the session's transaction: for the
+        hot reads, where SQLAlchemy's per-row result processing would cost more than the query."""
+        raw = (await (await self.session.connection()).get_raw_connection()).driver_connection
+        assert raw is not None
+        return list(await raw.fetch(sql, *args))
+
+    async def source_records_of(
+        self, customer_ids: Collection[str]
+    ) -> list[tuple[str, str, datetime, datetime]]:
+        """(customer id, record id, received_at, updated_at) of those customers' source records."""
+        if not customer_ids:
+            return []
+        if self.postgres:
+            rows = await self.fetch(
+                "SELECT customer_id, id, received_at, updated_at FROM source_records "
+                "WHERE customer_id = ANY($1::text[])",
+                list(customer_ids),
+            )
+            return [tuple(r) for r in rows]  # type: ignore[misc]
+        return [
+            tuple(r)  # type: ignore[misc]
+            for r in await self.select_in(
+                select(SOURCES.c.customer_id, SOURCES.c.id, SOURCES.c.received_at, SOURCES.c.updated_at),
+                SOURCES.c.customer_id,
+                customer_ids,
+            )
+        ]
 
     async def update_customers(self, rows: list[dict[str, Any]]) -> None:
         """Set the golden columns (and provenance, updated_at, version) of customers by id: on
@@ -673,11 +708,7 @@ class _Run:
         # with all its source records: later records of the run may meet it through the new ones.
         targets = {customer_id for _, customer_id in members}
         targets |= {root for owner in owner_ids if (root := known.live_root(owner)) is not None}
-        stored = await db.select_in(
-            select(SOURCES.c.customer_id, SOURCES.c.id, SOURCES.c.received_at, SOURCES.c.updated_at),
-            SOURCES.c.customer_id,
-            targets,
-        )
+        stored = await db.source_records_of(targets)
         stored.sort(key=lambda r: (r[0], r[2], r[1]))
         cache = self.cache
         views = {record_id: cache.record(record_id, updated_at) for _, record_id, _, updated_at in stored}
@@ -902,12 +933,8 @@ class _Run:
         locked = await self.db.select_in(
             select(CUSTOMERS.c.id, CUSTOMERS.c.version).with_for_update(), CUSTOMERS.c.id, customer_ids
         )
-        listed = await self.db.select_in(
-            select(SOURCES.c.customer_id, SOURCES.c.id, SOURCES.c.updated_at),
-            SOURCES.c.customer_id,
-            customer_ids,
-        )
-        for customer_id, record_id, updated_at in listed:
+        listed = await self.db.source_records_of(customer_ids)
+        for customer_id, record_id, _, updated_at in listed:
             self.sources.setdefault(customer_id, set()).add((record_id, updated_at))
         misses: list[str] = []
         for customer_id, version in locked:
@@ -1012,6 +1039,46 @@ def report_domain_error(report: Report, number: int, exc: DomainError) -> None:
 
 
 @dataclass
+class _Prepared:
+    rows: list[_Row]
+    errors: list[dict[str, Any]]
+
+
+def prepare_rows(
+    rows: Sequence[tuple[int, dict[str, Any]]],
+    default_region: str | None,
+    blocked: frozenset[str],
+    source_system: str | None = None,
+) -> _Prepared:
+    """Validate, normalise and key raw rows (free of I/O: runs in a worker process). The errors are
+    the report entries `batch.import_records` has always given: row, field, message."""
+    report = Report()
+    valid: list[_Row] = []
+    for number, raw in rows:
+        if "__error__" in raw:
+            report.errors.append({"row": number, "field": None, "message": raw["__error__"]})
+            continue
+        if source_system and "source_system" not in raw:
+            raw = {**raw, "source_system": source_system}
+        try:
+            data = SourceRecordIn.model_validate(raw)
+        except ValidationError as exc:
+            for err in exc.errors():
+                field_name = ".".join(map(str, err["loc"])) or None
+                report.errors.append({"row": number, "field": field_name, "message": err["msg"]})
+            continue
+        try:
+            normal = normalise_fields(data, default_region=default_region, blocked=blocked)
+        except DomainError as exc:
+            report_domain_error(report, number, exc)
+            continue
+        row = _Row(number, data, normal)
+        row.prepare()
+        valid.append(row)
+    return _Prepared(valid, report.errors)
+
+
+@dataclass
 class BulkResolver:
     """Resolves validated records (with their row numbers) chunk by chunk, in order.
 
@@ -1076,9 +1143,67 @@ class BulkResolver:
             valid.append(row)
         return valid
 
+    async def resolve_raw(
+        self,
+        rows: Sequence[tuple[int, dict[str, Any]]],
+        report: Report,
+        *,
+        source_system: str | None = None,
+        progress: Callable[[int], None] | None = None,
+        workers: int = 1,
+    ) -> Report:
+        """Resolve raw rows (row number, field values as read from a file), validating them as
+        `SourceRecordIn` on the way; invalid rows become errors of the report.
+
+        With `workers` > 0 and more than one chunk, validation and normalisation (about half the
+        work per record) run in that many worker processes, a chunk or two ahead of the chunk being
+        decided and written here: on two cores, the decisions no longer wait for them."""
+        chunks = list(_batches(rows, self.chunk_size))
+        region = self.settings.default_region
+        blocked = frozenset(self.settings.blocked_identifiers)
+        executor: ProcessPoolExecutor | None = None
+        if workers > 0 and len(chunks) > 1:
+            executor = ProcessPoolExecutor(
+                max_workers=workers, mp_context=multiprocessing.get_context("spawn")
+            )
+        loop = asyncio.get_running_loop()
+
+        def submit(chunk: Sequence[tuple[int, dict[str, Any]]]) -> asyncio.Future[_Prepared]:
+            if executor is None:
+                done: asyncio.Future[_Prepared] = loop.create_future()
+                done.set_result(prepare_rows(chunk, region, blocked, source_system))
+                return done
+            return loop.run_in_executor(executor, prepare_rows, chunk, region, blocked, source_system)
+
+        ahead = max(1, workers) + 1
+        pending: list[asyncio.Future[_Prepared]] = [submit(c) for c in chunks[:ahead]]
+        finished = False
+        try:
+            for index, chunk in enumerate(chunks):
+                with self.stats.timed("normalise"):
+                    prepared = await pending[index]
+                if index + ahead < len(chunks):
+                    pending.append(submit(chunks[index + ahead]))
+                report.errors.extend(prepared.errors)
+                await self._resolve_rows(prepared.rows, report)
+                if progress is not None:
+                    progress(len(chunk))
+            finished = True
+        finally:
+            try:
+                await self.finish()
+            finally:
+                if executor is not None:
+                    executor.shutdown(wait=finished, cancel_futures=True)
+        return report
+
     async def _chunk(self, chunk: Sequence[tuple[int, SourceRecordIn]], report: Report) -> None:
         with self.stats.timed("normalise"):
             rows = await self._normalise(chunk, report)
+        await self._resolve_rows(rows, report)
+
+    async def _resolve_rows(self, rows: list[_Row], report: Report) -> None:
+        """Resolve normalised rows, in order (updates one by one, runs of new records in bulk)."""
         with self.stats.timed("wait"):
             await self.finish()
         if not rows:

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
+
 from services.identity.domain import SourceView, assemble, changed_fields
 from services.identity.matching import MatchModel, MatchResult, blocking_keys, score
 from services.identity.models import (
@@ -257,7 +259,9 @@ async def ingest(
         )
         decision = await _decide(uow, settings, await matcher.current(uow), record, normal.identifiers)
         if decision.target is not None:
-            result = await _attach(uow, record, normal.identifiers, decision.target)
+            result = await _attach(
+                uow, record, normal.identifiers, decision.target, existing=decision.target_records
+            )
         else:
             result = await _create(uow, record, normal.identifiers, data)
             for candidate, outcome in decision.reviews:
@@ -292,6 +296,7 @@ def _evidence(result: MatchResult) -> list[dict[str, Any]]:
 @dataclass
 class _Decision:
     target: CustomerRow | None = None
+    target_records: list[SourceRecordRow] | None = None  # the target's source records, if read
     reviews: list[tuple[str, MatchResult]] = field(default_factory=list)
     reason: str = ""
     best: MatchResult | None = None
@@ -350,7 +355,9 @@ async def _decide(
     above = [c for c, r in scored.items() if r.probability >= settings.auto_merge_threshold]
     if best.probability >= settings.auto_merge_threshold:
         target = await customers.get(best_id)
-        size = await SourceRecordRepository(uow.session).count_of_customer(best_id)
+        # Read (rather than counted): joining the customer reassembles it from all of them.
+        existing = await SourceRecordRepository(uow.session).of_customer(best_id)
+        size = len(existing)
         if len(above) > 1:
             decision.reviews = [(c, scored[c]) for c in above[:5]]
             decision.reason = "matches several customers: they may be one"
@@ -358,7 +365,7 @@ async def _decide(
             decision.reviews = [(best_id, best)]
             decision.reason = f"customer already joins {size} records"
         else:
-            decision.target = target
+            decision.target, decision.target_records = target, existing
         return decision
     if best.probability >= settings.review_threshold:
         ranked = sorted(scored.items(), key=lambda kv: kv[1].probability, reverse=True)
@@ -384,21 +391,20 @@ def _without(record: Any, fields: set[str]) -> Any:
 async def _score_candidates(
     uow: UnitOfWork, settings: IdentitySettings, model: MatchModel, incoming: Any
 ) -> dict[str, MatchResult]:
-    index = IndexRepository(uow.session)
-    keys = sorted(blocking_keys(incoming))
-    sizes = await index.block_sizes(keys, cap=settings.block_size_cap)
-    usable = [k for k in keys if sizes.get(k, 0) <= settings.block_size_cap]
+    """The best score per candidate customer: those sharing a blocking key of at most
+    `block_size_cap` rows (the first `block_size_cap` × 2 by id), over at most × 4 of their records."""
+    cap = settings.block_size_cap
     # Source records always belong to a live golden record (they move on merge and go on erasure),
     # so every candidate found here is a customer that can be matched.
-    records = await index.candidate_records(
-        usable, customers=settings.block_size_cap * 2, limit=settings.block_size_cap * 4
+    rows = await IndexRepository(uow.session).candidate_matches(
+        sorted(blocking_keys(incoming)), cap=cap, customers=cap * 2, limit=cap * 4
     )
     best: dict[str, MatchResult] = {}
-    for other in records:
-        result = score(incoming, match_record(other.id, other.match), model)
-        current = best.get(other.customer_id)
+    for record_id, customer_id, match in rows:
+        result = score(incoming, match_record(record_id, orjson.loads(match)), model)
+        current = best.get(customer_id)
         if current is None or result.probability > current.probability:
-            best[other.customer_id] = result
+            best[customer_id] = result
     return best
 
 
@@ -436,12 +442,19 @@ async def _create(
 
 
 async def _attach(
-    uow: UnitOfWork, record: SourceRecordRow, identifiers: list[tuple[str, str]], customer: CustomerRow
+    uow: UnitOfWork,
+    record: SourceRecordRow,
+    identifiers: list[tuple[str, str]],
+    customer: CustomerRow,
+    *,
+    existing: list[SourceRecordRow] | None = None,
 ) -> IngestResult:
+    """Join `record` to `customer`; `existing`: the customer's source records, if already read."""
     record.customer_id = record.origin_customer_id = customer.id
     SourceRecordRepository(uow.session).add(record)
     await _index(uow, record, identifiers, fresh=True)
-    existing = await SourceRecordRepository(uow.session).of_customer(customer.id)
+    if existing is None:
+        existing = await SourceRecordRepository(uow.session).of_customer(customer.id)
     changed = await reassemble(uow, customer, cause="source_record", records=[*existing, record])
     if changed:
         await _announce_update(uow, customer, changed, "source_record")
