@@ -48,6 +48,7 @@ from operator import itemgetter
 from typing import Any, Protocol, TypeVar
 from typing import cast as typing_cast
 
+import asyncpg
 import orjson
 from pydantic import ValidationError
 from sqlalchemy import (
@@ -126,6 +127,21 @@ class _Db:
     def __init__(self, session: AsyncSession, postgres: bool) -> None:
         self.session = session
         self.postgres = postgres
+        self._begun = False
+
+    async def driver(self) -> asyncpg.Connection:
+        """The session's asyncpg connection, for the hot statements, inside the session's transaction.
+
+        SQLAlchemy begins the transaction lazily, with the first statement it runs: a statement sent
+        straight to asyncpg before that would run outside it (and a REPEATABLE READ snapshot would be
+        taken only later). So one statement goes through SQLAlchemy first. One `_Db` per transaction."""
+        connection = await self.session.connection()
+        if not self._begun:
+            await connection.exec_driver_sql("SELECT 1")
+            self._begun = True
+        raw = (await connection.get_raw_connection()).driver_connection
+        assert raw is not None
+        return typing_cast(asyncpg.Connection, raw)
 
     @classmethod
     async def of(cls, session: AsyncSession) -> _Db:
@@ -177,9 +193,7 @@ class _Db:
     async def fetch(self, sql: str, *args: Any) -> list[Any]:
         """Rows of a PostgreSQL query run by asyncpg itself, in the session's transaction: for the
         hot reads, where SQLAlchemy's per-row result processing would cost more than the query."""
-        raw = (await (await self.session.connection()).get_raw_connection()).driver_connection
-        assert raw is not None
-        return list(await raw.fetch(sql, *args))
+        return list(await (await self.driver()).fetch(sql, *args))
 
     async def source_records_of(
         self, customer_ids: Collection[str]
@@ -252,9 +266,12 @@ class _Db:
             for i in encoded:
                 values[i] = orjson.dumps(values[i]).decode()
             records.append(values)
-        raw = (await (await self.session.connection()).get_raw_connection()).driver_connection
-        assert raw is not None
-        await raw.copy_records_to_table(target, records=records, columns=columns)
+        raw = await self.driver()
+        try:
+            await raw.copy_records_to_table(target, records=records, columns=columns)
+        except asyncpg.IntegrityConstraintViolationError as exc:
+            # Bypassing SQLAlchemy bypasses its exception translation: the callers expect its kind.
+            raise IntegrityError(f"COPY {target}", None, exc) from exc
 
 
 # -- the decision, free of I/O --------------------------------------------------------------------
@@ -401,6 +418,8 @@ class Stats:
     goldens_cached: int = 0  # customers joined whose golden record earlier runs had assembled
     goldens_loaded: int = 0
     pairs_scored: int = 0
+    replayed_runs: int = 0  # runs decided before the previous one was committed (its additions replayed)
+    redecided: int = 0  # runs decided again because the previous one was redone one by one
     runs: int = 0
     fallbacks: int = 0
     seconds: dict[str, float] = field(default_factory=dict)  # wall time per phase
@@ -553,6 +572,20 @@ def _trim(entries: dict[str, Any], limit: int) -> None:
 # -- one run of new records -----------------------------------------------------------------------
 
 
+# (customer id, record, blocking keys, identifiers, whether the customer is new): one `_Known.add`.
+_Added = tuple[str, MatchRecord, frozenset[str], list[tuple[str, str]], bool]
+
+
+@dataclass
+class _InFlight:
+    """A run decided and being written in the background."""
+
+    task: asyncio.Task[bool]  # True once committed as decided; False if redone one by one
+    probe: str  # one of its source record ids: visible in a snapshot iff the run is committed
+    added: list[_Added]
+    source_keys: set[tuple[str, str]]
+
+
 @dataclass
 class _Row:
     number: int
@@ -648,6 +681,9 @@ class _Run:
         cache: _Cache | None = None,
     ) -> None:
         self.cache = cache if cache is not None else _Cache()
+        # What the decisions added to `known`, in order: a later run decided before this one is
+        # committed replays it (`_Known.add` arguments).
+        self.added: list[_Added] = []
         self.written_records: list[tuple[str, datetime, MatchRecord]] = []
         self.sources: dict[str, set[tuple[str, datetime]]] = {}  # customer id -> its (record id, updated_at)
         self.goldens: list[_Golden] = []
@@ -663,7 +699,35 @@ class _Run:
 
     # 1. prefetch
 
-    async def prefetch(self) -> None:
+    def bind(self, uow: UnitOfWork, db: _Db) -> None:
+        """Write in another transaction than the one the run was decided in."""
+        self.uow = uow
+        self.db = db
+
+    async def prefetch(self, replay: Sequence[_Added] = ()) -> None:
+        """Read what the decisions need; then apply `replay`, the additions of an earlier run that
+        is not committed yet (and so not in what was read), as its decisions made them."""
+        await self._prefetch()
+        if not replay:
+            return
+        known = self.known
+        joined = {customer_id for customer_id, *_, new in replay if not new}
+        unread = sorted(joined - known.records.keys())
+        pending = {c for c in joined if c not in known.customers}
+        while pending:
+            states = await self.db.select_in(
+                select(CUSTOMERS.c.id, CUSTOMERS.c.merged_into, CUSTOMERS.c.erased_at),
+                CUSTOMERS.c.id,
+                pending,
+            )
+            for customer_id, merged_into, erased_at in states:
+                known.customers[customer_id] = (merged_into, erased_at is not None)
+            pending = {m for _, m, _ in states if m is not None and m not in known.customers}
+        await self._load_records(unread)
+        for customer_id, record, keys, identifiers, new in replay:
+            known.add(customer_id, record, keys, identifiers, new_customer=new)
+
+    async def _prefetch(self) -> None:
         db = self.db
         known = self.known
         cap = self.settings.block_size_cap
@@ -708,7 +772,13 @@ class _Run:
         # with all its source records: later records of the run may meet it through the new ones.
         targets = {customer_id for _, customer_id in members}
         targets |= {root for owner in owner_ids if (root := known.live_root(owner)) is not None}
-        stored = await db.source_records_of(targets)
+        await self._load_records(targets)
+
+    async def _load_records(self, customer_ids: Collection[str]) -> None:
+        """The matching views of those customers' source records, oldest first, into `known`."""
+        db = self.db
+        known = self.known
+        stored = await db.source_records_of(customer_ids)
         stored.sort(key=lambda r: (r[0], r[2], r[1]))
         cache = self.cache
         views = {record_id: cache.record(record_id, updated_at) for _, record_id, _, updated_at in stored}
@@ -737,6 +807,8 @@ class _Run:
                 self.settings, self.model, row.match, row.normal.identifiers, self.known, keys=row.keys
             )
             customer_id = decision.target or str(uuid.uuid4())
+            added: _Added = (customer_id, row.match, row.keys, row.identifiers, decision.target is None)
+            self.added.append(added)
             self.known.add(
                 customer_id, row.match, row.keys, row.identifiers, new_customer=decision.target is None
             )
@@ -1098,7 +1170,8 @@ class BulkResolver:
     stats: Stats = field(default_factory=Stats)
     clock: _Clock = field(default_factory=_Clock)
     cache: _Cache = field(default_factory=_Cache)
-    _writing: asyncio.Task[None] | None = None
+    _inflight: _InFlight | None = None
+    _postgres: bool | None = None
 
     async def resolve(
         self,
@@ -1123,9 +1196,14 @@ class BulkResolver:
 
     async def finish(self) -> None:
         """Wait until everything resolved so far is committed."""
-        writing, self._writing = self._writing, None
-        if writing is not None:
-            await writing
+        await self._settle()
+
+    async def _settle(self) -> bool:
+        """Wait for the run in flight, if any: whether it was committed as decided."""
+        inflight, self._inflight = self._inflight, None
+        if inflight is None:
+            return True
+        return await inflight.task
 
     async def _normalise(self, chunk: Sequence[tuple[int, SourceRecordIn]], report: Report) -> list[_Row]:
         valid: list[_Row] = []
@@ -1203,16 +1281,24 @@ class BulkResolver:
         await self._resolve_rows(rows, report)
 
     async def _resolve_rows(self, rows: list[_Row], report: Report) -> None:
-        """Resolve normalised rows, in order (updates one by one, runs of new records in bulk)."""
-        with self.stats.timed("wait"):
-            await self.finish()
+        """Resolve normalised rows, in order (updates one by one, runs of new records in bulk).
+
+        On PostgreSQL the first run of new records is decided while the previous one is still being
+        written (see `_decide`); elsewhere each run waits for the one before."""
+        if self._postgres is None:
+            async with self.uow_factory() as uow:
+                self._postgres = (await _Db.of(uow.session)).postgres
+        if not self._postgres:
+            with self.stats.timed("wait"):
+                await self.finish()
         if not rows:
             return
         by_system: dict[str, set[str]] = {}
         for row in rows:
             if row.data.source_id is not None:
                 by_system.setdefault(row.data.source_system, set()).add(row.data.source_id)
-        seen: set[tuple[str, str]] = set()
+        # Source records stored already, or about to be by the run in flight: updates.
+        seen: set[tuple[str, str]] = set(self._inflight.source_keys) if self._inflight else set()
         async with self.uow_factory() as uow:
             db = await _Db.of(uow.session)
             for system, ids in by_system.items():
@@ -1241,44 +1327,67 @@ class BulkResolver:
         """Decide a run of new records and start writing it (in the background)."""
         if not rows:
             return
-        uow = self.uow_factory()
-        await uow.__aenter__()
-        try:
-            model = await self.matcher.current(uow)
-            run = _Run(
-                uow, await _Db.of(uow.session), self.settings, model, rows, self.clock, self.stats, self.cache
-            )
-            with self.stats.timed("prefetch"):
-                await run.prefetch()
-            with self.stats.timed("decide"):
-                decided = run.decide_all()
-        except BaseException:
-            await uow.__aexit__(None, None, None)
-            raise
-        self._writing = asyncio.create_task(self._write(uow, run, decided, report))
+        inflight = self._inflight
+        run, decided = await self._decide(rows, inflight)
+        with self.stats.timed("wait"):
+            committed = await self._settle()
+        if not committed:
+            # The run before was redone one by one: these decisions assumed it otherwise.
+            self.stats.redecided += 1
+            run, decided = await self._decide(rows, None)
+        keys = {(r.data.source_system, r.data.source_id) for r in rows if r.data.source_id is not None}
+        task = asyncio.create_task(self._write(run, decided, report))
+        self._inflight = _InFlight(task, rows[0].record_id, run.added, keys)
 
-    async def _write(
-        self, uow: UnitOfWork, run: _Run, decided: list[tuple[_Row, str, Decision]], report: Report
-    ) -> None:
+    async def _decide(self, rows: list[_Row], inflight: _InFlight | None) -> tuple[_Run, list[Any]]:
+        """Prefetch and decide in a read transaction of its own.
+
+        With a run in flight (PostgreSQL only), the transaction is REPEATABLE READ, so all its reads
+        see one snapshot; if that snapshot does not hold the run in flight yet, the run's additions are
+        replayed over what was read, exactly as its decisions made them. Either way the decisions are
+        those of strictly sequential processing, as long as the run in flight commits as decided
+        (otherwise `_run` decides again)."""
+        async with self.uow_factory() as uow:
+            replay: Sequence[_Added] = ()
+            if inflight is not None:
+                await uow.session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+            db = await _Db.of(uow.session)
+            if inflight is not None:
+                # The snapshot is taken by this first statement: does it hold the run in flight?
+                visible = await uow.session.scalar(
+                    select(func.count()).select_from(SOURCES).where(SOURCES.c.id == inflight.probe)
+                )
+                if not visible:
+                    replay = inflight.added
+                    self.stats.replayed_runs += 1
+            model = await self.matcher.current(uow)
+            run = _Run(uow, db, self.settings, model, rows, self.clock, self.stats, self.cache)
+            with self.stats.timed("prefetch"):
+                await run.prefetch(replay)
+        with self.stats.timed("decide"):
+            decided = run.decide_all()
+        return run, decided
+
+    async def _write(self, run: _Run, decided: list[tuple[_Row, str, Decision]], report: Report) -> bool:
         try:
-            try:
+            async with self.uow_factory() as uow:
+                run.bind(uow, await _Db.of(uow.session))
                 with self.stats.timed("write"):
                     await run.write(decided)
                     with self.stats.timed("write.commit"):
                         await uow.commit()
-            finally:
-                await uow.__aexit__(None, None, None)
         except IntegrityError:
             # Another writer stored one of these source records meanwhile: one by one, as ingest would.
             self.stats.fallbacks += 1
             for row in run.rows:
                 await self._one(row, report)
-            return
+            return False
         # Committed: later runs may reuse what this one wrote (entries are checked before use).
         self.cache.keep_records(run.written_records)
         self.cache.keep_goldens(run.goldens, run.sources)
         self.stats.runs += 1
         report.outcomes.update(run.outcomes)
+        return True
 
     async def _one(self, row: _Row, report: Report) -> None:
         try:

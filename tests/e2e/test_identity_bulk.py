@@ -196,7 +196,8 @@ async def started_on(url: str, **overrides: Any) -> ServiceRuntime:
 async def test_bulk_equals_one_by_one(tmp_path: Path, n: int, seed: int, chunk_size: int) -> None:
     single = await started(tmp_path / "single", **TIGHT)
     bulk = await started(tmp_path / "bulk", **TIGHT)
-    await check_bulk_equals_one_by_one(single, bulk, n, seed, chunk_size)
+    resolver = await check_bulk_equals_one_by_one(single, bulk, n, seed, chunk_size)
+    assert resolver.stats.replayed_runs == 0  # SQLite: each run waits for the one before
 
 
 async def test_bulk_equals_one_by_one_on_postgres(pg_database: str, pg_database_2: str) -> None:
@@ -204,7 +205,9 @@ async def test_bulk_equals_one_by_one_on_postgres(pg_database: str, pg_database_
     table, and later chunks reuse the views and golden records cached by earlier ones."""
     single = await started_on(pg_database, **TIGHT)
     bulk = await started_on(pg_database_2, **TIGHT)
-    await check_bulk_equals_one_by_one(single, bulk, 600, 5, 45, workers=1)
+    resolver = await check_bulk_equals_one_by_one(single, bulk, 600, 5, 45, workers=1)
+    # Chunks were decided while the previous one was still being written, over its replayed additions.
+    assert resolver.stats.replayed_runs > 0
 
 
 async def check_bulk_equals_one_by_one(
@@ -214,7 +217,7 @@ async def check_bulk_equals_one_by_one(
     seed: int,
     chunk_size: int,
     workers: int | None = None,
-) -> None:
+) -> BulkResolver:
     records, truth = dataset(n, seed)
     try:
         expected = await one_by_one(single, records)
@@ -250,6 +253,7 @@ async def check_bulk_equals_one_by_one(
     assert resolver.stats.record_views_cached > 0
     assert resolver.stats.goldens_cached > 0
     assert resolver.stats.record_views_loaded > 0 or resolver.stats.goldens_loaded > 0
+    return resolver
 
 
 def write_jsonl(path: Path, rows: list[object]) -> Path:
@@ -344,3 +348,67 @@ async def test_a_customer_met_through_a_strong_identifier_is_known_in_full(tmp_p
     assert dict(expected.outcomes) == {"created": 2, "matched": 1, "review": 1}
     assert got.outcomes == expected.outcomes
     assert after == before
+
+
+async def test_a_run_another_writer_conflicts_with_is_redone_one_by_one(
+    pg_database: str, pg_database_2: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While a chunk is being written, another writer stores one of its source records first: the
+    chunk's transaction fails on the uniqueness conflict and its rows are resolved one by one, and
+    the next chunk (decided meanwhile over the failed chunk's replayed additions) is decided again.
+    The result is what one-by-one resolution gives with the other writer's record in between."""
+    from services.identity import bulk as bulk_module
+
+    chunk = 40
+    records, _ = dataset(200, 13)
+    first_seen: dict[str, int] = {}
+    for i, raw in enumerate(records):
+        first_seen.setdefault(str(raw.get("source_id")), i)
+
+    def usable(i: int) -> bool:
+        raw = records[i]
+        if first_seen.get(str(raw.get("source_id"))) != i or raw.get("source_id") is None:
+            return False
+        try:
+            SourceRecordIn.model_validate(raw)
+        except ValidationError:
+            return False
+        return True
+
+    clash = next(i for i in range(chunk + 5, 2 * chunk) if usable(i))
+    concurrent = dict(records[clash])
+
+    single = await started_on(pg_database, **TIGHT)
+    other = await started_on(pg_database_2, **TIGHT)
+    original = bulk_module._Run.write
+    calls = 0
+
+    async def write_after_another_writer(self: Any, decided: Any) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 2:  # the second chunk: another writer stores one of its records first
+            data = SourceRecordIn.model_validate(concurrent)
+            await service.ingest(other.uow(), other.settings, other.app.state.matcher, data)  # type: ignore[arg-type]
+        await original(self, decided)
+
+    monkeypatch.setattr(bulk_module._Run, "write", write_after_another_writer)
+    try:
+        reference = await one_by_one(single, [*records[:chunk], concurrent, *records[chunk:]])
+        resolver = BulkResolver(other.uow, other.settings, other.app.state.matcher, chunk)  # type: ignore[arg-type]
+        got = await in_bulk(other, records, chunk, resolver)
+        before, after = await state(single), await state(other)
+    finally:
+        await single.stop()
+        await other.stop()
+
+    assert resolver.stats.fallbacks == 1
+    assert resolver.stats.redecided == 1
+    assert sum(got.outcomes.values()) == sum(reference.outcomes.values()) - 1
+    assert got.errors == [
+        {**e, "row": e["row"] - 1 if e["row"] > chunk + 1 else e["row"]} for e in reference.errors
+    ]
+    assert after["partition"] == before["partition"]
+    assert after["golden"] == before["golden"]
+    assert after["reviews"] == before["reviews"]
+    assert after["audit"] == before["audit"]
+    assert after["events"] == before["events"]
