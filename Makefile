@@ -50,7 +50,9 @@ format: install ## Apply ruff's formatting and safe fixes
 
 bench: install ## Benchmarks with figures against baselines (BENCH_SIZE=small|medium|full); report in bench/out
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev,bench]"
-	$(BIN)/python -m bench.identity --size $(BENCH_SIZE) --out bench/out
+	deploy/postgres.sh start
+	$(BIN)/python -m bench.identity --size $(BENCH_SIZE) --out bench/out \
+		--postgres postgresql+asyncpg://crm:crm@127.0.0.1:$${PG_PORT:-55432}/postgres
 
 up: install ## Distributed mode on this machine: Kafka, PostgreSQL, each service its own process (logs in var/log)
 	deploy/up.sh

@@ -23,6 +23,13 @@ def main(argv: list[str] | None = None) -> int:
         default=os.environ.get("BENCH_IDENTITY_DATABASE_URL"),
         help="an EMPTY PostgreSQL database (postgresql+asyncpg://…); default a temporary SQLite file",
     )
+    parser.add_argument(
+        "--postgres",
+        default=os.environ.get("BENCH_POSTGRES"),
+        help="a PostgreSQL server (postgresql+asyncpg://user:pw@host:port/postgres): fresh databases "
+        "are created there for the one-by-one run and the import, and dropped afterwards",
+    )
+    parser.add_argument("--no-batch", action="store_true", help="skip the batch (import) resolution")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--records", type=int, default=None, help="override the number of records of --size")
     parser.add_argument("--no-splink", action="store_true", help="only our identity service")
@@ -33,19 +40,23 @@ def main(argv: list[str] | None = None) -> int:
     from shared.logging import configure_logging
 
     configure_logging("WARNING", json=False)
+    from bench.identity.databases import fresh_databases
     from bench.identity.runner import run
 
     try:
-        run(
-            args.size,
-            args.out,
-            args.database_url,
-            seed=args.seed,
-            records=args.records,
-            ours=not args.no_ours,
-            splink=not args.no_splink,
-            quiet=args.quiet,
-        )
+        with fresh_databases(args.postgres, 2) as (one_by_one, batch):
+            run(
+                args.size,
+                args.out,
+                args.database_url or one_by_one,
+                seed=args.seed,
+                records=args.records,
+                ours=not args.no_ours,
+                splink=not args.no_splink,
+                batch=not args.no_batch,
+                batch_database_url=batch,
+                quiet=args.quiet,
+            )
     except RuntimeError as exc:  # e.g. a database that is not empty
         print(f"bench.identity: {exc}", file=sys.stderr)
         return 2

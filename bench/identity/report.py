@@ -86,6 +86,33 @@ def _goal_text(figures: dict[str, Any]) -> str:
     return f"Goal (F1 ≥ Splink's, precision ≥ 0.995): {verdict} — " + "; ".join(parts) + "."
 
 
+def _batch_text(figures: dict[str, Any]) -> list[str]:
+    batch, goal = figures.get("batch"), figures.get("batch_goal") or {}
+    if batch is None:
+        return []
+    splink = figures.get("splink")
+    lines = [
+        f"Batch resolution (an import, {batch['database']}): {batch['records_per_second']:,.0f} records/s "
+        f"({batch['seconds_total']:,.1f} s for {figures['dataset']['records']:,} records); "
+        f"precision {batch['precision']:.4f}, recall {batch['recall']:.4f}, F1 {batch['f1']:.4f}."
+    ]
+    if splink is not None and goal.get("splink_records_per_second"):
+        lines.append(
+            f"Splink on the same records: {splink['seconds_total']:,.1f} s "
+            f"({goal['splink_records_per_second']:,.0f} records/s); "
+            f"ours ÷ Splink = {goal['ratio_to_splink']:.2f}."
+        )
+    verdict = {True: "MET", False: "NOT MET", None: "not judged at this size/database"}[goal.get("met")]
+    lines.append(
+        f"Goal (≥ {goal.get('records_per_second_min', 0):,} records/s at 100,000 on PostgreSQL): {verdict}."
+    )
+    phases = batch.get("phases") or {}
+    if phases:
+        top = sorted(((k, v) for k, v in phases.items() if "." not in k), key=lambda kv: -kv[1])
+        lines.append("Time per phase (s, phases overlap): " + ", ".join(f"{k} {v:,.1f}" for k, v in top))
+    return lines
+
+
 def _analysis_rows(analysis: dict[str, Any], top: int = 18) -> list[list[str]]:
     return [
         [k["kind"], f"{k['true_pairs']:,}", f"{k['missed']:,}", f"{k['miss_rate']:.1%}"]
@@ -113,6 +140,8 @@ def print_report(figures: dict[str, Any], console: Console | None = None) -> Non
         table.add_row(*row)
     console.print(table)
     console.print(_goal_text(figures))
+    for line in _batch_text(figures):
+        console.print(line)
     ours = figures.get("ours")
     if ours is None:
         return
@@ -186,6 +215,8 @@ def markdown(figures: dict[str, Any]) -> str:
         "",
         _goal_text(figures),
     ]
+    for line in _batch_text(figures):
+        lines += ["", line]
     ours = figures.get("ours")
     if ours is not None:
         analysis = ours["error_analysis"]

@@ -82,6 +82,46 @@ def run_ours_part(dataset: Any, database_url: str | None, *, quiet: bool = False
     }
 
 
+def run_batch_part(dataset: Any, database_url: str | None, *, quiet: bool = False) -> dict[str, Any]:
+    """The same records resolved as one import (`BulkResolver`, chunks decided in memory, written in
+    bulk): throughput and the quality of the result, which must equal the one-by-one result."""
+    from bench.identity.ours import run_batch
+
+    progress = None
+    progress_cb = None
+    if not quiet:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+        progress = Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            transient=True,
+        )
+        task = progress.add_task("identity import", total=len(dataset.records))
+        progress.start()
+
+        def progress_cb(done: int) -> None:
+            progress.update(task, completed=done)
+
+    try:
+        result = run_batch(dataset.records, database_url, progress_cb)
+    finally:
+        if progress is not None:
+            progress.stop()
+    return {
+        "database": "postgresql" if (database_url or "").startswith("postgresql") else "sqlite",
+        **_scores(result.clusters, dataset.truth),
+        "records_per_second": result.records_per_second,
+        "seconds_total": result.seconds_total,
+        "outcomes": result.outcomes,
+        "rejected": result.rejected,
+        "phases": result.phases,
+        "counters": result.counters,
+    }
+
+
 def run_splink_part(dataset: Any, *, seed: int) -> dict[str, Any]:
     from bench.identity.splink_run import clusters_at, run_splink
 
@@ -130,6 +170,28 @@ def _goal(ours: dict[str, Any] | None, splink: dict[str, Any] | None) -> dict[st
     return goal
 
 
+BATCH_GOAL_RECORDS_PER_SECOND = 2_000  # at the full size (100,000 records), PostgreSQL
+
+
+def _batch_goal(batch: dict[str, Any] | None, splink: dict[str, Any] | None, n: int) -> dict[str, Any]:
+    if batch is None:
+        return {"met": None}
+    goal: dict[str, Any] = {
+        "records_per_second_min": BATCH_GOAL_RECORDS_PER_SECOND,
+        "records_per_second": batch["records_per_second"],
+        "judged": n >= SIZES["full"] and batch["database"] == "postgresql",
+    }
+    if splink is not None:
+        goal["splink_records_per_second"] = n / splink["seconds_total"] if splink["seconds_total"] else None
+        goal["ratio_to_splink"] = (
+            batch["records_per_second"] / goal["splink_records_per_second"]
+            if goal["splink_records_per_second"]
+            else None
+        )
+    goal["met"] = batch["records_per_second"] >= BATCH_GOAL_RECORDS_PER_SECOND if goal["judged"] else None
+    return goal
+
+
 def run(
     size: str,
     out_dir: Path,
@@ -139,6 +201,8 @@ def run(
     records: int | None = None,
     ours: bool = True,
     splink: bool = True,
+    batch: bool = True,
+    batch_database_url: str | None = None,
     quiet: bool = False,
 ) -> dict[str, Any]:
     """Run the benchmark at `size` (small, medium, full), write identity.json and identity.md to
@@ -160,8 +224,10 @@ def run(
         },
     }
     figures["ours"] = run_ours_part(dataset, database_url, quiet=quiet) if ours else None
+    figures["batch"] = run_batch_part(dataset, batch_database_url, quiet=quiet) if batch else None
     figures["splink"] = run_splink_part(dataset, seed=seed) if splink else None
     figures["goal"] = _goal(figures["ours"], figures["splink"])
+    figures["batch_goal"] = _batch_goal(figures["batch"], figures["splink"], n)
     figures["seconds_wall"] = time.perf_counter() - started
 
     out_dir = Path(out_dir)
