@@ -11,7 +11,7 @@ state change and the events. After a commit the outbox relay is woken so events 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Self
@@ -72,6 +72,27 @@ class UnitOfWork:
         )
         self._published += 1
         return event
+
+    async def publish_many(self, payloads: Sequence[EventPayload], *, time: datetime | None = None) -> None:
+        """`publish` for many events in one statement (executemany): the same outbox rows, in order."""
+        if not payloads:
+            return
+        now = datetime.now(UTC)
+        rows = []
+        for payload in payloads:
+            event = new_event(payload, source=self.source, time=time)
+            rows.append(
+                {
+                    "event_id": event.id,
+                    "topic": payload.topic.name,
+                    "key": event.subject,
+                    "type": event.type,
+                    "envelope": event.model_dump(mode="json"),
+                    "created_at": now,
+                }
+            )
+        await self.session.execute(self.tables.outbox.insert(), rows)
+        self._published += len(rows)
 
     def published_in_bulk(self, count: int) -> None:
         """Outbox rows written by a bulk statement count like `publish` calls: the relay wakes on commit."""

@@ -36,6 +36,7 @@ def build(
     )
     runtime.app.state.directory = CustomerDirectory(identity)
     runtime.include_router(routes.router)
+    runtime.include_router(routes.contacts_router)
     consumers.register(runtime.consumer)
     runtime.subscribe()
     return runtime

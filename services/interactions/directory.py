@@ -12,13 +12,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import httpx
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.interactions.models import KnownCustomer
 from shared.context import request_id_var
-from shared.errors import ServiceUnavailable
+from shared.errors import InvalidInput, ServiceUnavailable
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +56,54 @@ class CustomerDirectory:
         resolved = str(response.json()["id"])
         await remember(session, resolved)
         return Lookup(resolved)
+
+    async def by_identifier(self, session: AsyncSession, kind: str, value: str, field: str) -> Lookup:
+        """The one customer identity knows by this e-mail, phone or card; `field` names the input
+        in the error when there is none, or more than one."""
+        headers = {"x-request-id": request_id_var.get() or ""}
+        try:
+            response = await self.identity.get(
+                "/customers", params={kind: value, "limit": 2}, headers=headers
+            )
+        except httpx.HTTPError as exc:
+            raise ServiceUnavailable(f"identity service unreachable: {exc.__class__.__name__}") from exc
+        if response.status_code == 422:
+            raise InvalidInput(field, f"not a valid {kind}")
+        if response.status_code != 200:
+            raise ServiceUnavailable(f"identity service answered {response.status_code}")
+        items = response.json().get("items", [])
+        if not items:
+            raise InvalidInput(field, f"no customer has this {kind}")
+        if len(items) > 1:
+            raise InvalidInput(field, f"several customers share this {kind}: give customer_id")
+        resolved = str(items[0]["id"])
+        await remember(session, resolved)
+        return Lookup(resolved)
+
+    async def known_roots(self, session: AsyncSession, customer_ids: list[str]) -> dict[str, Lookup]:
+        """What the local copy says of many ids at once (merges followed): ids it does not know are
+        missing from the answer (ask `lookup` for those)."""
+        found: dict[str, Lookup] = {}
+        rows = {
+            row.customer_id: row
+            for row in await session.scalars(
+                select(KnownCustomer).where(KnownCustomer.customer_id.in_(sorted(set(customer_ids))))
+            )
+        }
+        for customer_id in set(customer_ids):
+            current, row = customer_id, rows.get(customer_id)
+            for _ in range(32):
+                if row is None:
+                    break
+                if row.erased_at is not None:
+                    found[customer_id] = Lookup(current, erased=True)
+                    break
+                if row.merged_into is None:
+                    found[customer_id] = Lookup(current)
+                    break
+                current = row.merged_into
+                row = rows.get(current) or await session.get(KnownCustomer, current)
+        return found
 
 
 async def remember(session: AsyncSession, customer_id: str) -> None:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from shared.db import ServiceBase, UTCDateTime, new_metadata
@@ -30,6 +31,41 @@ class KnownCustomer(Base):
     erased_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
+class InteractionRow(Base):
+    """One contact with a customer: the timeline. Purchases, refunds, complaints, survey answers and
+    messages sent have a row here too (`subject_type`/`subject_id` point at their details), so the
+    timeline is one indexed range scan, newest first.
+
+    `customer_id` is the customer the contact belongs to today (it follows merges); `origin_customer_id`
+    the one it was recorded for, so an unmerge can give each customer its own contacts back."""
+
+    __tablename__ = "interactions"
+    __table_args__ = (
+        UniqueConstraint("source_system", "idempotency_key", name="uq_interactions_idempotency"),
+        Index("ix_interactions_timeline", "customer_id", "occurred_at", "id"),
+        Index("ix_interactions_subject", "subject_type", "subject_id"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(String(36))
+    origin_customer_id: Mapped[str] = mapped_column(String(36), index=True)
+    kind: Mapped[str] = mapped_column(String(30))
+    channel: Mapped[str] = mapped_column(String(30))
+    direction: Mapped[str] = mapped_column(String(10))
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    source_system: Mapped[str] = mapped_column(String(100))
+    idempotency_key: Mapped[str | None] = mapped_column(String(200))
+    agent_id: Mapped[str | None] = mapped_column(String(100))
+    summary: Mapped[str | None] = mapped_column(String(300))
+    text: Mapped[str | None] = mapped_column(Text)
+    tags: Mapped[list[str]] = mapped_column(JSON, default=list)
+    attributes: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    subject_type: Mapped[str | None] = mapped_column(String(30))
+    subject_id: Mapped[str | None] = mapped_column(String(36))
+    erased: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
 class Purchase(Base):
     __tablename__ = "purchases"
     __table_args__ = (
@@ -39,6 +75,7 @@ class Purchase(Base):
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     customer_id: Mapped[str] = mapped_column(String(36))
+    origin_customer_id: Mapped[str | None] = mapped_column(String(36), index=True)
     external_id: Mapped[str | None] = mapped_column(String(100))
     source_system: Mapped[str] = mapped_column(String(100))
     channel: Mapped[str] = mapped_column(String(30))

@@ -2,17 +2,29 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 
-from services.interactions import service
+from services.interactions import contacts, service
 from services.interactions.directory import CustomerDirectory
-from services.interactions.schemas import PurchaseCreate, PurchaseOut
-from shared.errors import PROBLEM_RESPONSES, Problem
+from services.interactions.domain import Channel, InteractionKind
+from services.interactions.schemas import (
+    BulkInteractions,
+    BulkResult,
+    InteractionCreate,
+    InteractionOut,
+    PurchaseCreate,
+    PurchaseOut,
+    TimelinePage,
+)
+from services.interactions.timeline import TimelineQuery
+from shared.errors import PROBLEM_RESPONSES, InvalidInput, Problem
 from shared.runtime import UowDep
 
 router = APIRouter(tags=["purchases"])
+contacts_router = APIRouter(tags=["contacts"])
 
 
 def get_directory(request: Request) -> CustomerDirectory:
@@ -72,4 +84,102 @@ async def customer_purchases(
 )
 async def export_customer(customer_id: str, uow: UowDep) -> dict[str, object]:
     purchases = await service.list_customer_purchases(uow, customer_id, limit=1_000_000)
-    return {"purchases": [PurchaseOut.model_validate(p).model_dump(mode="json") for p in purchases]}
+    interactions = await service.list_customer_interactions(uow, customer_id)
+    return {
+        "purchases": [PurchaseOut.model_validate(p).model_dump(mode="json") for p in purchases],
+        "interactions": [InteractionOut.model_validate(i).model_dump(mode="json") for i in interactions],
+    }
+
+
+@contacts_router.post(
+    "/interactions",
+    status_code=status.HTTP_201_CREATED,
+    response_model=InteractionOut,
+    summary="Record a contact",
+    description=(
+        "Any contact on any channel: an inquiry, a visit, a service request, web or app activity, a "
+        "note… The customer is given by `customer_id` or by one identifier (`customer.email`, "
+        "`customer.phone`, `customer.card`) that the identity service resolves. Publishes "
+        "`crm.interactions.interaction_recorded.v1` (without the free text). The same "
+        "`idempotency_key` from the same `source_system` records the contact once: a repeat returns "
+        "the first with 200."
+    ),
+    responses={**PROBLEM_RESPONSES, 200: {"model": InteractionOut, "description": "Already recorded"}},
+)
+async def create_interaction(
+    body: InteractionCreate, uow: UowDep, directory: DirectoryDep, response: Response
+) -> InteractionOut:
+    row, created = await contacts.record(uow, directory, body)
+    if not created:
+        response.status_code = status.HTTP_200_OK
+    response.headers["Location"] = f"/interactions/{row.id}"
+    return InteractionOut.model_validate(row)
+
+
+@contacts_router.post(
+    "/interactions/bulk",
+    response_model=BulkResult,
+    summary="Record many contacts at once",
+    description=(
+        "Up to 5,000 contacts in one request and one transaction. Each item is validated on its own "
+        "(same schema as `POST /interactions`): a malformed item is reported with its index, field and "
+        "reason and never blocks the valid ones. Repeated idempotency keys are reported as duplicates."
+    ),
+    responses=PROBLEM_RESPONSES,
+)
+async def create_interactions_bulk(
+    body: BulkInteractions, uow: UowDep, directory: DirectoryDep
+) -> BulkResult:
+    return await contacts.record_bulk(uow, directory, body.items)
+
+
+@contacts_router.get(
+    "/interactions/{interaction_id}",
+    response_model=InteractionOut,
+    summary="Read a contact",
+    responses={404: {"model": Problem, "description": "No such contact"}},
+)
+async def read_interaction(interaction_id: str, uow: UowDep) -> InteractionOut:
+    return InteractionOut.model_validate(await contacts.get(uow, interaction_id))
+
+
+@contacts_router.get(
+    "/customers/{customer_id}/timeline",
+    response_model=TimelinePage,
+    summary="The customer's timeline",
+    description=(
+        "Every contact, purchase, refund, complaint, survey answer and message of the customer, newest "
+        "first. Filter by `kind` and `channel` (repeatable) and by time (`since` inclusive, `until` "
+        "exclusive). Keyset-paginated: pass `next_cursor` back as `cursor`. A merged customer's id "
+        "shows the survivor's timeline, which includes the merged customer's contacts."
+    ),
+    responses={**PROBLEM_RESPONSES, 404: {"model": Problem}, 410: {"model": Problem}},
+)
+async def customer_timeline(
+    customer_id: str,
+    uow: UowDep,
+    directory: DirectoryDep,
+    kind: Annotated[list[InteractionKind] | None, Query()] = None,
+    channel: Annotated[list[Channel] | None, Query()] = None,
+    since: Annotated[datetime | None, Query(examples=["2026-01-01T00:00:00Z"])] = None,
+    until: Annotated[datetime | None, Query()] = None,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> TimelinePage:
+    for name, moment in (("since", since), ("until", until)):
+        if moment is not None and moment.tzinfo is None:
+            raise InvalidInput(f"query.{name}", "give a time zone (e.g. Z or +01:00)")
+    _, rows, next_cursor = await contacts.customer_timeline(
+        uow,
+        directory,
+        TimelineQuery(
+            customer_id=customer_id,
+            kinds=[k.value for k in kind or []],
+            channels=[c.value for c in channel or []],
+            since=since,
+            until=until,
+            cursor=cursor,
+            limit=limit,
+        ),
+    )
+    return TimelinePage(items=[InteractionOut.model_validate(r) for r in rows], next_cursor=next_cursor)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+import orjson
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from services.interactions.domain import Channel
+from services.interactions.domain import RECORDABLE_KINDS, Channel, Direction, InteractionKind
 
 MAX_MINOR = 10**15  # a bound that keeps totals well inside a signed 64-bit integer
 
@@ -87,3 +89,161 @@ class PurchaseOut(BaseModel):
     total_minor: int
     created_at: datetime
     lines: list[PurchaseLineOut]
+
+
+class CustomerRef(BaseModel):
+    """Who the contact was with, when the caller does not know the customer id: one identifier,
+    resolved by the identity service (it must match exactly one customer)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    email: str | None = Field(default=None, max_length=320, examples=["ana.garcia@example.com"])
+    phone: str | None = Field(default=None, max_length=40, examples=["+34 612 345 678"])
+    card: str | None = Field(default=None, max_length=64, examples=["CRM-0042-1187"])
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> CustomerRef:
+        given = [name for name in ("email", "phone", "card") if getattr(self, name)]
+        if len(given) != 1:
+            raise ValueError("give exactly one of email, phone, card")
+        return self
+
+
+class InteractionCreate(BaseModel):
+    """A contact with a customer on any channel. `customer_id` or `customer` (an identifier)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "customer_id": "6f1c2f1e-6a2b-4d7e-9c1a-1b2c3d4e5f60",
+                    "channel": "phone",
+                    "direction": "inbound",
+                    "kind": "inquiry",
+                    "occurred_at": "2026-11-20T10:15:00Z",
+                    "agent_id": "agent-17",
+                    "text": "Asked when the winter catalogue ships.",
+                    "tags": ["catalogue"],
+                    "source_system": "callcentre",
+                    "idempotency_key": "call-88121",
+                },
+                {
+                    "customer": {"email": "ana.garcia@example.com"},
+                    "channel": "web",
+                    "direction": "inbound",
+                    "kind": "web_activity",
+                    "attributes": {"page": "/winter-sale", "seconds": 42},
+                    "source_system": "web",
+                },
+            ]
+        },
+    )
+
+    customer_id: str | None = Field(default=None, min_length=1, max_length=36)
+    customer: CustomerRef | None = None
+    channel: Channel
+    direction: Direction = Direction.INBOUND
+    kind: InteractionKind = Field(
+        description="inquiry, service_request, visit, event_attendance, "
+        "campaign_response, suggestion, web_activity, app_activity or note"
+    )
+    occurred_at: AwareDatetime = Field(default_factory=lambda: datetime.now(UTC))
+    agent_id: str | None = Field(default=None, max_length=100, description="Staff member who handled it")
+    summary: str | None = Field(default=None, max_length=300, description="One line for the timeline")
+    text: str | None = Field(default=None, max_length=20_000, description="Free text (personal data)")
+    tags: list[str] = Field(default_factory=list, max_length=20)
+    attributes: dict[str, Any] = Field(default_factory=dict, description="Structured details")
+    source_system: str = Field(default="api", min_length=1, max_length=100)
+    idempotency_key: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        description="The same key twice (per source system) records the contact once",
+    )
+
+    @field_validator("tags")
+    @classmethod
+    def _tags(cls, tags: list[str]) -> list[str]:
+        for tag in tags:
+            if not (1 <= len(tag) <= 50):
+                raise ValueError("tags are 1 to 50 characters")
+        return tags
+
+    @field_validator("kind")
+    @classmethod
+    def _recordable(cls, kind: InteractionKind) -> InteractionKind:
+        if kind not in RECORDABLE_KINDS:
+            raise ValueError(
+                f"{kind.value} contacts are recorded by their own endpoint (purchases, complaints, surveys)"
+            )
+        return kind
+
+    @field_validator("occurred_at")
+    @classmethod
+    def _not_in_future(cls, value: datetime) -> datetime:
+        if (value - datetime.now(UTC)).total_seconds() > 300:
+            raise ValueError("occurred_at is in the future")
+        return value
+
+    @field_validator("attributes")
+    @classmethod
+    def _small(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if len(orjson.dumps(value)) > 16_384:
+            raise ValueError("attributes are at most 16 KiB of JSON")
+        return value
+
+    @model_validator(mode="after")
+    def _who(self) -> InteractionCreate:
+        if (self.customer_id is None) == (self.customer is None):
+            raise ValueError("give customer_id or customer (an identifier), not both")
+        return self
+
+
+class InteractionOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    customer_id: str
+    kind: str
+    channel: str
+    direction: str
+    occurred_at: datetime
+    recorded_at: datetime
+    source_system: str
+    idempotency_key: str | None
+    agent_id: str | None
+    summary: str | None
+    text: str | None
+    tags: list[str]
+    attributes: dict[str, Any]
+    subject_type: str | None = Field(description="purchase, refund, complaint, survey, communication")
+    subject_id: str | None
+
+
+class TimelinePage(BaseModel):
+    items: list[InteractionOut]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next (older) page; null at the end")
+
+
+class BulkInteractions(BaseModel):
+    """Up to 5,000 contacts in one request. Each item is validated on its own: a bad one is reported
+    (with its index, field and reason) and never blocks the others."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    items: list[dict[str, Any]] = Field(min_length=1, max_length=5_000)
+
+
+class BulkItemResult(BaseModel):
+    index: int
+    status: Literal["created", "duplicate", "rejected"]
+    id: str | None = None
+    errors: list[dict[str, str]] = Field(default_factory=list, description="field and message, if rejected")
+
+
+class BulkResult(BaseModel):
+    created: int
+    duplicates: int
+    rejected: int
+    items: list[BulkItemResult]

@@ -7,9 +7,10 @@ from datetime import UTC, datetime
 
 from sqlalchemy.exc import IntegrityError
 
+from services.interactions import timeline
 from services.interactions.directory import CustomerDirectory
-from services.interactions.domain import order_total
-from services.interactions.models import Purchase, PurchaseLineRow
+from services.interactions.domain import Direction, InteractionKind, format_money, order_total
+from services.interactions.models import InteractionRow, Purchase, PurchaseLineRow
 from services.interactions.repository import PurchaseRepository
 from services.interactions.schemas import PurchaseCreate
 from shared.contracts.interactions import PurchaseLine, PurchaseRecorded
@@ -39,6 +40,7 @@ async def record_purchase(
         purchase = Purchase(
             id=str(uuid.uuid4()),
             customer_id=customer_id,
+            origin_customer_id=data.customer_id,
             external_id=data.external_id,
             source_system=data.source_system,
             channel=data.channel.value,
@@ -58,6 +60,21 @@ async def record_purchase(
             ],
         )
         repo.add(purchase)
+        uow.session.add(
+            timeline.new_interaction(
+                customer_id=customer_id,
+                origin_customer_id=data.customer_id,
+                kind=InteractionKind.PURCHASE.value,
+                channel=purchase.channel,
+                direction=Direction.INBOUND.value,
+                occurred_at=purchase.occurred_at,
+                source_system=purchase.source_system,
+                summary=f"Purchase of {sum(line.quantity for line in data.lines)} item(s), "
+                f"{format_money(total, purchase.currency)}",
+                subject_type="purchase",
+                subject_id=purchase.id,
+            )
+        )
         try:
             await uow.session.flush()
         except IntegrityError:
@@ -95,3 +112,21 @@ async def get_purchase(uow: UnitOfWork, purchase_id: str) -> Purchase:
 async def list_customer_purchases(uow: UnitOfWork, customer_id: str, limit: int) -> list[Purchase]:
     async with uow:
         return await PurchaseRepository(uow.session).list_for_customer(customer_id, limit=limit)
+
+
+async def list_customer_interactions(uow: UnitOfWork, customer_id: str) -> list[InteractionRow]:
+    """Every contact held for this customer id (recorded for it, or belonging to it now)."""
+    from sqlalchemy import or_, select
+
+    async with uow:
+        rows = await uow.session.scalars(
+            select(InteractionRow)
+            .where(
+                or_(
+                    InteractionRow.customer_id == customer_id,
+                    InteractionRow.origin_customer_id == customer_id,
+                )
+            )
+            .order_by(InteractionRow.occurred_at.desc(), InteractionRow.id.desc())
+        )
+        return list(rows)

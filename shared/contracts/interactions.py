@@ -37,3 +37,130 @@ class PurchaseRecorded(EventPayload):
     currency: str = Field(min_length=3, max_length=3, examples=["EUR"])
     total_minor: int = Field(ge=0, description="Order total in minor units", examples=[9998])
     lines: list[PurchaseLine]
+
+
+CONTACTS = Topic(
+    name="crm.interactions.contacts",
+    owner="interactions",
+    description="Every contact with a customer on any channel (the timeline). Key: customer id.",
+)
+COMPLAINTS = Topic(
+    name="crm.interactions.complaints",
+    owner="interactions",
+    description="Complaints and claims through their lifecycle, service-level breaches. Key: customer id.",
+)
+SURVEYS = Topic(
+    name="crm.interactions.surveys",
+    owner="interactions",
+    description="Satisfaction survey answers (CSAT, NPS, attribute ratings). Key: customer id.",
+)
+
+
+class InteractionRecorded(EventPayload):
+    """A contact with a customer was recorded. Carries what it was, never its free text (personal data
+    stays in the interactions service, so that erasure reaches it)."""
+
+    event_type: ClassVar[str] = "crm.interactions.interaction_recorded"
+    topic: ClassVar[Topic] = CONTACTS
+
+    interaction_id: str
+    customer_id: str
+    kind: str = Field(
+        description="inquiry, service_request, visit, …; purchase, complaint, survey_answer",
+        examples=["inquiry"],
+    )
+    channel: str = Field(examples=["phone"])
+    direction: str = Field(description="inbound (customer-initiated) or outbound", examples=["inbound"])
+    occurred_at: datetime
+    source_system: str = Field(examples=["callcentre"])
+    agent_id: str | None = Field(default=None, description="Staff member who handled it")
+    tags: list[str] = Field(default_factory=list, examples=[["billing"]])
+
+
+class PurchaseRefunded(EventPayload):
+    """Goods of a purchase were returned or money refunded. Amounts in minor units, in the currency of
+    the original purchase."""
+
+    event_type: ClassVar[str] = "crm.interactions.purchase_refunded"
+    topic: ClassVar[Topic] = PURCHASES
+
+    refund_id: str
+    purchase_id: str = Field(description="The original purchase")
+    customer_id: str
+    occurred_at: datetime
+    currency: str = Field(min_length=3, max_length=3, examples=["EUR"])
+    amount_minor: int = Field(ge=1, description="Refunded amount in minor units", examples=[4999])
+    purchase_total_minor: int = Field(ge=0, description="The original purchase's total")
+    refunded_total_minor: int = Field(ge=0, description="Everything refunded on that purchase so far")
+    lines: list[PurchaseLine] = Field(default_factory=list, description="Returned lines, if goods came back")
+    reason: str | None = Field(default=None, examples=["damaged"])
+
+
+class ComplaintOpened(EventPayload):
+    """A complaint (claim) was opened. Segmentation uses it for abandonment risk."""
+
+    event_type: ClassVar[str] = "crm.interactions.complaint_opened"
+    topic: ClassVar[Topic] = COMPLAINTS
+
+    complaint_id: str
+    customer_id: str
+    channel: str
+    priority: str = Field(examples=["high"])
+    category: str = Field(examples=["billing"])
+    opened_at: datetime
+    first_response_due: datetime
+    resolution_due: datetime
+
+
+class ComplaintStatusChanged(EventPayload):
+    """A complaint moved through its lifecycle (opened → acknowledged → in progress → resolved →
+    closed, or reopened)."""
+
+    event_type: ClassVar[str] = "crm.interactions.complaint_status_changed"
+    topic: ClassVar[Topic] = COMPLAINTS
+
+    complaint_id: str
+    customer_id: str
+    from_status: str
+    to_status: str
+    changed_at: datetime
+    changed_by: str | None = None
+    answered: bool = Field(description="Whether the customer has had a first response by now")
+    open: bool = Field(description="Whether the complaint is still open (not closed) after the change")
+
+
+class ComplaintSlaBreached(EventPayload):
+    """A complaint missed a service-level target: escalate it. A complaint never answered is a strong
+    abandonment signal."""
+
+    event_type: ClassVar[str] = "crm.interactions.complaint_sla_breached"
+    topic: ClassVar[Topic] = COMPLAINTS
+
+    complaint_id: str
+    customer_id: str
+    target: str = Field(description="first_response or resolution", examples=["first_response"])
+    due_at: datetime
+    detected_at: datetime
+    priority: str
+    channel: str
+    answered: bool = Field(description="Whether the customer had had any response at all")
+
+
+class SurveyAnswered(EventPayload):
+    """A customer answered a satisfaction survey."""
+
+    event_type: ClassVar[str] = "crm.interactions.survey_answered"
+    topic: ClassVar[Topic] = SURVEYS
+
+    survey_id: str
+    customer_id: str
+    answered_at: datetime
+    channel: str
+    about_interaction_id: str | None = Field(default=None, description="The contact the survey followed")
+    csat: int | None = Field(default=None, ge=1, le=5, description="Customer satisfaction, 1–5")
+    nps: int | None = Field(default=None, ge=0, le=10, description="Likelihood to recommend, 0–10")
+    nps_category: str | None = Field(
+        default=None, description="promoter (9–10), passive (7–8), detractor (0–6)"
+    )
+    overall: int | None = Field(default=None, description="Sum of the attribute ratings")
+    ratings: dict[str, int] = Field(default_factory=dict, examples=[{"courtesy": 5, "price": 3}])
