@@ -7,9 +7,17 @@ from pathlib import Path
 import httpx
 
 from services.interactions import consumers, routes
+from services.interactions.communications import models as _communication_models  # noqa: F401
+from services.interactions.communications import routes as communication_routes
+from services.interactions.complaints import jobs as complaint_jobs
+from services.interactions.complaints import models as _complaint_models  # noqa: F401
+from services.interactions.complaints import routes as complaint_routes
 from services.interactions.directory import CustomerDirectory
 from services.interactions.models import MESSAGING, metadata
+from services.interactions.reports import routes as report_routes
 from services.interactions.settings import InteractionsSettings, load_settings
+from services.interactions.surveys import models as _survey_models  # noqa: F401
+from services.interactions.surveys import routes as survey_routes
 from shared.messaging.bus import EventBus
 from shared.runtime import ServiceRuntime
 
@@ -37,7 +45,12 @@ def build(
     runtime.app.state.directory = CustomerDirectory(identity)
     runtime.include_router(routes.router)
     runtime.include_router(routes.contacts_router)
+    runtime.include_router(complaint_routes.router)
+    runtime.include_router(survey_routes.router)
+    runtime.include_router(communication_routes.router)
+    runtime.include_router(report_routes.router)
     consumers.register(runtime.consumer)
+    complaint_jobs.register(runtime)  # the SLA watch: overdue complaints detected and escalated
     runtime.subscribe()
     return runtime
 

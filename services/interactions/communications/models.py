@@ -1,0 +1,3 @@
+"""Tables: communications."""
+
+from __future__ import annotations

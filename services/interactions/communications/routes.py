@@ -1,0 +1,7 @@
+"""HTTP routes: communications."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+router = APIRouter(tags=["communications"])

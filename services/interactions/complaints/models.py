@@ -1,0 +1,3 @@
+"""Tables: complaints."""
+
+from __future__ import annotations

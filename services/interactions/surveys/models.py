@@ -1,0 +1,3 @@
+"""Tables: surveys."""
+
+from __future__ import annotations
