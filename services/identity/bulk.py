@@ -25,8 +25,9 @@ If the transaction fails on a uniqueness conflict (another writer stored one of 
 records meanwhile), that run is resolved again one record at a time through `service.ingest`.
 
 Where the result can differ from resolving one by one (`Stats` counts the first case):
-- when more than `block_size_cap` × 2 customers (or × 4 records) share a record's usable blocks,
-  the one-by-one path scores the subset its `LIMIT` happens to return; here the first by id;
+- when more than `block_size_cap` × 4 records of the (at most `block_size_cap` × 2, both paths
+  taking the first by id) candidate customers share a record's usable blocks, the one-by-one path
+  scores the records its `LIMIT` happens to return; here the first in customer order;
 - exact ties in probability between candidates may list reviews in another order (not whether a
   record joins a customer: that needs exactly one candidate above the threshold);
 - records written by other processes while a run is being decided are not seen by that run.

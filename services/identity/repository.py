@@ -258,7 +258,7 @@ class IndexRepository:
             select(BlockingKeyRow.customer_id)
             .where(BlockingKeyRow.key.in_(usable))
             .distinct()
-            .order_by(BlockingKeyRow.customer_id)
+            .order_by(BlockingKeyRow.customer_id)  # SQLite compares bytes, as COLLATE "C"
             .limit(customers)
         ).subquery()
         records = _table(SourceRecordRow)
@@ -345,15 +345,17 @@ _CANDIDATE_MATCHES = text(
     SELECT r.id, r.customer_id, CAST(r.match AS TEXT)
     FROM source_records AS r
     WHERE r.customer_id IN (
-        SELECT DISTINCT b.customer_id
-        FROM blocking_keys AS b
-        WHERE b.key = ANY(ARRAY(
-            SELECT k.key FROM unnest(:keys) AS k(key)
-            WHERE (SELECT count(*) FROM (
-                SELECT 1 FROM blocking_keys AS c WHERE c.key = k.key LIMIT :n
-            ) AS s) <= :cap
-        ))
-        ORDER BY b.customer_id
+        SELECT d.customer_id FROM (
+            SELECT DISTINCT b.customer_id
+            FROM blocking_keys AS b
+            WHERE b.key = ANY(ARRAY(
+                SELECT k.key FROM unnest(:keys) AS k(key)
+                WHERE (SELECT count(*) FROM (
+                    SELECT 1 FROM blocking_keys AS c WHERE c.key = k.key LIMIT :n
+                ) AS s) <= :cap
+            ))
+        ) AS d
+        ORDER BY d.customer_id COLLATE "C"  -- ids in code-point order, as Python sorts them
         LIMIT :customers
     )
     LIMIT :limit

@@ -21,9 +21,9 @@ their weights as if they were independent:
 from __future__ import annotations
 
 import datetime as dt
-import itertools
 from collections.abc import Callable
 from functools import lru_cache
+from typing import cast
 
 from rapidfuzz import fuzz
 from rapidfuzz.distance import Hamming, JaroWinkler, Levenshtein
@@ -129,21 +129,15 @@ class _Profile:
         self.shown = {key: shown_values(key, r) for key in LEVELS}
 
 
-_PROFILES: dict[int, tuple[MatchRecord, _Profile]] = {}
-_MAX_PROFILES = 1 << 18
-
-
 def _profile(record: MatchRecord) -> _Profile:
-    entry = _PROFILES.get(id(record))
-    if entry is not None and entry[0] is record:
-        return entry[1]
-    profile = _Profile(record)
-    if len(_PROFILES) >= _MAX_PROFILES:
-        # Forget the older half (dicts keep insertion order): recent records are the ones scored again.
-        for key in list(itertools.islice(_PROFILES, _MAX_PROFILES // 2)):
-            del _PROFILES[key]
-    _PROFILES[id(record)] = (record, profile)
-    return profile
+    """The record's derived values, computed once and kept on the record itself: they live exactly
+    as long as it does (a process-wide cache kept every record ever scored alive, and the growing
+    long-lived heap made Python's full garbage collections take hundreds of milliseconds)."""
+    profile = record.derived
+    if profile is None:
+        profile = _Profile(record)
+        object.__setattr__(record, "derived", profile)  # a cache, not a value: frozen otherwise
+    return cast(_Profile, profile)
 
 
 # ------------------------------------------------------------------------------------------ names

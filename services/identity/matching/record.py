@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 
 from services.identity.matching.normalise import (
     InvalidIdentifier,
@@ -42,6 +42,18 @@ class MatchRecord:
     street: str | None = None
     national_id: str | None = None
     gender: str | None = None
+    # Values derived for comparison (`comparisons._profile`), filled on first use: not part of the
+    # record's value (no effect on equality, hashing, repr or pickling).
+    derived: object | None = field(default=None, init=False, repr=False, compare=False)
+
+    def __getstate__(self) -> tuple[object, ...]:
+        return tuple(getattr(self, f.name) for f in fields(self) if f.name != "derived")
+
+    def __setstate__(self, state: tuple[object, ...]) -> None:
+        names = [f.name for f in fields(self) if f.name != "derived"]
+        for name, value in zip(names, state, strict=True):
+            object.__setattr__(self, name, value)
+        object.__setattr__(self, "derived", None)
 
     @classmethod
     def from_raw(
