@@ -1,0 +1,1 @@
+"""Interactions benchmarks: the customer timeline on a busy customer, and bulk ingestion."""
