@@ -142,7 +142,11 @@ async def load(dsn: str, customers: int, chunk: int = 20_000) -> float:
     now = datetime.now(UTC)
     try:
         for start in range(0, customers, chunk):
-            cust, recs, idents, blocks, searches = [], [], [], [], []
+            cust: list[tuple[Any, ...]] = []
+            recs: list[tuple[Any, ...]] = []
+            idents: list[tuple[Any, ...]] = []
+            blocks: list[tuple[Any, ...]] = []
+            searches: list[tuple[Any, ...]] = []
             for i in range(start, min(start + chunk, customers)):
                 raw = person(i, rng)
                 data = SourceRecordIn.model_validate(raw)
@@ -296,8 +300,11 @@ async def probe(url: str, dsn: str, customers: int, probes: int, run: int) -> di
 
     # The built-in weights: the loaded register holds no duplicates, and weights fitted on it would
     # learn that nobody ever matches. The latency is what is measured here, not accuracy.
-    runtime = build(load_settings(database_url=url, auto_train=False), InProcessBus())
+    # Started: the outbox relay publishes each record's events meanwhile, as in production.
+    bus = InProcessBus()
+    runtime = build(load_settings(database_url=url, auto_train=False), bus)
     await runtime.start()
+    await bus.start()
     rng = random.Random(2 + run)  # each run its own draws: new people and variants unlike earlier runs
     latencies: list[float] = []
     outcomes: dict[str, int] = {}
@@ -314,14 +321,15 @@ async def probe(url: str, dsn: str, customers: int, probes: int, run: int) -> di
             started = time.perf_counter()
             result = await service.ingest(
                 runtime.uow(),
-                runtime.settings,
-                runtime.app.state.matcher,  # type: ignore[arg-type]
+                runtime.settings,  # type: ignore[arg-type]
+                runtime.app.state.matcher,
                 SourceRecordIn.model_validate(raw),
             )
             latencies.append(time.perf_counter() - started)
             outcomes[result.outcome] = outcomes.get(result.outcome, 0) + 1
     finally:
         await runtime.stop()
+        await bus.stop()
     conn = await asyncpg.connect(dsn)
     baseline: list[float] = []
     try:
