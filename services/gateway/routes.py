@@ -94,6 +94,21 @@ async def openapi(request: Request) -> JSONResponse:
     return JSONResponse(document)
 
 
+@router.get(
+    "/asyncapi.json",
+    tags=["platform"],
+    summary="The event catalogue (AsyncAPI 3.0)",
+    description=(
+        "Every event the platform publishes on Kafka: topic, CloudEvents type and version, headers "
+        "and the payload's JSON Schema. Systems that cannot read Kafka can subscribe to webhooks."
+    ),
+)
+async def asyncapi(request: Request) -> JSONResponse:
+    from shared.events.asyncapi import document
+
+    return JSONResponse(document(version=request.app.version))
+
+
 @router.get("/docs", include_in_schema=False)
 async def docs() -> HTMLResponse:
     return get_swagger_ui_html(openapi_url="/openapi.json", title="CRM platform API")
