@@ -34,7 +34,9 @@ class IdentitySettings(ServiceSettings):
     max_customers_per_identifier: int = Field(
         default=5, ge=1, description="An identifier value shared by more customers is not used to match"
     )
-    block_size_cap: int = Field(default=200, ge=10, description="Blocking keys with more records are skipped")
+    # 100: on the 100,000-record benchmark, F1 0.9493 (precision 0.9979) against 0.9492 (0.9978) at 200,
+    # with 19% fewer pairs scored; at 1,000,000 customers, a record is matched in ~15 ms instead of ~22.
+    block_size_cap: int = Field(default=100, ge=10, description="Blocking keys with more records are skipped")
     blocked_identifiers: list[str] = Field(default_factory=list, description="Values never used to match")
     source_trust: dict[str, int] = Field(default_factory=lambda: dict(DEFAULT_TRUST))
     default_region: str | None = Field(default=None, description="Country for phone numbers without +")
