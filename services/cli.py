@@ -22,9 +22,11 @@ app = typer.Typer(
 dlq = typer.Typer(help="Dead letters: events a consumer could not handle.", no_args_is_help=True)
 db = typer.Typer(help="Databases: migrations.", no_args_is_help=True)
 identity = typer.Typer(help="Identity: batch resolution and match weights.", no_args_is_help=True)
+interactions = typer.Typer(help="Interactions: bulk import of contacts.", no_args_is_help=True)
 app.add_typer(dlq, name="dlq")
 app.add_typer(db, name="db")
 app.add_typer(identity, name="identity")
+app.add_typer(interactions, name="interactions")
 console = Console()
 
 SERVICE_APPS = {
@@ -264,6 +266,59 @@ def identity_train(
     summary = asyncio.run(_with_identity(lambda rt: train(rt, from_reviews=from_reviews)))
     summary.pop("model", None)
     console.print(summary)
+
+
+async def _with_interactions(job: Any) -> Any:
+    """Run a job against the interactions database (migrated), outside any running server. Customers
+    are resolved by an identity service built on its own database in this process (as in embedded
+    mode); events go to the interactions outbox and leave when the service next runs."""
+    from services.identity.app import build as build_identity
+    from services.interactions.app import build as build_interactions
+    from services.platform import in_process_client
+    from shared.messaging.bus import InProcessBus
+    from shared.migrations import upgrade
+
+    identity_runtime = build_identity(bus=InProcessBus())
+    identity_client = in_process_client(identity_runtime.app, "identity")
+    runtime = build_interactions(bus=InProcessBus(), identity=identity_client)
+    try:
+        await upgrade(identity_runtime.settings.database_url, identity_runtime.migrations)
+        await upgrade(runtime.settings.database_url, runtime.migrations)
+        return await job(runtime)
+    finally:
+        await identity_client.aclose()
+        await runtime.engine.dispose()
+        await identity_runtime.engine.dispose()
+
+
+@interactions.command("import")
+def interactions_import(
+    path: Annotated[
+        Path,
+        typer.Argument(
+            exists=True,
+            dir_okay=False,
+            help="A .jsonl or .csv file of contacts (the POST /interactions body)",
+        ),
+    ],
+    report: Annotated[
+        Path | None, typer.Option(help="Write the full report (per-row errors) as JSON here")
+    ] = None,
+    batch_size: Annotated[
+        int, typer.Option(min=1, max=5000, help="Rows per transaction (the bulk endpoint's batch)")
+    ] = 1000,
+    source_system: Annotated[str | None, typer.Option(help="Source system for rows that do not say")] = None,
+) -> None:
+    """Record a file of contacts; malformed rows are reported (row, field, reason), never blocking."""
+    from services.interactions.importer import import_file
+
+    _logging()
+    result = asyncio.run(
+        _with_interactions(
+            lambda rt: import_file(rt, path, batch_size=batch_size, source_system=source_system)
+        )
+    )
+    _print_report(result.as_dict(), report)
 
 
 def _print_report(data: dict[str, Any], path: Path | None) -> None:

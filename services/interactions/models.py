@@ -1,4 +1,4 @@
-"""Interactions' tables: purchases with their lines, the customers it knows of, and the messaging tables."""
+"""Interactions' tables: purchases with their lines and refunds, known customers, messaging tables."""
 
 from __future__ import annotations
 
@@ -44,6 +44,7 @@ class InteractionRow(Base):
         UniqueConstraint("source_system", "idempotency_key", name="uq_interactions_idempotency"),
         Index("ix_interactions_timeline", "customer_id", "occurred_at", "id"),
         Index("ix_interactions_subject", "subject_type", "subject_id"),
+        Index("ix_interactions_occurred_at", "occurred_at"),  # reports over everyone, by period
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
@@ -67,6 +68,9 @@ class InteractionRow(Base):
 
 
 class Purchase(Base):
+    """An order. `payment_status` follows `services.interactions.refunds.PaymentStatus`;
+    `refunded_total_minor` is everything refunded so far (kept with the refunds, under the row's lock)."""
+
     __tablename__ = "purchases"
     __table_args__ = (
         UniqueConstraint("source_system", "external_id"),
@@ -83,11 +87,20 @@ class Purchase(Base):
     currency: Mapped[str] = mapped_column(String(3))
     total_minor: Mapped[int] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    payment_status: Mapped[str] = mapped_column(String(20), default="paid", server_default="paid")
+    payment_status_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    refunded_total_minor: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
     lines: Mapped[list[PurchaseLineRow]] = relationship(
         back_populates="purchase",
         lazy="raise",
         order_by="PurchaseLineRow.line_no",
+        cascade="all, delete-orphan",
+    )
+    refunds: Mapped[list[RefundRow]] = relationship(
+        back_populates="purchase",
+        lazy="raise",
+        order_by=lambda: [RefundRow.occurred_at, RefundRow.recorded_at],
         cascade="all, delete-orphan",
     )
 
@@ -101,5 +114,52 @@ class PurchaseLineRow(Base):
     category: Mapped[str | None] = mapped_column(String(100))
     quantity: Mapped[int] = mapped_column(Integer)
     unit_price_minor: Mapped[int] = mapped_column(BigInteger)
+    returned_quantity: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     purchase: Mapped[Purchase] = relationship(back_populates="lines", lazy="raise")
+
+
+class RefundRow(Base):
+    """A return of goods and/or money given back on a purchase, in the purchase's currency. It
+    belongs to the purchase's customer (and follows merges like it)."""
+
+    __tablename__ = "purchase_refunds"
+    __table_args__ = (
+        UniqueConstraint("source_system", "idempotency_key"),
+        Index("ix_purchase_refunds_customer_time", "customer_id", "occurred_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    purchase_id: Mapped[str] = mapped_column(ForeignKey("purchases.id", ondelete="CASCADE"), index=True)
+    customer_id: Mapped[str] = mapped_column(String(36))
+    origin_customer_id: Mapped[str] = mapped_column(String(36), index=True)
+    source_system: Mapped[str] = mapped_column(String(100))
+    idempotency_key: Mapped[str] = mapped_column(String(200))
+    channel: Mapped[str] = mapped_column(String(30))
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    currency: Mapped[str] = mapped_column(String(3))
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    reason: Mapped[str] = mapped_column(String(200))
+
+    purchase: Mapped[Purchase] = relationship(back_populates="refunds", lazy="raise")
+    lines: Mapped[list[RefundLineRow]] = relationship(
+        back_populates="refund",
+        lazy="raise",
+        order_by="RefundLineRow.line_no",
+        cascade="all, delete-orphan",
+    )
+
+
+class RefundLineRow(Base):
+    """Goods that came back with a refund: so many units of one purchase line."""
+
+    __tablename__ = "purchase_refund_lines"
+
+    refund_id: Mapped[str] = mapped_column(
+        ForeignKey("purchase_refunds.id", ondelete="CASCADE"), primary_key=True
+    )
+    line_no: Mapped[int] = mapped_column(Integer, primary_key=True)
+    quantity: Mapped[int] = mapped_column(Integer)
+
+    refund: Mapped[RefundRow] = relationship(back_populates="lines", lazy="raise")

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import Any
 
+from pydantic_core import to_jsonable_python
 from sqlalchemy import ColumnElement, Table, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -79,3 +80,19 @@ async def erase(session: AsyncSession, customer_ids: Collection[str]) -> None:
         if "origin_customer_id" in table.c:
             condition = or_(condition, table.c.origin_customer_id.in_(ids))
         await session.execute(update(table).where(condition).values(**replacements))
+
+
+async def export(session: AsyncSession, customer_id: str) -> dict[str, list[dict[str, Any]]]:
+    """Right of access: every row of every table that holds this customer id (recorded for it, or
+    belonging to it now), by table — complete by construction as tables are added."""
+    found: dict[str, list[dict[str, Any]]] = {}
+    for table in metadata.sorted_tables:
+        if "customer_id" not in table.c or table.name == "known_customers":
+            continue
+        condition: ColumnElement[bool] = table.c.customer_id == customer_id
+        if "origin_customer_id" in table.c:
+            condition = or_(condition, table.c.origin_customer_id == customer_id)
+        rows = (await session.execute(select(table).where(condition))).mappings().all()
+        if rows:
+            found[table.name] = [to_jsonable_python(dict(row)) for row in rows]
+    return found

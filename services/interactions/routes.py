@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 
-from services.interactions import contacts, service
+from services.interactions import contacts, privacy, service
 from services.interactions.directory import CustomerDirectory
 from services.interactions.domain import Channel, InteractionKind
 from services.interactions.schemas import (
@@ -15,8 +15,11 @@ from services.interactions.schemas import (
     BulkResult,
     InteractionCreate,
     InteractionOut,
+    PaymentStatusUpdate,
     PurchaseCreate,
     PurchaseOut,
+    RefundCreate,
+    RefundResult,
     TimelinePage,
 )
 from services.interactions.timeline import TimelineQuery
@@ -41,9 +44,11 @@ DirectoryDep = Annotated[CustomerDirectory, Depends(get_directory)]
     response_model=PurchaseOut,
     summary="Record a purchase",
     description=(
-        "Stores a purchase with its lines and publishes `crm.interactions.purchase_recorded.v1`. "
-        "A purchase with an `external_id` already recorded from the same `source_system` is not "
-        "recorded again: the first one is returned with 200."
+        "Stores a purchase with its lines (a row on the customer's timeline too) and publishes "
+        "`crm.interactions.purchase_recorded.v1`. `payment_status` is `paid` unless given (`pending`, "
+        "`authorized`, `failed`). A purchase with an `external_id` already recorded from the same "
+        "`source_system` is not recorded again: the first one is returned with 200. An unknown or "
+        "erased customer, a quantity below 1 or a negative price is a 422 naming the field."
     ),
     responses={**PROBLEM_RESPONSES, 200: {"model": PurchaseOut, "description": "Already recorded"}},
 )
@@ -61,14 +66,78 @@ async def create_purchase(
     "/purchases/{purchase_id}",
     response_model=PurchaseOut,
     summary="Read a purchase",
+    description=(
+        "The purchase with its lines (and how many units of each came back), its payment status, its "
+        "refunds oldest first, the refunded total and what is left to refund."
+    ),
     responses={404: {"model": Problem, "description": "No such purchase"}},
 )
 async def read_purchase(purchase_id: str, uow: UowDep) -> PurchaseOut:
     return PurchaseOut.model_validate(await service.get_purchase(uow, purchase_id))
 
 
+@router.post(
+    "/purchases/{purchase_id}/payment-status",
+    response_model=PurchaseOut,
+    summary="Change a purchase's payment status",
+    description=(
+        "Allowed: `pending` → `authorized` | `paid` | `failed` | `cancelled`; `authorized` → `paid` | "
+        "`failed` | `cancelled`; `failed` → `pending` | `paid` | `cancelled` (a retry). `paid` and "
+        "`cancelled` are final here: `partially_refunded` and `refunded` follow from "
+        "`POST /purchases/{id}/refunds` only. The current status again changes nothing (200). A "
+        "forbidden change is a 409 naming `body.status`."
+    ),
+    responses={
+        **PROBLEM_RESPONSES,
+        404: {"model": Problem, "description": "No such purchase"},
+        409: {"model": Problem, "description": "Not allowed from the current status"},
+    },
+)
+async def change_payment_status(purchase_id: str, body: PaymentStatusUpdate, uow: UowDep) -> PurchaseOut:
+    return PurchaseOut.model_validate(await service.change_payment_status(uow, purchase_id, body))
+
+
+@router.post(
+    "/purchases/{purchase_id}/refunds",
+    status_code=status.HTTP_201_CREATED,
+    response_model=RefundResult,
+    summary="Record a return or refund",
+    description=(
+        "Goods coming back (`lines`: purchase line and quantity), money given back (`amount_minor`, "
+        "with `currency`, which must be the purchase's), or both. Without an amount the returned goods "
+        "are refunded at the price paid. Writes the refund, updates the purchase (returned quantities, "
+        "refunded total, payment status `partially_refunded` or `refunded`), adds a `refund` row to the "
+        "customer's timeline and publishes `crm.interactions.purchase_refunded.v1` (with the purchase "
+        "total and the refunded total so far), all in one transaction.\n\n"
+        "Refused with a 422 naming the field: more units than bought minus already returned "
+        "(`body.lines.N.quantity`), an unknown line (`body.lines.N.line_no`), another currency "
+        "(`body.currency`), more money than is left to refund (`body.amount_minor`). A purchase that "
+        "was never paid (pending, authorized, failed, cancelled) is a 409. Refunds of one purchase are "
+        "serialised: concurrent ones can never over-refund. The same `idempotency_key` from the same "
+        "`source_system` records the refund once: a repeat returns the first with 200."
+    ),
+    responses={
+        **PROBLEM_RESPONSES,
+        200: {"model": RefundResult, "description": "Already recorded (same idempotency key)"},
+        404: {"model": Problem, "description": "No such purchase"},
+        409: {"model": Problem, "description": "Nothing was paid, or the key was used for another purchase"},
+    },
+)
+async def create_refund(
+    purchase_id: str, body: RefundCreate, uow: UowDep, response: Response
+) -> RefundResult:
+    refund, purchase, created = await service.record_refund(uow, purchase_id, body)
+    if not created:
+        response.status_code = status.HTTP_200_OK
+    response.headers["Location"] = f"/purchases/{purchase.id}"
+    return RefundResult.model_validate({"refund": refund, "purchase": purchase}, from_attributes=True)
+
+
 @router.get(
-    "/customers/{customer_id}/purchases", response_model=list[PurchaseOut], summary="A customer's purchases"
+    "/customers/{customer_id}/purchases",
+    response_model=list[PurchaseOut],
+    summary="A customer's purchases",
+    description="Newest first, each with its payment status, refunds and refunded total.",
 )
 async def customer_purchases(
     customer_id: str, uow: UowDep, limit: Annotated[int, Query(ge=1, le=200)] = 50
@@ -80,14 +149,24 @@ async def customer_purchases(
 @router.get(
     "/customers/{customer_id}/export",
     tags=["privacy"],
-    summary="Right of access: every purchase held for this customer id",
+    summary="Right of access: everything held for this customer id",
+    description=(
+        "Purchases (with lines and refunds), every contact of the timeline, and every row of every "
+        "other table holding this customer id (complaints and their history, surveys, messages and "
+        "their delivery events…), whether recorded for this id or belonging to it after a merge."
+    ),
 )
 async def export_customer(customer_id: str, uow: UowDep) -> dict[str, object]:
     purchases = await service.list_customer_purchases(uow, customer_id, limit=1_000_000)
     interactions = await service.list_customer_interactions(uow, customer_id)
+    async with uow:
+        tables = await privacy.export(uow.session, customer_id)
+    for shown in ("purchases", "interactions"):
+        tables.pop(shown, None)
     return {
         "purchases": [PurchaseOut.model_validate(p).model_dump(mode="json") for p in purchases],
         "interactions": [InteractionOut.model_validate(i).model_dump(mode="json") for i in interactions],
+        "tables": tables,
     }
 
 

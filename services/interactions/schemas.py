@@ -6,9 +6,18 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 import orjson
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    computed_field,
+    field_validator,
+    model_validator,
+)
 
 from services.interactions.domain import RECORDABLE_KINDS, Channel, Direction, InteractionKind
+from services.interactions.refunds import INITIAL_STATUSES, PaymentStatus
 
 MAX_MINOR = 10**15  # a bound that keeps totals well inside a signed 64-bit integer
 
@@ -57,12 +66,26 @@ class PurchaseCreate(BaseModel):
     occurred_at: AwareDatetime = Field(default_factory=lambda: datetime.now(UTC))
     currency: str = Field(pattern=r"^[A-Z]{3}$", description="ISO 4217 code", examples=["EUR"])
     lines: list[PurchaseLineIn] = Field(min_length=1, max_length=1000)
+    payment_status: PaymentStatus = Field(
+        default=PaymentStatus.PAID,
+        description="pending, authorized, paid (the default: paid at the till) or failed; "
+        "update it later with `POST /purchases/{id}/payment-status`",
+    )
 
     @field_validator("occurred_at")
     @classmethod
     def _not_in_future(cls, value: datetime) -> datetime:
         if (value - datetime.now(UTC)).total_seconds() > 300:  # allow a little clock skew
             raise ValueError("occurred_at is in the future")
+        return value
+
+    @field_validator("payment_status")
+    @classmethod
+    def _initial(cls, value: PaymentStatus) -> PaymentStatus:
+        if value not in INITIAL_STATUSES:
+            raise ValueError(
+                "a purchase is recorded pending, authorized, paid or failed; refunds set the rest"
+            )
         return value
 
 
@@ -74,6 +97,109 @@ class PurchaseLineOut(BaseModel):
     category: str | None
     quantity: int
     unit_price_minor: int
+    returned_quantity: int = Field(description="Units of this line returned so far")
+
+
+class RefundLineIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    line_no: int = Field(ge=1, description="The purchase line (1 for the first)", examples=[1])
+    quantity: int = Field(ge=1, le=1_000_000, description="Units coming back", examples=[1])
+
+
+class RefundCreate(BaseModel):
+    """A return and/or refund on a purchase: returned `lines` (goods back, by line and quantity), an
+    `amount_minor` (money back, in the purchase's currency), or both. Without an amount, the returned
+    goods are refunded at the price paid."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "lines": [{"line_no": 1, "quantity": 1}],
+                    "reason": "wrong size",
+                    "source_system": "pos",
+                    "idempotency_key": "RET-2026-000041",
+                },
+                {
+                    "amount_minor": 1000,
+                    "currency": "EUR",
+                    "reason": "goodwill: late delivery",
+                    "source_system": "callcentre",
+                    "idempotency_key": "GW-88121",
+                },
+                {
+                    "lines": [{"line_no": 1, "quantity": 2}],
+                    "amount_minor": 8998,
+                    "currency": "EUR",
+                    "reason": "returned after 30 days: restocking fee kept",
+                    "source_system": "web",
+                    "idempotency_key": "RMA-5521",
+                },
+            ]
+        },
+    )
+
+    lines: list[RefundLineIn] = Field(default_factory=list, max_length=1000)
+    amount_minor: int | None = Field(
+        default=None,
+        ge=0,
+        le=MAX_MINOR,
+        description="Money given back, in minor units; the value of the returned lines when omitted",
+        examples=[4999],
+    )
+    currency: str | None = Field(
+        default=None,
+        pattern=r"^[A-Z]{3}$",
+        description="Currency of `amount_minor`: must be the purchase's (required with an amount)",
+        examples=["EUR"],
+    )
+    reason: str = Field(
+        min_length=1,
+        max_length=200,
+        description="Why (a reason code or short phrase; no personal data: it travels in events)",
+        examples=["damaged"],
+    )
+    channel: Channel | None = Field(default=None, description="Where it happened; the purchase's by default")
+    occurred_at: AwareDatetime = Field(default_factory=lambda: datetime.now(UTC))
+    source_system: str = Field(default="api", min_length=1, max_length=100)
+    idempotency_key: str = Field(
+        min_length=1,
+        max_length=200,
+        description="The same key twice (per source system) records the refund once: retries are safe",
+    )
+
+    @field_validator("occurred_at")
+    @classmethod
+    def _not_in_future(cls, value: datetime) -> datetime:
+        if (value - datetime.now(UTC)).total_seconds() > 300:
+            raise ValueError("occurred_at is in the future")
+        return value
+
+
+class RefundLineOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    line_no: int
+    quantity: int
+
+
+class RefundOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    purchase_id: str
+    customer_id: str
+    source_system: str
+    idempotency_key: str
+    channel: str
+    occurred_at: datetime
+    recorded_at: datetime
+    currency: str
+    amount_minor: int = Field(description="Money given back by this refund, in minor units")
+    reason: str
+    lines: list[RefundLineOut] = Field(description="Goods returned with it")
 
 
 class PurchaseOut(BaseModel):
@@ -88,7 +214,44 @@ class PurchaseOut(BaseModel):
     currency: str
     total_minor: int
     created_at: datetime
+    payment_status: PaymentStatus
+    payment_status_at: datetime | None = Field(description="When the payment status last changed")
+    refunded_total_minor: int = Field(description="Everything refunded so far, in minor units")
     lines: list[PurchaseLineOut]
+    refunds: list[RefundOut] = Field(description="Returns and refunds, oldest first")
+
+    @computed_field(description="What can still be refunded, in minor units")  # type: ignore[prop-decorator]
+    @property
+    def refundable_minor(self) -> int:
+        return self.total_minor - self.refunded_total_minor
+
+
+class RefundResult(BaseModel):
+    refund: RefundOut
+    purchase: PurchaseOut = Field(description="The purchase after the refund")
+
+
+class PaymentStatusUpdate(BaseModel):
+    """A payment status change. Allowed: pending → authorized | paid | failed | cancelled;
+    authorized → paid | failed | cancelled; failed → pending | paid | cancelled. partially_refunded
+    and refunded follow from refunds; paid, refunded and cancelled are otherwise final."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"status": "paid", "occurred_at": "2026-11-20T10:17:00Z"}]},
+    )
+
+    status: PaymentStatus
+    occurred_at: AwareDatetime = Field(
+        default_factory=lambda: datetime.now(UTC), description="When the payment changed (now by default)"
+    )
+
+    @field_validator("occurred_at")
+    @classmethod
+    def _not_in_future(cls, value: datetime) -> datetime:
+        if (value - datetime.now(UTC)).total_seconds() > 300:
+            raise ValueError("occurred_at is in the future")
+        return value
 
 
 class CustomerRef(BaseModel):

@@ -37,6 +37,11 @@ class PurchaseRecorded(EventPayload):
     currency: str = Field(min_length=3, max_length=3, examples=["EUR"])
     total_minor: int = Field(ge=0, description="Order total in minor units", examples=[9998])
     lines: list[PurchaseLine]
+    payment_status: str | None = Field(
+        default=None,
+        description="pending, authorized, paid or failed when recorded (absent from older events: paid)",
+        examples=["paid"],
+    )
 
 
 CONTACTS = Topic(
@@ -78,8 +83,9 @@ class InteractionRecorded(EventPayload):
 
 
 class PurchaseRefunded(EventPayload):
-    """Goods of a purchase were returned or money refunded. Amounts in minor units, in the currency of
-    the original purchase."""
+    """Goods of a purchase were returned and/or money refunded. Amounts in minor units, in the currency
+    of the original purchase. `refunded_total_minor / purchase_total_minor` is the share of the
+    purchase given back so far, e.g. for clawing back what it earned in proportion."""
 
     event_type: ClassVar[str] = "crm.interactions.purchase_refunded"
     topic: ClassVar[Topic] = PURCHASES
@@ -89,49 +95,68 @@ class PurchaseRefunded(EventPayload):
     customer_id: str
     occurred_at: datetime
     currency: str = Field(min_length=3, max_length=3, examples=["EUR"])
-    amount_minor: int = Field(ge=1, description="Refunded amount in minor units", examples=[4999])
+    amount_minor: int = Field(
+        ge=0, description="Refunded by this refund, in minor units (0: goods back, no money)", examples=[4999]
+    )
     purchase_total_minor: int = Field(ge=0, description="The original purchase's total")
     refunded_total_minor: int = Field(ge=0, description="Everything refunded on that purchase so far")
     lines: list[PurchaseLine] = Field(default_factory=list, description="Returned lines, if goods came back")
     reason: str | None = Field(default=None, examples=["damaged"])
+    payment_status: str = Field(
+        default="partially_refunded",
+        description="The purchase's payment status afterwards: partially_refunded or refunded "
+        "(paid when goods came back without money)",
+        examples=["refunded"],
+    )
 
 
 class ComplaintOpened(EventPayload):
-    """A complaint (claim) was opened. Segmentation uses it for abandonment risk."""
+    """A complaint (claim) was opened. Segmentation uses it for abandonment risk. Carries the facts,
+    never the subject or the customer's words."""
 
     event_type: ClassVar[str] = "crm.interactions.complaint_opened"
     topic: ClassVar[Topic] = COMPLAINTS
 
     complaint_id: str
     customer_id: str
-    channel: str
-    priority: str = Field(examples=["high"])
+    channel: str = Field(examples=["email"])
+    priority: str = Field(description="low, normal, high or urgent", examples=["high"])
     category: str = Field(examples=["billing"])
     opened_at: datetime
     first_response_due: datetime
     resolution_due: datetime
+    owner_id: str | None = Field(default=None, description="Staff member who owns it, if assigned at once")
 
 
 class ComplaintStatusChanged(EventPayload):
     """A complaint moved through its lifecycle (opened → acknowledged → in progress → resolved →
-    closed, or reopened)."""
+    closed, or reopened). `answered` and `open` are what risk scoring needs: an open complaint never
+    answered is a strong abandonment signal."""
 
     event_type: ClassVar[str] = "crm.interactions.complaint_status_changed"
     topic: ClassVar[Topic] = COMPLAINTS
 
     complaint_id: str
     customer_id: str
-    from_status: str
-    to_status: str
+    from_status: str = Field(examples=["in_progress"])
+    to_status: str = Field(examples=["resolved"])
     changed_at: datetime
     changed_by: str | None = None
     answered: bool = Field(description="Whether the customer has had a first response by now")
     open: bool = Field(description="Whether the complaint is still open (not closed) after the change")
+    priority: str | None = Field(default=None, examples=["high"])
+    category: str | None = Field(default=None, examples=["billing"])
+    channel: str | None = Field(default=None, examples=["email"])
+    opened_at: datetime | None = None
+    first_response_at: datetime | None = Field(default=None, description="When it was first answered")
+    resolved_at: datetime | None = Field(default=None, description="When it was resolved (null if not now)")
+    escalation_level: int = Field(default=0, ge=0, description="Service-level breaches so far")
+    reopen_count: int = Field(default=0, ge=0, description="How many times it was reopened")
 
 
 class ComplaintSlaBreached(EventPayload):
     """A complaint missed a service-level target: escalate it. A complaint never answered is a strong
-    abandonment signal."""
+    abandonment signal. Published once per complaint and target."""
 
     event_type: ClassVar[str] = "crm.interactions.complaint_sla_breached"
     topic: ClassVar[Topic] = COMPLAINTS
@@ -144,10 +169,16 @@ class ComplaintSlaBreached(EventPayload):
     priority: str
     channel: str
     answered: bool = Field(description="Whether the customer had had any response at all")
+    category: str | None = Field(default=None, examples=["billing"])
+    status: str | None = Field(default=None, description="The complaint's status when detected")
+    owner_id: str | None = Field(default=None, description="Who owned it when detected (null: nobody)")
+    escalation_level: int = Field(default=1, ge=1, description="Breaches so far, this one included")
 
 
 class SurveyAnswered(EventPayload):
-    """A customer answered a satisfaction survey."""
+    """A customer answered a satisfaction survey (its scores, never its comment: free text is personal
+    data and stays in the interactions service). Ratings are 1–5 per attribute of the catalogue
+    (people: courtesy, competence; product: quality, price, variety; premises: cleanliness, comfort)."""
 
     event_type: ClassVar[str] = "crm.interactions.survey_answered"
     topic: ClassVar[Topic] = SURVEYS
@@ -163,4 +194,8 @@ class SurveyAnswered(EventPayload):
         default=None, description="promoter (9–10), passive (7–8), detractor (0–6)"
     )
     overall: int | None = Field(default=None, description="Sum of the attribute ratings")
+    overall_max: int | None = Field(
+        default=None, description="The most the rated attributes could sum to (5 each)", examples=[10]
+    )
     ratings: dict[str, int] = Field(default_factory=dict, examples=[{"courtesy": 5, "price": 3}])
+    interaction_id: str | None = Field(default=None, description="The survey's own contact on the timeline")
