@@ -18,6 +18,7 @@ from typing import Self
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from shared.db import insert_rows
 from shared.events.envelope import CloudEvent, EventPayload, new_event
 from shared.messaging.tables import MessagingTables
 
@@ -91,7 +92,7 @@ class UnitOfWork:
                     "created_at": now,
                 }
             )
-        await self.session.execute(self.tables.outbox.insert(), rows)
+        await insert_rows(self.session, self.tables.outbox, rows)
         self._published += len(rows)
 
     def published_in_bulk(self, count: int) -> None:

@@ -85,7 +85,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             [contact(rng.choice(ids), rng, now) for _ in range(args.batch)]
             for _ in range(args.items // args.batch)
         ]
-        warm = await client.post("/api/interactions/interactions/bulk", json={"items": batches[0][:50]})
+        warm_up = [contact(rng.choice(ids), rng, now) for _ in range(50)]  # keys of its own
+        warm = await client.post("/api/interactions/interactions/bulk", json={"items": warm_up})
         warm.raise_for_status()
         await drained_outbox(conn)
         stored_before = int(await conn.fetchval("SELECT count(*) FROM interactions"))

@@ -92,6 +92,8 @@ class IdentifierRow(Base):
 
 class BlockingKeyRow(Base):
     __tablename__ = "blocking_keys"
+    # Candidates by key read from the index alone (no heap visit per row of a popular key).
+    __table_args__ = (Index("ix_blocking_keys_key_customer_id", "key", "customer_id"),)
 
     key: Mapped[str] = mapped_column(String(160), primary_key=True)
     source_record_id: Mapped[str] = mapped_column(String(36), primary_key=True, index=True)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any, cast
 
 from pydantic import ValidationError
-from sqlalchemy import Table, insert, select, tuple_
+from sqlalchemy import Table, select, tuple_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -14,7 +16,9 @@ from services.interactions import timeline
 from services.interactions.directory import CustomerDirectory
 from services.interactions.models import InteractionRow
 from services.interactions.schemas import BulkItemResult, BulkResult, InteractionCreate
-from shared.errors import DomainError, Gone, InvalidInput, NotFound
+from shared.contracts.interactions import InteractionRecorded
+from shared.db import insert_rows
+from shared.errors import Conflict, DomainError, Gone, InvalidInput, NotFound
 from shared.uow import UnitOfWork
 
 INTERACTIONS = cast(Table, InteractionRow.__table__)
@@ -56,6 +60,44 @@ def _row(data: InteractionCreate, customer_id: str) -> InteractionRow:
         tags=data.tags,
         attributes=data.attributes,
         origin_customer_id=data.customer_id,
+    )
+
+
+def _values(data: InteractionCreate, customer_id: str, recorded_at: datetime) -> dict[str, Any]:
+    """`_row` as the column values of an insert (thousands per request: no ORM objects)."""
+    return {
+        "id": str(uuid.uuid4()),
+        "customer_id": customer_id,
+        "origin_customer_id": data.customer_id or customer_id,
+        "kind": data.kind.value,
+        "channel": data.channel.value,
+        "direction": data.direction.value,
+        "occurred_at": data.occurred_at,
+        "recorded_at": recorded_at,
+        "source_system": data.source_system,
+        "idempotency_key": data.idempotency_key,
+        "agent_id": data.agent_id,
+        "summary": data.summary,
+        "text": data.text,
+        "tags": sorted(set(data.tags)),
+        "attributes": data.attributes,
+        "subject_type": None,
+        "subject_id": None,
+        "erased": False,
+    }
+
+
+def _recorded(values: dict[str, Any]) -> InteractionRecorded:
+    return InteractionRecorded(
+        interaction_id=values["id"],
+        customer_id=values["customer_id"],
+        kind=values["kind"],
+        channel=values["channel"],
+        direction=values["direction"],
+        occurred_at=values["occurred_at"],
+        source_system=values["source_system"],
+        agent_id=values["agent_id"],
+        tags=values["tags"],
     )
 
 
@@ -132,7 +174,8 @@ async def record_bulk(
         # Customers: the local copy in one query, identity for the rest.
         known = await directory.known_roots(session, [d.customer_id for _, d in valid if d.customer_id])
         rows: list[dict[str, Any]] = []
-        events = []
+        events: list[InteractionRecorded] = []
+        recorded_at = datetime.now(UTC)
         for index, data in valid:
             key = (data.source_system, data.idempotency_key) if data.idempotency_key is not None else None
             if key is not None and key in stored:
@@ -152,14 +195,20 @@ async def record_bulk(
                 ]
                 results[index] = BulkItemResult(index=index, status="rejected", errors=errors)
                 continue
-            row = _row(data, customer_id)
+            row = _values(data, customer_id, recorded_at)
             if key is not None:
-                stored[key] = row.id
-            rows.append({c.name: getattr(row, c.key) for c in INTERACTIONS.columns})
-            events.append(timeline.recorded_event(row))
-            results[index] = BulkItemResult(index=index, status="created", id=row.id)
+                stored[key] = row["id"]
+            rows.append(row)
+            events.append(_recorded(row))
+            results[index] = BulkItemResult(index=index, status="created", id=row["id"])
         if rows:
-            await session.execute(insert(INTERACTIONS), rows)
+            try:
+                await insert_rows(session, INTERACTIONS, rows)
+            except IntegrityError as exc:
+                raise Conflict(
+                    "another request recorded some of these idempotency keys at the same moment: send "
+                    "the batch again (those contacts will be reported as duplicates)"
+                ) from exc
             await uow.publish_many(events)
         await uow.commit()
     done = [r for r in results if r is not None]
