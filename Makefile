@@ -53,6 +53,9 @@ bench: install ## Benchmarks with figures against baselines (BENCH_SIZE=small|me
 	deploy/postgres.sh start
 	$(BIN)/python -m bench.identity --size $(BENCH_SIZE) --out bench/out \
 		--postgres postgresql+asyncpg://crm:crm@127.0.0.1:$${PG_PORT:-55432}/postgres
+	$(BIN)/python -m bench.interactions.timeline --out bench/out \
+		--postgres postgresql+asyncpg://crm:crm@127.0.0.1:$${PG_PORT:-55432}/postgres \
+		$(if $(filter small,$(BENCH_SIZE)),--events 20000 --others 20000 --requests 300,)
 
 up: install ## Distributed mode on this machine: Kafka, PostgreSQL, each service its own process (logs in var/log)
 	deploy/up.sh
