@@ -56,6 +56,11 @@ bench: install ## Benchmarks with figures against baselines (BENCH_SIZE=small|me
 	$(BIN)/python -m bench.interactions.timeline --out bench/out \
 		--postgres postgresql+asyncpg://crm:crm@127.0.0.1:$${PG_PORT:-55432}/postgres \
 		$(if $(filter small,$(BENCH_SIZE)),--events 20000 --others 20000 --requests 300,)
+	@# Bulk ingestion through the gateway needs the distributed topology: started here (and stopped
+	@# after) unless `make up` already runs it.
+	@if curl -fsS http://127.0.0.1:8000/ready >/dev/null 2>&1; then was_up=1; else was_up=0; deploy/up.sh; fi; \
+	$(BIN)/python -m bench.interactions.ingest --out bench/out $(if $(filter small,$(BENCH_SIZE)),--items 20000,); \
+	rc=$$?; if [ $$was_up = 0 ]; then deploy/down.sh; fi; exit $$rc
 
 up: install ## Distributed mode on this machine: Kafka, PostgreSQL, each service its own process (logs in var/log)
 	deploy/up.sh
