@@ -25,6 +25,7 @@ def build(settings: SegmentationSettings | None = None, bus: EventBus | None = N
         description="Customer value, risk, stage and segments.",
     )
     runtime.include_router(routes.router)
+    runtime.include_router(routes.operations)
     consumers.register(runtime.consumer)
     runtime.subscribe()
     return runtime

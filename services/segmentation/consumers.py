@@ -1,10 +1,19 @@
-"""Events segmentation listens to: registrations and purchases."""
+"""Events segmentation listens to: customers' lifecycle, purchases and refunds, contacts, complaints and
+surveys — each stored once as a fact, then the customer's features recomputed from them."""
 
 from __future__ import annotations
 
 from services.segmentation import service
-from shared.contracts.identity import CustomerRegistered
-from shared.contracts.interactions import PurchaseRecorded
+from shared.contracts.identity import CustomerErased, CustomerMerged, CustomerRegistered
+from shared.contracts.interactions import (
+    ComplaintOpened,
+    ComplaintSlaBreached,
+    ComplaintStatusChanged,
+    InteractionRecorded,
+    PurchaseRecorded,
+    PurchaseRefunded,
+    SurveyAnswered,
+)
 from shared.events.envelope import CloudEvent
 from shared.messaging.consumer import EventConsumer
 from shared.uow import UnitOfWork
@@ -15,6 +24,44 @@ def register(consumer: EventConsumer) -> None:
     async def customer_registered(uow: UnitOfWork, event: CustomerRegistered, _envelope: CloudEvent) -> None:
         await service.on_customer_registered(uow, event)
 
+    @consumer.on(CustomerMerged)
+    async def customer_merged(uow: UnitOfWork, event: CustomerMerged, _envelope: CloudEvent) -> None:
+        await service.on_customer_merged(uow, event)
+
+    @consumer.on(CustomerErased)
+    async def customer_erased(uow: UnitOfWork, event: CustomerErased, _envelope: CloudEvent) -> None:
+        await service.on_customer_erased(uow, event)
+
     @consumer.on(PurchaseRecorded)
-    async def purchase_recorded(uow: UnitOfWork, purchase: PurchaseRecorded, _envelope: CloudEvent) -> None:
-        await service.on_purchase_recorded(uow, purchase)
+    async def purchase_recorded(uow: UnitOfWork, event: PurchaseRecorded, _envelope: CloudEvent) -> None:
+        await service.on_purchase_recorded(uow, event)
+
+    @consumer.on(PurchaseRefunded)
+    async def purchase_refunded(uow: UnitOfWork, event: PurchaseRefunded, _envelope: CloudEvent) -> None:
+        await service.on_purchase_refunded(uow, event)
+
+    @consumer.on(InteractionRecorded)
+    async def interaction_recorded(
+        uow: UnitOfWork, event: InteractionRecorded, _envelope: CloudEvent
+    ) -> None:
+        await service.on_interaction_recorded(uow, event)
+
+    @consumer.on(ComplaintOpened)
+    async def complaint_opened(uow: UnitOfWork, event: ComplaintOpened, _envelope: CloudEvent) -> None:
+        await service.on_complaint_opened(uow, event)
+
+    @consumer.on(ComplaintStatusChanged)
+    async def complaint_status_changed(
+        uow: UnitOfWork, event: ComplaintStatusChanged, _envelope: CloudEvent
+    ) -> None:
+        await service.on_complaint_status_changed(uow, event)
+
+    @consumer.on(ComplaintSlaBreached)
+    async def complaint_sla_breached(
+        uow: UnitOfWork, event: ComplaintSlaBreached, envelope: CloudEvent
+    ) -> None:
+        await service.on_complaint_sla_breached(uow, event, envelope.id)
+
+    @consumer.on(SurveyAnswered)
+    async def survey_answered(uow: UnitOfWork, event: SurveyAnswered, _envelope: CloudEvent) -> None:
+        await service.on_survey_answered(uow, event)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Index, Integer, String
+from sqlalchemy import JSON, BigInteger, Boolean, Float, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from shared.db import ServiceBase, UTCDateTime, new_metadata
@@ -21,13 +21,39 @@ class Base(ServiceBase):
 
 
 class CustomerFeatures(Base):
+    """What segmentation knows of one customer, derived from the facts below by `features.refresh`
+    (always the same computation, whether one event arrived or everything is replayed). Amounts are in
+    the customer's main `currency` (the one they spent most in); time-relative values (days since the
+    last purchase, tenure) are computed against "now" where they are used, never stored."""
+
     __tablename__ = "customer_features"
 
     customer_id: Mapped[str] = mapped_column(String(36), primary_key=True)
     registered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    erased: Mapped[bool] = mapped_column(Boolean, default=False)
     first_purchase_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     last_purchase_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     purchase_count: Mapped[int] = mapped_column(Integer, default=0)
+    refund_count: Mapped[int] = mapped_column(Integer, default=0)
+    currency: Mapped[str | None] = mapped_column(String(3))
+    total_spend_minor: Mapped[int] = mapped_column(BigInteger, default=0)
+    refunded_minor: Mapped[int] = mapped_column(BigInteger, default=0)
+    net_spend_minor: Mapped[int] = mapped_column(BigInteger, default=0)
+    average_order_minor: Mapped[int] = mapped_column(BigInteger, default=0)
+    mean_interpurchase_days: Mapped[float | None] = mapped_column(Float)
+    channels: Mapped[list[str]] = mapped_column(JSON, default=lambda: [])
+    channel_count: Mapped[int] = mapped_column(Integer, default=0)
+    multichannel: Mapped[bool] = mapped_column(Boolean, default=False)
+    contact_count: Mapped[int] = mapped_column(Integer, default=0)
+    last_contact_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    complaint_count: Mapped[int] = mapped_column(Integer, default=0)
+    open_complaints: Mapped[int] = mapped_column(Integer, default=0)
+    unanswered_complaints: Mapped[int] = mapped_column(Integer, default=0)
+    sla_breaches: Mapped[int] = mapped_column(Integer, default=0)
+    last_csat: Mapped[int | None] = mapped_column(Integer)
+    last_nps: Mapped[int | None] = mapped_column(Integer)
+    nps_category: Mapped[str | None] = mapped_column(String(10))
+    last_survey_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
@@ -54,3 +80,70 @@ class PurchaseFact(Base):
     currency: Mapped[str] = mapped_column(String(3))
     total_minor: Mapped[int] = mapped_column(BigInteger)
     channel: Mapped[str] = mapped_column(String(30))
+
+
+class RefundFact(Base):
+    """Each refund once (`purchase_refunded`)."""
+
+    __tablename__ = "refund_facts"
+    __table_args__ = (Index("ix_refund_facts_customer", "customer_id"),)
+
+    refund_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    purchase_id: Mapped[str] = mapped_column(String(36))
+    customer_id: Mapped[str] = mapped_column(String(36))
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    currency: Mapped[str] = mapped_column(String(3))
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+
+
+class ContactFact(Base):
+    """Each contact once (`interaction_recorded`): kind, channel, direction, time."""
+
+    __tablename__ = "contact_facts"
+    __table_args__ = (Index("ix_contact_facts_customer_time", "customer_id", "occurred_at"),)
+
+    interaction_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(String(36))
+    kind: Mapped[str] = mapped_column(String(30))
+    channel: Mapped[str] = mapped_column(String(30))
+    direction: Mapped[str] = mapped_column(String(10))
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class ComplaintFact(Base):
+    """Each complaint, as its latest event left it."""
+
+    __tablename__ = "complaint_facts"
+    __table_args__ = (Index("ix_complaint_facts_customer", "customer_id"),)
+
+    complaint_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(String(36))
+    opened_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    status: Mapped[str] = mapped_column(String(20))
+    answered: Mapped[bool] = mapped_column(Boolean, default=False)
+    open: Mapped[bool] = mapped_column(Boolean, default=True)
+    breaches: Mapped[int] = mapped_column(Integer, default=0)
+    changed_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class SurveyFact(Base):
+    """Each survey answer once (`survey_answered`)."""
+
+    __tablename__ = "survey_facts"
+    __table_args__ = (Index("ix_survey_facts_customer_time", "customer_id", "answered_at"),)
+
+    survey_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(String(36))
+    answered_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    csat: Mapped[int | None] = mapped_column(Integer)
+    nps: Mapped[int | None] = mapped_column(Integer)
+    overall: Mapped[int | None] = mapped_column(Integer)
+
+
+class MergedCustomer(Base):
+    """Customers merged into another: facts arriving later under the absorbed id go to the survivor."""
+
+    __tablename__ = "merged_customers"
+
+    customer_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    merged_into: Mapped[str] = mapped_column(String(36))

@@ -16,7 +16,11 @@ router = APIRouter(prefix="/customers", tags=["features"])
     "/{customer_id}/features",
     response_model=FeaturesOut,
     summary="A customer's behavioural features",
-    description="Purchase count, first/last purchase and total spend per currency, kept current from events.",
+    description=(
+        "Purchases, spend and refunds (main currency, and every currency in `spend`), the rhythm of "
+        "purchases, channels used, contacts, complaints (open, unanswered, SLA breaches) and the latest "
+        "satisfaction — kept current from events; a merged id shows the survivor's."
+    ),
     responses={404: {"model": Problem, "description": "No event about this customer has arrived yet"}},
 )
 async def read_features(customer_id: str, uow: UowDep) -> FeaturesOut:
@@ -30,3 +34,15 @@ async def export_customer(customer_id: str, uow: UowDep) -> dict[str, object]:
     except NotFound:
         features = None
     return {"features": features}
+
+
+operations = APIRouter(tags=["features"])
+
+
+@operations.post(
+    "/features/recompute",
+    summary="Recompute every customer's features from the stored facts",
+    description="The replay path: the same computation as each event's, over everyone. Returns how many.",
+)
+async def recompute_features(uow: UowDep) -> dict[str, int]:
+    return {"customers": await service.recompute(uow)}

@@ -1,53 +1,272 @@
-"""Segmentation's use cases: keep each customer's features current from events."""
+"""Segmentation's use cases: facts from events, the customer's features recomputed from them.
+
+Every event handler stores its fact once (keyed on the event's own id: a redelivered event changes
+nothing) under the customer's current id (a merge already seen sends facts of the absorbed customer to
+the survivor), then recomputes that customer's features from all their facts. Events about customers
+segmentation has not heard of are kept as facts and count as soon as the customer is known (there is no
+order to wait for: the features are a function of the facts). Hooks registered with `on_refreshed`
+(segments, value and risk) run after each refresh, in the same transaction.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.segmentation import features as feature_store
+from services.segmentation.models import (
+    ComplaintFact,
+    ContactFact,
+    CustomerFeatures,
+    CustomerSpend,
+    MergedCustomer,
+    PurchaseFact,
+    RefundFact,
+    SurveyFact,
+)
 from services.segmentation.repository import FeatureRepository
 from services.segmentation.schemas import FeaturesOut, SpendOut
-from shared.contracts.identity import CustomerRegistered
-from shared.contracts.interactions import PurchaseRecorded
+from shared.contracts.identity import CustomerErased, CustomerMerged, CustomerRegistered
+from shared.contracts.interactions import (
+    ComplaintOpened,
+    ComplaintSlaBreached,
+    ComplaintStatusChanged,
+    InteractionRecorded,
+    PurchaseRecorded,
+    PurchaseRefunded,
+    SurveyAnswered,
+)
 from shared.errors import NotFound
 from shared.uow import UnitOfWork
 
+Hook = Callable[[UnitOfWork, list[str]], Awaitable[None]]
+_HOOKS: list[Hook] = []
+FACT_TABLES: tuple[Any, ...] = (PurchaseFact, RefundFact, ContactFact, ComplaintFact, SurveyFact)
+
+
+def on_refreshed(hook: Hook) -> None:
+    """Run `hook(uow, customer_ids)` after the features of those customers were recomputed."""
+    if hook not in _HOOKS:
+        _HOOKS.append(hook)
+
+
+def _insert(session: AsyncSession) -> Any:
+    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
+    return postgresql.insert if dialect == "postgresql" else sqlite.insert
+
+
+async def current_id(session: AsyncSession, customer_id: str) -> str:
+    """The customer's id today (merges already seen followed)."""
+    current = customer_id
+    for _ in range(32):
+        merged_into = await session.scalar(
+            select(MergedCustomer.merged_into).where(MergedCustomer.customer_id == current)
+        )
+        if merged_into is None:
+            return current
+        current = merged_into
+    return current
+
+
+async def refreshed(uow: UnitOfWork, customer_ids: list[str]) -> None:
+    await feature_store.refresh(uow.session, customer_ids)
+    for hook in _HOOKS:
+        await hook(uow, customer_ids)
+
+
+async def _fact(uow: UnitOfWork, model: Any, values: dict[str, Any]) -> bool:
+    """Store a fact once; False when it was stored before (a redelivered event)."""
+    session = uow.session
+    values = {**values, "customer_id": await current_id(session, values["customer_id"])}
+    key = next(iter(model.__table__.primary_key.columns))
+    result = await session.execute(
+        _insert(session)(model).values(**values).on_conflict_do_nothing().returning(key)
+    )
+    return result.first() is not None
+
 
 async def on_customer_registered(uow: UnitOfWork, event: CustomerRegistered) -> None:
-    await FeatureRepository(uow.session).set_registered(event.customer_id, event.registered_at)
+    session = uow.session
+    await FeatureRepository(session).set_registered(event.customer_id, event.registered_at)
+    await refreshed(uow, [event.customer_id])
 
 
-async def on_purchase_recorded(uow: UnitOfWork, purchase: PurchaseRecorded) -> None:
-    """Count a purchase once (keyed on its id), even for a customer we have not heard of yet."""
-    repo = FeatureRepository(uow.session)
-    counted_now = await repo.add_purchase_fact(
-        {
-            "purchase_id": purchase.purchase_id,
-            "customer_id": purchase.customer_id,
-            "occurred_at": purchase.occurred_at,
-            "currency": purchase.currency,
-            "total_minor": purchase.total_minor,
-            "channel": purchase.channel,
-        }
+async def on_purchase_recorded(uow: UnitOfWork, event: PurchaseRecorded) -> None:
+    values = {
+        "purchase_id": event.purchase_id,
+        "customer_id": event.customer_id,
+        "occurred_at": event.occurred_at,
+        "currency": event.currency,
+        "total_minor": event.total_minor,
+        "channel": event.channel,
+    }
+    if await _fact(uow, PurchaseFact, values):
+        await refreshed(uow, [await current_id(uow.session, event.customer_id)])
+
+
+async def on_purchase_refunded(uow: UnitOfWork, event: PurchaseRefunded) -> None:
+    values = {
+        "refund_id": event.refund_id,
+        "purchase_id": event.purchase_id,
+        "customer_id": event.customer_id,
+        "occurred_at": event.occurred_at,
+        "currency": event.currency,
+        "amount_minor": event.amount_minor,
+    }
+    if await _fact(uow, RefundFact, values):
+        await refreshed(uow, [await current_id(uow.session, event.customer_id)])
+
+
+async def on_interaction_recorded(uow: UnitOfWork, event: InteractionRecorded) -> None:
+    values = {
+        "interaction_id": event.interaction_id,
+        "customer_id": event.customer_id,
+        "kind": event.kind,
+        "channel": event.channel,
+        "direction": event.direction,
+        "occurred_at": event.occurred_at,
+    }
+    if await _fact(uow, ContactFact, values):
+        await refreshed(uow, [await current_id(uow.session, event.customer_id)])
+
+
+async def _complaint(
+    uow: UnitOfWork, complaint_id: str, customer_id: str, at: datetime, **state: Any
+) -> None:
+    """Upsert the complaint's fact, unless a later event already set it (events may come out of order)."""
+    session = uow.session
+    customer = await current_id(session, customer_id)
+    row = await session.get(ComplaintFact, complaint_id, with_for_update=True)
+    if row is None:
+        values = {"status": "opened", "answered": False, "open": True, "breaches": 0, **state}
+        session.add(ComplaintFact(complaint_id=complaint_id, customer_id=customer, changed_at=at, **values))
+    else:
+        if "breaches" in state:  # breaches add up whatever their order
+            row.breaches += state.pop("breaches")
+        if at >= row.changed_at:
+            for name, value in state.items():
+                setattr(row, name, value)
+            row.changed_at = at
+        if "opened_at" in state:
+            row.opened_at = state["opened_at"]
+    await session.flush()
+    await refreshed(uow, [customer])
+
+
+async def on_complaint_opened(uow: UnitOfWork, event: ComplaintOpened) -> None:
+    await _complaint(uow, event.complaint_id, event.customer_id, event.opened_at, opened_at=event.opened_at)
+
+
+async def on_complaint_status_changed(uow: UnitOfWork, event: ComplaintStatusChanged) -> None:
+    await _complaint(
+        uow,
+        event.complaint_id,
+        event.customer_id,
+        event.changed_at,
+        status=event.to_status,
+        answered=event.answered,
+        open=event.open,
     )
-    if counted_now:
-        await repo.count_purchase(
-            purchase.customer_id, purchase.occurred_at, purchase.currency, purchase.total_minor
+
+
+async def on_complaint_sla_breached(uow: UnitOfWork, event: ComplaintSlaBreached, event_id: str) -> None:
+    # One breach per event (the inbox already drops a redelivered one).
+    await _complaint(uow, event.complaint_id, event.customer_id, event.detected_at, breaches=1)
+
+
+async def on_survey_answered(uow: UnitOfWork, event: SurveyAnswered) -> None:
+    values = {
+        "survey_id": event.survey_id,
+        "customer_id": event.customer_id,
+        "answered_at": event.answered_at,
+        "csat": event.csat,
+        "nps": event.nps,
+        "overall": event.overall,
+    }
+    if await _fact(uow, SurveyFact, values):
+        await refreshed(uow, [await current_id(uow.session, event.customer_id)])
+
+
+async def on_customer_merged(uow: UnitOfWork, event: CustomerMerged) -> None:
+    """The absorbed customer's facts now count for the survivor."""
+    session = uow.session
+    await session.execute(
+        _insert(session)(MergedCustomer)
+        .values(customer_id=event.merged_id, merged_into=event.customer_id)
+        .on_conflict_do_nothing()
+    )
+    for model in FACT_TABLES:
+        await session.execute(
+            update(model).where(model.customer_id == event.merged_id).values(customer_id=event.customer_id)
         )
+    absorbed = await session.get(CustomerFeatures, event.merged_id)
+    survivor = await session.get(CustomerFeatures, event.customer_id)
+    earlier = (
+        absorbed is not None
+        and survivor is not None
+        and absorbed.registered_at is not None
+        and (survivor.registered_at is None or absorbed.registered_at < survivor.registered_at)
+    )
+    if earlier:  # tenure counts from the first registration
+        assert survivor is not None
+        assert absorbed is not None
+        survivor.registered_at = absorbed.registered_at
+    await session.execute(delete(CustomerSpend).where(CustomerSpend.customer_id == event.merged_id))
+    await session.execute(delete(CustomerFeatures).where(CustomerFeatures.customer_id == event.merged_id))
+    await session.flush()
+    await refreshed(uow, [event.customer_id])
+
+
+async def on_customer_erased(uow: UnitOfWork, event: CustomerErased) -> None:
+    """What was derived about the erased customers goes: facts, features, spend."""
+    session = uow.session
+    ids = list(event.erased_ids)
+    for model in FACT_TABLES:
+        await session.execute(delete(model).where(model.customer_id.in_(ids)))
+    await session.execute(delete(CustomerSpend).where(CustomerSpend.customer_id.in_(ids)))
+    await session.execute(
+        update(CustomerFeatures)
+        .where(CustomerFeatures.customer_id.in_(ids))
+        .values(erased=True, updated_at=datetime.now(UTC))
+    )
+    await refreshed(uow, ids)
+
+
+async def features_of(uow: UnitOfWork, customer_id: str) -> tuple[CustomerFeatures, list[CustomerSpend]]:
+    async with uow:
+        session = uow.session
+        current = await current_id(session, customer_id)
+        row = await session.get(CustomerFeatures, current)
+        if row is None:
+            raise NotFound(f"no features for customer {customer_id} yet", customer_id=customer_id)
+        spend = await FeatureRepository(session).spend(current)
+    return row, spend
 
 
 async def features(uow: UnitOfWork, customer_id: str) -> FeaturesOut:
-    async with uow:
-        repo = FeatureRepository(uow.session)
-        row = await repo.features(customer_id)
-        if row is None:
-            raise NotFound(f"no features for customer {customer_id} yet", customer_id=customer_id)
-        spend = await repo.spend(customer_id)
-    return FeaturesOut(
-        customer_id=row.customer_id,
-        registered_at=row.registered_at,
-        first_purchase_at=row.first_purchase_at,
-        last_purchase_at=row.last_purchase_at,
-        purchase_count=row.purchase_count,
-        spend=[
-            SpendOut(currency=s.currency, purchase_count=s.purchase_count, total_minor=s.total_minor)
-            for s in spend
-        ],
+    row, spend = await features_of(uow, customer_id)
+    return FeaturesOut.model_validate(
+        {
+            **{c.key: getattr(row, c.key) for c in CustomerFeatures.__table__.columns},  # type: ignore[attr-defined]
+            "spend": [
+                SpendOut(currency=s.currency, purchase_count=s.purchase_count, total_minor=s.total_minor)
+                for s in spend
+            ],
+        }
     )
+
+
+async def recompute(uow: UnitOfWork) -> int:
+    """Every customer's features from the facts, as a replay of every event would give them."""
+    async with uow:
+        count = await feature_store.recompute_all(uow.session)
+        ids = list(await uow.session.scalars(select(CustomerFeatures.customer_id)))
+        for hook in _HOOKS:
+            await hook(uow, ids)
+        await uow.commit()
+    return count

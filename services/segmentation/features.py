@@ -1,0 +1,298 @@
+"""Customer features: one computation from the facts, used by the real-time path and by the replay.
+
+`refresh(session, ids)` recomputes the features rows of some customers from their facts (after an
+event); `recompute_all(session)` runs the very same aggregate queries over every customer. So the
+incremental path and a recompute from scratch give the same result by construction — a test replays
+every event and compares the two. Each query is one GROUP BY inside the database, a batch of
+customers at a time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import and_, case, delete, func, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.segmentation.models import (
+    ComplaintFact,
+    ContactFact,
+    CustomerFeatures,
+    CustomerSpend,
+    PurchaseFact,
+    RefundFact,
+    SurveyFact,
+)
+
+BATCH = 2_000
+
+
+def nps_category(nps: int | None) -> str | None:
+    """promoter (9–10), passive (7–8), detractor (0–6)."""
+    if nps is None:
+        return None
+    return "promoter" if nps >= 9 else "passive" if nps >= 7 else "detractor"
+
+
+def _only(statement: Any, column: Any, ids: Sequence[str] | None) -> Any:
+    return statement if ids is None else statement.where(column.in_(list(ids)))
+
+
+async def _rows(session: AsyncSession, ids: Sequence[str] | None) -> dict[str, dict[str, Any]]:
+    """The features of `ids` (None: everyone with a fact or a features row), from the facts."""
+    out: dict[str, dict[str, Any]] = {}
+
+    def row(customer_id: str) -> dict[str, Any]:
+        found = out.get(customer_id)
+        if found is None:
+            found = out[customer_id] = _empty(customer_id)
+        return found
+
+    known = await session.execute(
+        _only(
+            select(CustomerFeatures.customer_id, CustomerFeatures.registered_at, CustomerFeatures.erased),
+            CustomerFeatures.customer_id,
+            ids,
+        )
+    )
+    for customer_id, registered_at, erased in known:
+        row(customer_id).update(registered_at=registered_at, erased=bool(erased))
+
+    # Purchases per customer and currency: the main currency is the one spent most in.
+    spend = await session.execute(
+        _only(
+            select(
+                PurchaseFact.customer_id,
+                PurchaseFact.currency,
+                func.count(),
+                func.sum(PurchaseFact.total_minor),
+                func.min(PurchaseFact.occurred_at),
+                func.max(PurchaseFact.occurred_at),
+            ).group_by(PurchaseFact.customer_id, PurchaseFact.currency),
+            PurchaseFact.customer_id,
+            ids,
+        )
+    )
+    per_currency: dict[str, list[tuple[str, int, int]]] = {}
+    for customer_id, currency, count, total, first, last in spend:
+        r = row(customer_id)
+        r["purchase_count"] += int(count)
+        r["first_purchase_at"] = _min(r["first_purchase_at"], _aware(first))
+        r["last_purchase_at"] = _max(r["last_purchase_at"], _aware(last))
+        per_currency.setdefault(customer_id, []).append((currency, int(count), int(total)))
+    refunds = await session.execute(
+        _only(
+            select(
+                RefundFact.customer_id, RefundFact.currency, func.count(), func.sum(RefundFact.amount_minor)
+            ).group_by(RefundFact.customer_id, RefundFact.currency),
+            RefundFact.customer_id,
+            ids,
+        )
+    )
+    refunded: dict[tuple[str, str], int] = {}
+    for customer_id, currency, count, total in refunds:
+        row(customer_id)["refund_count"] += int(count)
+        refunded[(customer_id, currency)] = int(total)
+    for customer_id, currencies in per_currency.items():
+        r = out[customer_id]
+        currency, count, total = max(currencies, key=lambda c: (c[2], c[1], c[0]))
+        back = refunded.get((customer_id, currency), 0)
+        r.update(
+            currency=currency,
+            total_spend_minor=total,
+            refunded_minor=back,
+            net_spend_minor=total - back,
+            average_order_minor=total // count if count else 0,
+        )
+        if r["purchase_count"] >= 2:
+            span = (r["last_purchase_at"] - r["first_purchase_at"]).total_seconds() / 86_400
+            r["mean_interpurchase_days"] = round(span / (r["purchase_count"] - 1), 3)
+    purchase_channels = await session.execute(
+        _only(
+            select(PurchaseFact.customer_id, PurchaseFact.channel).distinct(), PurchaseFact.customer_id, ids
+        )
+    )
+    channels: dict[str, set[str]] = {}
+    for customer_id, channel in purchase_channels:
+        channels.setdefault(customer_id, set()).add(channel)
+
+    contacts = await session.execute(
+        _only(
+            select(
+                ContactFact.customer_id, ContactFact.channel, func.count(), func.max(ContactFact.occurred_at)
+            ).group_by(ContactFact.customer_id, ContactFact.channel),
+            ContactFact.customer_id,
+            ids,
+        )
+    )
+    for customer_id, channel, count, last in contacts:
+        r = row(customer_id)
+        r["contact_count"] += int(count)
+        r["last_contact_at"] = _max(r["last_contact_at"], _aware(last))
+        channels.setdefault(customer_id, set()).add(channel)
+    for customer_id, names in channels.items():
+        r = row(customer_id)
+        r.update(channels=sorted(names), channel_count=len(names), multichannel=len(names) >= 2)
+
+    complaints = await session.execute(
+        _only(
+            select(
+                ComplaintFact.customer_id,
+                func.count(),
+                func.sum(case((ComplaintFact.open, 1), else_=0)),
+                func.sum(case((and_(ComplaintFact.open, ~ComplaintFact.answered), 1), else_=0)),
+                func.sum(ComplaintFact.breaches),
+            ).group_by(ComplaintFact.customer_id),
+            ComplaintFact.customer_id,
+            ids,
+        )
+    )
+    for customer_id, count, open_, unanswered, breaches in complaints:
+        row(customer_id).update(
+            complaint_count=int(count),
+            open_complaints=int(open_ or 0),
+            unanswered_complaints=int(unanswered or 0),
+            sla_breaches=int(breaches or 0),
+        )
+
+    latest = (
+        _only(
+            select(
+                SurveyFact.customer_id,
+                func.max(SurveyFact.answered_at).label("at"),
+            ).group_by(SurveyFact.customer_id),
+            SurveyFact.customer_id,
+            ids,
+        )
+    ).subquery()
+    surveys = await session.execute(
+        select(
+            SurveyFact.customer_id,
+            SurveyFact.answered_at,
+            SurveyFact.csat,
+            SurveyFact.nps,
+        )
+        .join(
+            latest,
+            and_(SurveyFact.customer_id == latest.c.customer_id, SurveyFact.answered_at == latest.c.at),
+        )
+        .order_by(SurveyFact.customer_id, SurveyFact.survey_id)
+    )
+    for customer_id, at, csat, nps in surveys:  # ties at the same instant: the last id wins
+        row(customer_id).update(
+            last_survey_at=_aware(at), last_csat=csat, last_nps=nps, nps_category=nps_category(nps)
+        )
+    return out
+
+
+def _empty(customer_id: str) -> dict[str, Any]:
+    return {
+        "customer_id": customer_id,
+        "registered_at": None,
+        "erased": False,
+        "first_purchase_at": None,
+        "last_purchase_at": None,
+        "purchase_count": 0,
+        "refund_count": 0,
+        "currency": None,
+        "total_spend_minor": 0,
+        "refunded_minor": 0,
+        "net_spend_minor": 0,
+        "average_order_minor": 0,
+        "mean_interpurchase_days": None,
+        "channels": [],
+        "channel_count": 0,
+        "multichannel": False,
+        "contact_count": 0,
+        "last_contact_at": None,
+        "complaint_count": 0,
+        "open_complaints": 0,
+        "unanswered_complaints": 0,
+        "sla_breaches": 0,
+        "last_csat": None,
+        "last_nps": None,
+        "nps_category": None,
+        "last_survey_at": None,
+    }
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _min(a: datetime | None, b: datetime | None) -> datetime | None:
+    return b if a is None else a if b is None else min(a, b)
+
+
+def _max(a: datetime | None, b: datetime | None) -> datetime | None:
+    return b if a is None else a if b is None else max(a, b)
+
+
+async def _write(session: AsyncSession, rows: dict[str, dict[str, Any]]) -> None:
+    if not rows:
+        return
+    now = datetime.now(UTC)
+    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
+    insert: Any = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    values = [{**r, "updated_at": now} for r in rows.values()]
+    statement = insert(CustomerFeatures).values(values)
+    columns = [c for c in values[0] if c != "customer_id"]
+    await session.execute(
+        statement.on_conflict_do_update(
+            index_elements=[CustomerFeatures.customer_id],
+            set_={c: statement.excluded[c] for c in columns},
+        )
+    )
+
+
+async def _spend(session: AsyncSession, ids: Sequence[str] | None) -> None:
+    """`customer_spend`: purchases and totals per customer and currency (never mixed)."""
+    if ids is not None:
+        await session.execute(delete(CustomerSpend).where(CustomerSpend.customer_id.in_(list(ids))))
+    else:
+        await session.execute(delete(CustomerSpend))
+    rows = await session.execute(
+        _only(
+            select(
+                PurchaseFact.customer_id,
+                PurchaseFact.currency,
+                func.count(),
+                func.sum(PurchaseFact.total_minor),
+            ).group_by(PurchaseFact.customer_id, PurchaseFact.currency),
+            PurchaseFact.customer_id,
+            ids,
+        )
+    )
+    values = [
+        {"customer_id": c, "currency": cur, "purchase_count": int(n), "total_minor": int(t)}
+        for c, cur, n, t in rows
+    ]
+    if values:
+        await session.execute(CustomerSpend.__table__.insert(), values)  # type: ignore[attr-defined]
+
+
+async def refresh(session: AsyncSession, customer_ids: Sequence[str]) -> None:
+    """Recompute the features of these customers from their facts."""
+    ids = sorted(set(customer_ids))
+    for start in range(0, len(ids), BATCH):
+        batch = ids[start : start + BATCH]
+        rows = await _rows(session, batch)
+        for customer_id in batch:  # a customer with no fact left keeps an (empty) row
+            rows.setdefault(customer_id, _empty(customer_id))
+        await _write(session, rows)
+        await _spend(session, batch)
+
+
+async def recompute_all(session: AsyncSession) -> int:
+    """Recompute every customer's features from the facts (the replay path); returns how many."""
+    rows = await _rows(session, None)
+    items = list(rows.items())
+    for start in range(0, len(items), BATCH):
+        await _write(session, dict(items[start : start + BATCH]))
+    await _spend(session, None)
+    return len(rows)
