@@ -26,8 +26,10 @@ from services.segmentation.models import (
     RefundFact,
     SurveyFact,
 )
+from shared.db import insert_rows
 
 BATCH = 2_000
+WRITE_BATCH = 1_000  # rows per INSERT … VALUES: 27 columns each, under asyncpg's 32,767 parameters
 
 
 def nps_category(nps: int | None) -> str | None:
@@ -240,14 +242,41 @@ async def _write(session: AsyncSession, rows: dict[str, dict[str, Any]]) -> None
     dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
     insert: Any = postgresql.insert if dialect == "postgresql" else sqlite.insert
     values = [{**r, "updated_at": now} for r in rows.values()]
-    statement = insert(CustomerFeatures).values(values)
-    columns = [c for c in values[0] if c != "customer_id"]
-    await session.execute(
-        statement.on_conflict_do_update(
-            index_elements=[CustomerFeatures.customer_id],
-            set_={c: statement.excluded[c] for c in columns},
+    if dialect == "postgresql" and len(values) > WRITE_BATCH:
+        await _copy_upsert(session, values)
+        return
+    for start in range(0, len(values), WRITE_BATCH):
+        chunk = values[start : start + WRITE_BATCH]
+        statement = insert(CustomerFeatures).values(chunk)
+        columns = [c for c in chunk[0] if c != "customer_id"]
+        await session.execute(
+            statement.on_conflict_do_update(
+                index_elements=[CustomerFeatures.customer_id],
+                set_={c: statement.excluded[c] for c in columns},
+            )
         )
+
+
+async def _copy_upsert(session: AsyncSession, values: list[dict[str, Any]]) -> None:
+    """Many features rows at once on PostgreSQL: COPY into a temporary table, then one upsert."""
+    import orjson
+
+    columns = list(values[0])
+    connection = await session.connection()
+    await connection.exec_driver_sql(
+        "CREATE TEMPORARY TABLE IF NOT EXISTS features_load (LIKE customer_features) ON COMMIT DELETE ROWS"
     )
+    raw = (await connection.get_raw_connection()).driver_connection
+    assert raw is not None
+    records = [[orjson.dumps(v[c]).decode() if c == "channels" else v[c] for c in columns] for v in values]
+    await raw.copy_records_to_table("features_load", records=records, columns=columns)
+    assignments = ", ".join(f"{c} = excluded.{c}" for c in columns if c != "customer_id")
+    listed = ", ".join(columns)
+    await connection.exec_driver_sql(
+        f"INSERT INTO customer_features ({listed}) SELECT {listed} FROM features_load "
+        f"ON CONFLICT (customer_id) DO UPDATE SET {assignments}"
+    )
+    await connection.exec_driver_sql("DELETE FROM features_load")
 
 
 async def _spend(session: AsyncSession, ids: Sequence[str] | None) -> None:
@@ -272,8 +301,7 @@ async def _spend(session: AsyncSession, ids: Sequence[str] | None) -> None:
         {"customer_id": c, "currency": cur, "purchase_count": int(n), "total_minor": int(t)}
         for c, cur, n, t in rows
     ]
-    if values:
-        await session.execute(CustomerSpend.__table__.insert(), values)  # type: ignore[attr-defined]
+    await insert_rows(session, CustomerSpend.__table__, values)  # type: ignore[arg-type]
 
 
 async def refresh(session: AsyncSession, customer_ids: Sequence[str]) -> None:
@@ -296,3 +324,49 @@ async def recompute_all(session: AsyncSession) -> int:
         await _write(session, dict(items[start : start + BATCH]))
     await _spend(session, None)
     return len(rows)
+
+
+async def add_purchase(
+    session: AsyncSession, customer_id: str, occurred_at: datetime, currency: str, total: int, channel: str
+) -> bool:
+    """The features after one more purchase, updated in place (a handful of statements, whatever the
+    customer's history): exactly what `refresh` would compute. Returns False, changing nothing, when
+    the purchase is in another currency than the customer's main one (the main currency may change:
+    `refresh` then recomputes everything)."""
+    row = await session.get(CustomerFeatures, customer_id, with_for_update=True)
+    if row is None or (row.currency is not None and row.currency != currency):
+        return False
+    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
+    insert: Any = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = insert(CustomerSpend).values(
+        customer_id=customer_id, currency=currency, purchase_count=1, total_minor=total
+    )
+    spent = (
+        await session.execute(
+            statement.on_conflict_do_update(
+                index_elements=[CustomerSpend.customer_id, CustomerSpend.currency],
+                set_={
+                    "purchase_count": CustomerSpend.purchase_count + 1,
+                    "total_minor": CustomerSpend.total_minor + total,
+                },
+            ).returning(CustomerSpend.purchase_count, CustomerSpend.total_minor)
+        )
+    ).one()
+    count, currency_total = int(spent[0]), int(spent[1])
+    at = _aware(occurred_at)
+    row.purchase_count += 1
+    row.first_purchase_at = _min(_aware(row.first_purchase_at), at)
+    row.last_purchase_at = _max(_aware(row.last_purchase_at), at)
+    row.currency = currency
+    row.total_spend_minor = currency_total
+    row.net_spend_minor = currency_total - row.refunded_minor
+    row.average_order_minor = currency_total // count
+    if row.purchase_count >= 2 and row.first_purchase_at is not None and row.last_purchase_at is not None:
+        span = (row.last_purchase_at - row.first_purchase_at).total_seconds() / 86_400
+        row.mean_interpurchase_days = round(span / (row.purchase_count - 1), 3)
+    if channel not in (row.channels or []):
+        names = sorted({*(row.channels or []), channel})
+        row.channels, row.channel_count, row.multichannel = names, len(names), len(names) >= 2
+    row.updated_at = datetime.now(UTC)
+    await session.flush()
+    return True

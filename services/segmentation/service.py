@@ -105,8 +105,16 @@ async def on_purchase_recorded(uow: UnitOfWork, event: PurchaseRecorded) -> None
         "total_minor": event.total_minor,
         "channel": event.channel,
     }
-    if await _fact(uow, PurchaseFact, values):
-        await refreshed(uow, [await current_id(uow.session, event.customer_id)])
+    if not await _fact(uow, PurchaseFact, values):
+        return
+    customer = await current_id(uow.session, event.customer_id)
+    quick = await feature_store.add_purchase(
+        uow.session, customer, event.occurred_at, event.currency, event.total_minor, event.channel
+    )
+    if not quick:
+        await feature_store.refresh(uow.session, [customer])
+    for hook in _HOOKS:
+        await hook(uow, [customer])
 
 
 async def on_purchase_refunded(uow: UnitOfWork, event: PurchaseRefunded) -> None:

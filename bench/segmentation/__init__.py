@@ -1,0 +1,1 @@
+"""Segmentation benchmarks: real-time feature updates and the full recompute."""
