@@ -5,12 +5,30 @@ from __future__ import annotations
 from pathlib import Path
 
 from services.segmentation import consumers, routes
+from services.segmentation import service as feature_service
 from services.segmentation.models import MESSAGING, metadata
+from services.segmentation.segments import models as _segment_models  # noqa: F401 (tables)
+from services.segmentation.segments import routes as segment_routes
+from services.segmentation.segments import service as segment_service
 from services.segmentation.settings import SegmentationSettings, load_settings
+from services.segmentation.value import models as _value_models  # noqa: F401 (tables)
+from services.segmentation.value import routes as value_routes
+from services.segmentation.value import service as value_service
 from shared.messaging.bus import EventBus
 from shared.runtime import ServiceRuntime
+from shared.uow import UnitOfWork
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+async def _score(uow: UnitOfWork, customer_ids: list[str]) -> None:
+    """Value, risk and ladder stage of customers whose features just changed."""
+    await value_service.score_customers(uow.session, uow, customer_ids)
+
+
+async def _segments(uow: UnitOfWork, customer_ids: list[str]) -> None:
+    """Their segments, re-evaluated after value and risk (rules may use tier, risk and stage)."""
+    await segment_service.reevaluate(uow.session, uow, customer_ids)
 
 
 def build(settings: SegmentationSettings | None = None, bus: EventBus | None = None) -> ServiceRuntime:
@@ -26,7 +44,13 @@ def build(settings: SegmentationSettings | None = None, bus: EventBus | None = N
     )
     runtime.include_router(routes.router)
     runtime.include_router(routes.operations)
+    runtime.include_router(segment_routes.router)
+    runtime.include_router(value_routes.router)
+    feature_service.on_refreshed(_score)
+    feature_service.on_refreshed(_segments)
     consumers.register(runtime.consumer)
+    runtime.add_background(segment_service.scheduler(runtime.uow))
+    runtime.add_background(lambda: value_service.scheduled(runtime.uow))
     runtime.subscribe()
     return runtime
 

@@ -18,6 +18,7 @@ CONTRACT_MODULES = (
     "shared.contracts.interactions",
     "shared.contracts.loyalty",
     "shared.contracts.segmentation",
+    "shared.contracts.segmentation_value",
 )
 
 _HEADERS = {

@@ -1,0 +1,606 @@
+"""Segment use cases: define (with backfill), preview, upload static lists, and keep membership current.
+
+Batch evaluation of a segment is two statements inside the database, whatever the number of
+customers: ``INSERT INTO segment_members SELECT … WHERE <rule> AND NOT EXISTS (member)`` and
+``DELETE FROM segment_members WHERE segment_id = :id AND NOT EXISTS (customer matching <rule>)``,
+both ``RETURNING`` the customers that changed, which become history rows and `SegmentEntered` /
+`SegmentExited` events in the same transaction (outbox). Real-time evaluation (`reevaluate`) asks
+one SELECT per dependency level for all segments at once, restricted to the affected customers.
+Segments referring to other segments are evaluated after them (topological order).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable, Coroutine, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import delete, exists, false, func, literal, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.segmentation.segments import compile as compiler
+from services.segmentation.segments import rules
+from services.segmentation.segments.models import Segment, SegmentHistory
+from services.segmentation.segments.schemas import (
+    CustomerSegmentOut,
+    CustomerSegments,
+    MemberOut,
+    MemberPage,
+    MembershipResult,
+    MembersUpload,
+    PreviewIn,
+    PreviewOut,
+    SegmentIn,
+    SegmentOut,
+)
+from shared.contracts.segmentation import SegmentEntered, SegmentExited
+from shared.db import UTCDateTime, insert_rows
+from shared.errors import Conflict, DomainError, FieldError, InvalidInput, NotFound
+from shared.logging import get_logger
+from shared.uow import UnitOfWork
+
+log = get_logger(__name__)
+
+FEATURES = compiler.FEATURES
+MEMBERS = compiler.MEMBERS
+HISTORY = SegmentHistory.__table__
+SAMPLE = 20
+CHUNK = 5_000
+COLUMNS_PER_QUERY = 50
+
+
+class InvalidRule(DomainError):
+    """422 naming every faulty path of a rule (`body.rule.all.1.purchases.within_days`)."""
+
+    status = 422
+    slug = "invalid-input"
+    title = "Invalid input"
+
+    def __init__(self, errors: Sequence[tuple[str, str]]) -> None:
+        super().__init__(
+            "; ".join(f"{p}: {m}" for p, m in errors[:5]), errors=[FieldError(p, m) for p, m in errors]
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class MembershipChange:
+    segment_id: str
+    segment_name: str
+    customer_id: str
+    change: str  # entered | exited
+    at: datetime
+
+
+# ---- definitions ------------------------------------------------------------------------------
+
+
+def raw_refs(definition: Any) -> list[str]:
+    """Segment ids a stored definition refers to (`in_segment`), without re-validating it."""
+    out: list[str] = []
+    if isinstance(definition, dict):
+        for key, value in definition.items():
+            if key == "in_segment" and isinstance(value, str):
+                out.append(value)
+            else:
+                out.extend(raw_refs(value))
+    elif isinstance(definition, list):
+        for item in definition:
+            out.extend(raw_refs(item))
+    return out
+
+
+def evaluation_order(segments: Iterable[Segment]) -> list[list[Segment]]:
+    """Rule segments in levels: each level refers only to static segments or earlier levels."""
+    pending = {s.id: s for s in segments if s.kind == "rule"}
+    levels: list[list[Segment]] = []
+    done: set[str] = set()
+    while pending:
+        level = [
+            s
+            for s in pending.values()
+            if all(ref in done or ref not in pending for ref in raw_refs(s.definition))
+        ]
+        if not level:  # a cycle slipped in (should be impossible): evaluate the rest anyway
+            log.warning("segment_cycle", segments=sorted(pending))
+            level = list(pending.values())
+        level.sort(key=lambda s: s.id)
+        levels.append(level)
+        for s in level:
+            done.add(s.id)
+            del pending[s.id]
+    return levels
+
+
+def dependents(segments: Sequence[Segment], changed: set[str]) -> list[Segment]:
+    """Rule segments that refer (directly or not) to `changed`, in evaluation order."""
+    affected = set(changed)
+    grew = True
+    while grew:
+        grew = False
+        for s in segments:
+            if s.id not in affected and s.kind == "rule" and affected & set(raw_refs(s.definition)):
+                affected.add(s.id)
+                grew = True
+    order = [s for level in evaluation_order(segments) for s in level]
+    return [s for s in order if s.id in affected and s.id not in changed]
+
+
+async def _all_segments(session: AsyncSession) -> list[Segment]:
+    return list(await session.scalars(select(Segment).order_by(Segment.created_at, Segment.id)))
+
+
+def _parse(raw: Any, path: str, segments: Sequence[Segment], self_id: str | None = None) -> rules.Rule:
+    ids = {s.id for s in segments}
+    try:
+        rule = rules.parse(raw, path, segment_exists=ids.__contains__)
+    except rules.RuleErrors as exc:
+        raise InvalidRule(exc.errors) from exc
+    if self_id is not None:
+        by_id = {s.id: s for s in segments}
+        found = rules.find_cycle(
+            self_id,
+            rules.references(rule),
+            lambda sid: raw_refs(by_id[sid].definition) if sid in by_id and sid != self_id else [],
+        )
+        if found is not None:
+            ref, trail = found
+            raise InvalidRule([(ref.path, "refers back to this segment: " + " → ".join(trail))])
+    return rule
+
+
+def _dialect(session: AsyncSession) -> str:
+    return session.bind.dialect.name if session.bind is not None else "sqlite"
+
+
+def _insert(session: AsyncSession) -> Any:
+    return postgresql.insert if _dialect(session) == "postgresql" else sqlite.insert
+
+
+def _out(segment: Segment, member_count: int | None = None) -> SegmentOut:
+    return SegmentOut(
+        id=segment.id,
+        name=segment.name,
+        description=segment.description,
+        kind=segment.kind,
+        rule=segment.definition,
+        time_relative=segment.time_relative,
+        version=segment.version,
+        member_count=member_count,
+        created_at=segment.created_at,
+        updated_at=segment.updated_at,
+        evaluated_at=segment.evaluated_at,
+    )
+
+
+# ---- recording changes ----------------------------------------------------------------------------
+
+
+async def _record(
+    uow: UnitOfWork,
+    segment: Segment,
+    entered: Sequence[str],
+    exited: Sequence[str],
+    at: datetime,
+    cause: str,
+) -> list[MembershipChange]:
+    """History rows and outbox events for changes already applied to `segment_members`."""
+    changes = [MembershipChange(segment.id, segment.name, c, "entered", at) for c in entered] + [
+        MembershipChange(segment.id, segment.name, c, "exited", at) for c in exited
+    ]
+    for start in range(0, len(changes), CHUNK):
+        chunk = changes[start : start + CHUNK]
+        await insert_rows(
+            uow.session,
+            HISTORY,  # type: ignore[arg-type]
+            [
+                {
+                    "segment_id": c.segment_id,
+                    "customer_id": c.customer_id,
+                    "change": c.change,
+                    "cause": cause,
+                    "at": at,
+                }
+                for c in chunk
+            ],
+        )
+        await uow.publish_many(
+            [
+                (SegmentEntered if c.change == "entered" else SegmentExited)(
+                    segment_id=c.segment_id,
+                    segment_name=c.segment_name,
+                    customer_id=c.customer_id,
+                    at=at,
+                    cause=cause,
+                )
+                for c in chunk
+            ]
+        )
+    return changes
+
+
+async def apply_rule(
+    uow: UnitOfWork, segment: Segment, rule: rules.Rule, *, cause: str, now: datetime | None = None
+) -> tuple[int, int]:
+    """Bring one rule segment's members in line with its rule: one INSERT … SELECT and one DELETE."""
+    session = uow.session
+    now = now or datetime.now(UTC)
+    dialect = _dialect(session)
+    predicate = compiler.predicate(rule, now=now, dialect=dialect)
+    not_member = ~exists().where(
+        MEMBERS.c.segment_id == segment.id, MEMBERS.c.customer_id == FEATURES.c.customer_id
+    )
+    source = select(FEATURES.c.customer_id, literal(segment.id), literal(now, UTCDateTime())).where(
+        FEATURES.c.erased == false(), predicate, not_member
+    )
+    insert = (
+        _insert(session)(MEMBERS)
+        .from_select(["customer_id", "segment_id", "since"], source)
+        .on_conflict_do_nothing()
+        .returning(MEMBERS.c.customer_id)
+    )
+    entered = list((await session.execute(insert)).scalars())
+    still = exists().where(
+        FEATURES.c.customer_id == MEMBERS.c.customer_id, FEATURES.c.erased == false(), predicate
+    )
+    removal = (
+        delete(MEMBERS).where(MEMBERS.c.segment_id == segment.id, ~still).returning(MEMBERS.c.customer_id)
+    )
+    exited = list((await session.execute(removal)).scalars())
+    segment.evaluated_at = now
+    await _record(uow, segment, sorted(entered), sorted(exited), now, cause)
+    return len(entered), len(exited)
+
+
+async def _reapply(uow: UnitOfWork, targets: Sequence[Segment], *, cause: str, now: datetime) -> None:
+    for segment in targets:
+        await apply_rule(uow, segment, rules.parse(segment.definition), cause=cause, now=now)
+
+
+# ---- use cases (HTTP) -----------------------------------------------------------------------------
+
+
+async def preview(uow: UnitOfWork, body: PreviewIn) -> PreviewOut:
+    async with uow:
+        segments = await _all_segments(uow.session)
+        rule = _parse(body.rule, "body.rule", segments)
+        matching = compiler.matching(rule, now=datetime.now(UTC), dialect=_dialect(uow.session)).subquery()
+        count = await uow.session.scalar(select(func.count()).select_from(matching))
+        sample = await uow.session.scalars(
+            select(matching.c.customer_id).order_by(matching.c.customer_id).limit(SAMPLE)
+        )
+        return PreviewOut(
+            count=int(count or 0), sample=list(sample), time_relative=rules.is_time_relative(rule)
+        )
+
+
+def _check_kind(body: SegmentIn, segments: Sequence[Segment], self_id: str | None) -> rules.Rule | None:
+    if body.kind == "static":
+        if body.rule is not None:
+            raise InvalidInput("body.rule", "a static segment has no rule: upload its members instead")
+        return None
+    if body.rule is None:
+        raise InvalidInput("body.rule", "required for a rule segment")
+    return _parse(body.rule, "body.rule", segments, self_id)
+
+
+async def _name_taken(session: AsyncSession, name: str, other_than: str | None) -> None:
+    query = select(Segment.id).where(Segment.name == name)
+    if other_than is not None:
+        query = query.where(Segment.id != other_than)
+    if await session.scalar(query) is not None:
+        raise Conflict(f"a segment named {name!r} exists already", field="body.name")
+
+
+async def create(uow: UnitOfWork, body: SegmentIn) -> MembershipResult:
+    async with uow:
+        session = uow.session
+        segments = await _all_segments(session)
+        rule = _check_kind(body, segments, None)
+        await _name_taken(session, body.name, None)
+        now = datetime.now(UTC)
+        segment = Segment(
+            id=str(uuid.uuid4()),
+            name=body.name,
+            description=body.description,
+            kind=body.kind,
+            definition=body.rule,
+            time_relative=rule is not None and rules.is_time_relative(rule),
+            version=1,
+            created_at=now,
+            updated_at=now,
+        )
+        session.add(segment)
+        try:
+            await session.flush()
+        except IntegrityError as exc:
+            raise Conflict(f"a segment named {body.name!r} exists already", field="body.name") from exc
+        entered = exited = 0
+        if rule is not None:
+            entered, exited = await apply_rule(uow, segment, rule, cause="backfill", now=now)
+        await uow.commit()
+        return MembershipResult(segment=_out(segment), entered=entered, exited=exited)
+
+
+async def _get(session: AsyncSession, segment_id: str, *, lock: bool = False) -> Segment:
+    segment = await session.get(Segment, segment_id, with_for_update=lock)
+    if segment is None:
+        raise NotFound(f"no segment {segment_id}", segment_id=segment_id)
+    return segment
+
+
+async def replace(uow: UnitOfWork, segment_id: str, body: SegmentIn) -> MembershipResult:
+    async with uow:
+        session = uow.session
+        segment = await _get(session, segment_id, lock=True)
+        if body.kind != segment.kind:
+            raise InvalidInput("body.kind", f"a segment's kind cannot change (it is {segment.kind})")
+        segments = await _all_segments(session)
+        rule = _check_kind(body, segments, segment_id)
+        await _name_taken(session, body.name, segment_id)
+        now = datetime.now(UTC)
+        segment.name = body.name
+        segment.description = body.description
+        segment.definition = body.rule
+        segment.time_relative = rule is not None and rules.is_time_relative(rule)
+        segment.version += 1
+        segment.updated_at = now
+        await session.flush()
+        entered = exited = 0
+        if rule is not None:
+            entered, exited = await apply_rule(uow, segment, rule, cause="backfill", now=now)
+            await _reapply(uow, dependents(segments, {segment.id}), cause="backfill", now=now)
+        await uow.commit()
+        return MembershipResult(segment=_out(segment), entered=entered, exited=exited)
+
+
+async def _count(session: AsyncSession, segment_id: str) -> int:
+    return int(await session.scalar(select(func.count()).where(MEMBERS.c.segment_id == segment_id)) or 0)
+
+
+async def read(uow: UnitOfWork, segment_id: str) -> SegmentOut:
+    async with uow:
+        segment = await _get(uow.session, segment_id)
+        return _out(segment, await _count(uow.session, segment_id))
+
+
+async def list_segments(uow: UnitOfWork) -> list[SegmentOut]:
+    async with uow:
+        return [_out(s) for s in await _all_segments(uow.session)]
+
+
+async def members(uow: UnitOfWork, segment_id: str, cursor: str | None, limit: int) -> MemberPage:
+    async with uow:
+        await _get(uow.session, segment_id)
+        query = select(MEMBERS.c.customer_id, MEMBERS.c.since).where(MEMBERS.c.segment_id == segment_id)
+        if cursor:
+            query = query.where(MEMBERS.c.customer_id > cursor)
+        rows = list(await uow.session.execute(query.order_by(MEMBERS.c.customer_id).limit(limit + 1)))
+        more = len(rows) > limit
+        items = [MemberOut(customer_id=c, since=s) for c, s in rows[:limit]]
+        return MemberPage(items=items, next_cursor=items[-1].customer_id if more else None)
+
+
+async def customer_segments(uow: UnitOfWork, customer_id: str) -> CustomerSegments:
+    async with uow:
+        rows = await uow.session.execute(
+            select(Segment.id, Segment.name, Segment.kind, MEMBERS.c.since)
+            .join(MEMBERS, MEMBERS.c.segment_id == Segment.id)
+            .where(MEMBERS.c.customer_id == customer_id)
+            .order_by(Segment.name)
+        )
+        return CustomerSegments(
+            customer_id=customer_id,
+            items=[CustomerSegmentOut(segment_id=i, name=n, kind=k, since=s) for i, n, k, s in rows],
+        )
+
+
+async def remove(uow: UnitOfWork, segment_id: str) -> None:
+    """Delete a segment no other segment refers to; every member exits (events, history)."""
+    async with uow:
+        session = uow.session
+        segment = await _get(session, segment_id, lock=True)
+        users = [s for s in await _all_segments(session) if segment_id in raw_refs(s.definition)]
+        if users:
+            names = ", ".join(f"{s.name} ({s.id})" for s in users)
+            raise Conflict(f"segment is referred to by: {names}", referenced_by=[s.id for s in users])
+        now = datetime.now(UTC)
+        gone = await session.execute(
+            delete(MEMBERS).where(MEMBERS.c.segment_id == segment_id).returning(MEMBERS.c.customer_id)
+        )
+        await _record(uow, segment, [], sorted(gone.scalars()), now, "deletion")
+        await session.delete(segment)
+        await uow.commit()
+
+
+async def upload(uow: UnitOfWork, segment_id: str, body: MembersUpload) -> MembershipResult:
+    """Add customers to a static segment (or, with `replace`, make them its whole membership)."""
+    async with uow:
+        session = uow.session
+        segment = await _get(session, segment_id, lock=True)
+        if segment.kind != "static":
+            raise Conflict("a rule segment's members follow its rule; only static segments take uploads")
+        wanted = list(dict.fromkeys(body.customer_ids))
+        known: set[str] = set()
+        for start in range(0, len(wanted), CHUNK):
+            chunk = wanted[start : start + CHUNK]
+            known.update(
+                await session.scalars(
+                    select(FEATURES.c.customer_id).where(
+                        FEATURES.c.customer_id.in_(chunk), FEATURES.c.erased == false()
+                    )
+                )
+            )
+        bad = [i for i, c in enumerate(body.customer_ids) if c not in known]
+        if bad:
+            raise InvalidRule(
+                [
+                    (f"body.customer_ids.{i}", f"unknown or erased customer {body.customer_ids[i]!r}")
+                    for i in bad[:20]
+                ]
+            )
+        now = datetime.now(UTC)
+        current = set(
+            await session.scalars(select(MEMBERS.c.customer_id).where(MEMBERS.c.segment_id == segment_id))
+        )
+        entered = [c for c in wanted if c not in current]
+        exited = sorted(current - set(wanted)) if body.replace else []
+        if entered:
+            await insert_rows(
+                session,
+                MEMBERS,
+                [{"segment_id": segment_id, "customer_id": c, "since": now} for c in entered],
+            )
+        for start in range(0, len(exited), CHUNK):
+            await session.execute(
+                delete(MEMBERS).where(
+                    MEMBERS.c.segment_id == segment_id,
+                    MEMBERS.c.customer_id.in_(exited[start : start + CHUNK]),
+                )
+            )
+        await _record(uow, segment, entered, exited, now, "upload")
+        segment.updated_at = now
+        if entered or exited:
+            await _reapply(
+                uow, dependents(await _all_segments(session), {segment_id}), cause="upload", now=now
+            )
+        await uow.commit()
+        return MembershipResult(segment=_out(segment), entered=len(entered), exited=len(exited))
+
+
+# ---- real time -------------------------------------------------------------------------------------
+
+
+async def reevaluate(
+    session: AsyncSession, uow: UnitOfWork, customer_ids: Sequence[str], *, now: datetime | None = None
+) -> list[MembershipChange]:
+    """Re-evaluate every rule segment for these customers (after their features were refreshed, in
+    the caller's transaction) and publish the entries and exits. Erased customers leave every
+    segment, static ones included. Does not commit."""
+    ids = sorted(set(customer_ids))
+    if not ids:
+        return []
+    now = now or datetime.now(UTC)
+    dialect = _dialect(session)
+    segments = await _all_segments(session)
+    by_id = {s.id: s for s in segments}
+    current: dict[str, set[str]] = {}
+    for segment_id, customer_id in await session.execute(
+        select(MEMBERS.c.segment_id, MEMBERS.c.customer_id).where(MEMBERS.c.customer_id.in_(ids))
+    ):
+        current.setdefault(segment_id, set()).add(customer_id)
+    erased = set(
+        await session.scalars(
+            select(FEATURES.c.customer_id).where(
+                FEATURES.c.customer_id.in_(ids), FEATURES.c.erased != false()
+            )
+        )
+    )
+    changes: list[MembershipChange] = []
+    if erased:
+        for segment_id, held in current.items():
+            gone = sorted(held & erased)
+            if gone and segment_id in by_id and by_id[segment_id].kind == "static":
+                changes += await _apply_small(session, uow, by_id[segment_id], [], gone, now, "erasure")
+    live = [c for c in ids if c not in erased]
+    for level in evaluation_order(segments):
+        for start in range(0, len(level), COLUMNS_PER_QUERY):
+            batch = level[start : start + COLUMNS_PER_QUERY]
+            columns = [
+                compiler.predicate(rules.parse(s.definition), now=now, dialect=dialect, restrict=ids).label(
+                    f"s{i}"
+                )
+                for i, s in enumerate(batch)
+            ]
+            matched: dict[str, set[str]] = {s.id: set() for s in batch}
+            if live:
+                rows = await session.execute(
+                    select(FEATURES.c.customer_id, *columns).where(
+                        FEATURES.c.customer_id.in_(live), FEATURES.c.erased == false()
+                    )
+                )
+                for row in rows:
+                    for i, s in enumerate(batch):
+                        if row[i + 1]:
+                            matched[s.id].add(row[0])
+            for s in batch:
+                held = current.get(s.id, set())
+                entered = sorted(matched[s.id] - held)
+                exited = sorted(held - matched[s.id])
+                if entered or exited:
+                    cause = "erasure" if exited and not entered and set(exited) <= erased else "event"
+                    changes += await _apply_small(session, uow, s, entered, exited, now, cause)
+    return changes
+
+
+async def _apply_small(
+    session: AsyncSession,
+    uow: UnitOfWork,
+    segment: Segment,
+    entered: list[str],
+    exited: list[str],
+    now: datetime,
+    cause: str,
+) -> list[MembershipChange]:
+    if entered:
+        inserted = await session.execute(
+            _insert(session)(MEMBERS)
+            .values([{"segment_id": segment.id, "customer_id": c, "since": now} for c in entered])
+            .on_conflict_do_nothing()
+            .returning(MEMBERS.c.customer_id)
+        )
+        entered = sorted(inserted.scalars())
+    if exited:
+        removed = await session.execute(
+            delete(MEMBERS)
+            .where(MEMBERS.c.segment_id == segment.id, MEMBERS.c.customer_id.in_(exited))
+            .returning(MEMBERS.c.customer_id)
+        )
+        exited = sorted(removed.scalars())
+    return await _record(uow, segment, entered, exited, now, cause)
+
+
+# ---- the scheduled pass --------------------------------------------------------------------------
+
+
+async def reevaluate_time_relative(uow_factory: Callable[[], UnitOfWork]) -> int:
+    """Re-run every time-relative rule segment (and those referring to them), one transaction each.
+    Returns how many segments were evaluated."""
+    uow = uow_factory()
+    async with uow:
+        segments = await _all_segments(uow.session)
+    timed = {s.id for s in segments if s.kind == "rule" and s.time_relative}
+    order = [s for level in evaluation_order(segments) for s in level]
+    targets = [s.id for s in order if s.id in timed] + [s.id for s in dependents(segments, timed)]
+    done = 0
+    for segment_id in dict.fromkeys(targets):
+        uow = uow_factory()
+        async with uow:
+            segment = await uow.session.get(Segment, segment_id, with_for_update=True)
+            if segment is None or segment.kind != "rule":
+                continue
+            await apply_rule(uow, segment, rules.parse(segment.definition), cause="schedule")
+            await uow.commit()
+            done += 1
+    return done
+
+
+def scheduler(
+    uow_factory: Callable[[], UnitOfWork], interval_seconds: float = 3600.0
+) -> Callable[[], Coroutine[Any, Any, None]]:
+    """A background job for `runtime.add_background`: the time-relative pass every interval."""
+
+    async def job() -> None:
+        while True:
+            await asyncio.sleep(interval_seconds)
+            try:
+                count = await reevaluate_time_relative(uow_factory)
+                log.info("segments_reevaluated", segments=count)
+            except Exception:  # keep the loop alive; the next pass retries
+                log.exception("segments_reevaluation_failed")
+
+    return job

@@ -1,0 +1,103 @@
+"""Customer lifetime value: historic and predicted.
+
+- Historic CLV = `net_spend_minor` (spend minus refunds, in the customer's main currency).
+- Predicted CLV = expected discounted spend over the next 12 months (`clv_horizon_months`, monthly
+  discount 1 %): BG/NBD (`lifetimes.BetaGeoFitter`) for the number of future purchases and
+  Gamma-Gamma (`lifetimes.GammaGammaFitter`) for their value, combined by lifetimes'
+  `customer_lifetime_value`. Time unit: days. Per customer: frequency = purchases − 1 (repeat
+  purchases), recency = days from the first to the last purchase, T = days since the first purchase,
+  monetary = average order value (net spend / purchases) in major units (minor / 100).
+- The fit (scheduled pass, in a thread) uses customers with purchases (at most `clv_fit_sample`, drawn
+  at random); Gamma-Gamma uses repeat customers with a positive monetary value. Fewer than
+  `clv_min_repeat_customers` repeat customers, or a fit that fails: no model, and tiers fall back to
+  historic CLV. The parameters are stored (`clv_models`) and applied per customer in the real-time path.
+- Validated in the unit tests on the CDNOW sample shipped with lifetimes against the documented
+  parameters (BG/NBD r≈0.243, α≈4.414, a≈0.793, b≈2.426; Gamma-Gamma p≈6.25, q≈3.74, v≈15.45).
+- Known limit: the population mixes currencies (each customer in their main one); one fit serves all.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from lifetimes import BetaGeoFitter, GammaGammaFitter
+
+BGNBD = ("r", "alpha", "a", "b")
+GAMMA_GAMMA = ("p", "q", "v")
+
+
+@dataclass(frozen=True, slots=True)
+class Rfmt:
+    """The BG/NBD inputs of a set of customers, as aligned arrays."""
+
+    frequency: np.ndarray[Any, Any]
+    recency: np.ndarray[Any, Any]
+    T: np.ndarray[Any, Any]
+    monetary: np.ndarray[Any, Any]
+
+
+def fit(data: Rfmt, *, min_repeat: int = 20, sample: int = 200_000, seed: int = 7) -> dict[str, float] | None:
+    """Fit BG/NBD and Gamma-Gamma; None when there is too little data or the fit fails."""
+    n = len(data.frequency)
+    if n > sample:
+        idx = np.random.default_rng(seed).choice(n, size=sample, replace=False)
+        data = Rfmt(data.frequency[idx], data.recency[idx], data.T[idx], data.monetary[idx])
+    repeat = (data.frequency > 0) & (data.monetary > 0)
+    if int(repeat.sum()) < min_repeat:
+        return None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            bgf = BetaGeoFitter(penalizer_coef=0.0)
+            bgf.fit(data.frequency, data.recency, data.T)
+            ggf = GammaGammaFitter(penalizer_coef=0.0)
+            ggf.fit(data.frequency[repeat], data.monetary[repeat])
+    except Exception:
+        return None
+    params = {k: float(bgf.params_[k]) for k in BGNBD} | {k: float(ggf.params_[k]) for k in GAMMA_GAMMA}
+    if not all(np.isfinite(v) and v > 0 for v in params.values()):
+        return None
+    return params
+
+
+def _fitters(params: dict[str, float]) -> tuple[BetaGeoFitter, GammaGammaFitter]:
+    bgf = BetaGeoFitter()
+    bgf.params_ = pd.Series({k: params[k] for k in BGNBD})
+    bgf.predict = bgf.conditional_expected_number_of_purchases_up_to_time  # what `fit` would set
+    ggf = GammaGammaFitter()
+    ggf.params_ = pd.Series({k: params[k] for k in GAMMA_GAMMA})
+    return bgf, ggf
+
+
+def predict(
+    params: dict[str, float], data: Rfmt, *, months: int = 12, monthly_discount: float = 0.01
+) -> np.ndarray[Any, Any]:
+    """Predicted CLV per customer, in the monetary unit of `data.monetary`."""
+    if len(data.frequency) == 0:
+        return np.zeros(0)
+    bgf, ggf = _fitters(params)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        clv = ggf.customer_lifetime_value(
+            bgf,
+            pd.Series(data.frequency),
+            pd.Series(data.recency),
+            pd.Series(data.T),
+            pd.Series(data.monetary),
+            time=months,
+            discount_rate=monthly_discount,
+            freq="D",
+        )
+    values = np.asarray(clv, dtype=float)
+    return np.where(np.isfinite(values), np.maximum(values, 0.0), 0.0)
+
+
+def expected_purchases(params: dict[str, float], days: float, data: Rfmt) -> np.ndarray[Any, Any]:
+    bgf, _ = _fitters(params)
+    return np.asarray(
+        bgf.conditional_expected_number_of_purchases_up_to_time(days, data.frequency, data.recency, data.T)
+    )

@@ -1,0 +1,144 @@
+"""Abandonment risk: an explainable 0–100 score, its level, and active vs lapsed.
+
+Each component gives points (its weight × a severity in [0, 1]); the score is their sum (≤ 100) and
+`risk_reasons` keeps every component's points, so the score is explained by what made it.
+
+| component            | weight | severity                                                              |
+|----------------------|--------|-----------------------------------------------------------------------|
+| recency              | 35     | days since last purchase against the customer's own rhythm (mean       |
+|                      |        | inter-purchase days, or 90 for a single purchase): 0 up to 1× the      |
+|                      |        | rhythm, rising linearly to 1 at 3×                                     |
+| falling_frequency    | 15     | 1 − purchases in the last 180 days / purchases in the 180 days before  |
+| falling_spend        | 10     | the same on spend in the customer's main currency                      |
+| unanswered_complaints| 20     | unanswered complaints / 2 (capped at 1)                                |
+| sla_breaches         | 10     | complaint SLA breaches / 3 (capped at 1)                               |
+| low_satisfaction     | 10     | 1 if the last NPS is a detractor or the last CSAT ≤ 2; 0.5 if CSAT = 3 |
+
+Levels: high from 60, medium from 30, low below (settings `risk_high`, `risk_medium`). Crossing into
+high while in the top or high value tier publishes `CustomerAtRisk` (only on the crossing).
+
+Active vs lapsed: a customer with purchases is lapsed when the days since the last purchase exceed
+max(3 × own rhythm, 180) (settings `lapse_multiple`, `lapse_min_days`); otherwise active. A prospect
+(no purchase) is neither.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Float, Integer, and_, case, cast, func, or_, select
+from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.selectable import Subquery
+
+from services.segmentation.models import CustomerFeatures as F
+from services.segmentation.models import PurchaseFact as P
+from services.segmentation.value.config import ValueSettings
+from services.segmentation.value.sqltime import at, clamp01, days_between
+
+WEIGHTS = {
+    "recency": 35,
+    "falling_frequency": 15,
+    "falling_spend": 10,
+    "unanswered_complaints": 20,
+    "sla_breaches": 10,
+    "low_satisfaction": 10,
+}
+EXPLANATIONS = {
+    "recency": "days since the last purchase are long against the customer's own rhythm",
+    "falling_frequency": "fewer purchases in the recent window than in the one before",
+    "falling_spend": "less spend in the recent window than in the one before",
+    "unanswered_complaints": "complaints still unanswered",
+    "sla_breaches": "complaints handled past their service-level deadline",
+    "low_satisfaction": "last NPS a detractor or last CSAT low",
+}
+
+
+def windows(now: datetime, settings: ValueSettings, ids: list[str] | None) -> Subquery:
+    """Per customer: purchases and main-currency spend in the recent window and the one before."""
+    w = timedelta(days=settings.trend_window_days)
+    recent_from, prior_from = at(now - w), at(now - 2 * w)
+    is_recent = P.occurred_at >= recent_from
+    is_prior = and_(P.occurred_at >= prior_from, P.occurred_at < recent_from)
+    same_currency = P.currency == F.currency
+    stmt = (
+        select(
+            P.customer_id.label("customer_id"),
+            func.sum(case((is_recent, 1), else_=0)).label("recent_n"),
+            func.sum(case((is_prior, 1), else_=0)).label("prior_n"),
+            func.sum(case((and_(is_recent, same_currency), P.total_minor), else_=0)).label("recent_m"),
+            func.sum(case((and_(is_prior, same_currency), P.total_minor), else_=0)).label("prior_m"),
+        )
+        .join(F, F.customer_id == P.customer_id)
+        .where(P.occurred_at >= prior_from)
+        .group_by(P.customer_id)
+    )
+    if ids is not None:
+        stmt = stmt.where(P.customer_id.in_(ids))
+    return stmt.subquery("windows")
+
+
+def rhythm(settings: ValueSettings) -> ColumnElement[float]:
+    mean = F.mean_interpurchase_days
+    return case((mean.is_(None), settings.default_interval_days), (mean < 1, 1.0), else_=cast(mean, Float))
+
+
+def components(
+    win: Subquery, now: datetime, dialect: str, settings: ValueSettings
+) -> dict[str, ColumnElement[Any]]:
+    """Each component's points as an integer SQL expression."""
+    since = days_between(at(now), F.last_purchase_at, dialect)
+    recency = case((F.purchase_count > 0, clamp01((since / rhythm(settings) - 1.0) / 2.0)), else_=0.0)
+    recent_n = func.coalesce(win.c.recent_n, 0)
+    prior_n = func.coalesce(win.c.prior_n, 0)
+    recent_m = func.coalesce(win.c.recent_m, 0)
+    prior_m = func.coalesce(win.c.prior_m, 0)
+    frequency = case((prior_n > 0, clamp01(1.0 - cast(recent_n, Float) / cast(prior_n, Float))), else_=0.0)
+    spend = case((prior_m > 0, clamp01(1.0 - cast(recent_m, Float) / cast(prior_m, Float))), else_=0.0)
+    unanswered = clamp01(cast(F.unanswered_complaints, Float) / 2.0)
+    breaches = clamp01(cast(F.sla_breaches, Float) / 3.0)
+    satisfaction = case(
+        (or_(F.nps_category == "detractor", F.last_csat <= 2), 1.0), (F.last_csat == 3, 0.5), else_=0.0
+    )
+    severities = {
+        "recency": recency,
+        "falling_frequency": frequency,
+        "falling_spend": spend,
+        "unanswered_complaints": unanswered,
+        "sla_breaches": breaches,
+        "low_satisfaction": satisfaction,
+    }
+    return {
+        name: cast(func.round(WEIGHTS[name] * severity), Integer) for name, severity in severities.items()
+    }
+
+
+def total(points: dict[str, ColumnElement[Any]]) -> ColumnElement[Any]:
+    out: ColumnElement[Any] = points["recency"]
+    for name in list(WEIGHTS)[1:]:
+        out = out + points[name]
+    return case((out > 100, 100), else_=out)
+
+
+def level(score: ColumnElement[Any], settings: ValueSettings) -> ColumnElement[Any]:
+    return case((score >= settings.risk_high, "high"), (score >= settings.risk_medium, "medium"), else_="low")
+
+
+def reasons_json(points: dict[str, ColumnElement[Any]], dialect: str) -> ColumnElement[Any]:
+    args: list[Any] = []
+    for name, expr in points.items():
+        args += [name, expr]
+    builder = func.json_build_object if dialect == "postgresql" else func.json_object
+    return builder(*args)
+
+
+def active(now: datetime, dialect: str, settings: ValueSettings) -> ColumnElement[bool]:
+    since = days_between(at(now), F.last_purchase_at, dialect)
+    limit = settings.lapse_multiple * rhythm(settings)
+    limit = case((limit < settings.lapse_min_days, settings.lapse_min_days), else_=limit)
+    return and_(F.purchase_count > 0, since <= limit)
+
+
+def reasons_list(reasons: dict[str, int]) -> list[tuple[str, int]]:
+    """The components that contributed, largest first."""
+    return sorted(((k, int(v)) for k, v in reasons.items() if v), key=lambda kv: (-kv[1], kv[0]))
