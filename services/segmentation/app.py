@@ -6,6 +6,7 @@ from pathlib import Path
 
 from services.segmentation import consumers, routes
 from services.segmentation import service as feature_service
+from services.segmentation.analytics import routes as analytics_routes
 from services.segmentation.models import MESSAGING, metadata
 from services.segmentation.segments import models as _segment_models  # noqa: F401 (tables)
 from services.segmentation.segments import routes as segment_routes
@@ -46,6 +47,7 @@ def build(settings: SegmentationSettings | None = None, bus: EventBus | None = N
     runtime.include_router(routes.operations)
     runtime.include_router(segment_routes.router)
     runtime.include_router(value_routes.router)
+    runtime.include_router(analytics_routes.router)
     feature_service.on_refreshed(_score)
     feature_service.on_refreshed(_segments)
     consumers.register(runtime.consumer)

@@ -46,6 +46,7 @@ from shared.uow import UnitOfWork
 
 Hook = Callable[[UnitOfWork, list[str]], Awaitable[None]]
 _HOOKS: list[Hook] = []
+HOOK_BATCH = 5_000
 FACT_TABLES: tuple[Any, ...] = (PurchaseFact, RefundFact, ContactFact, ComplaintFact, SurveyFact)
 
 
@@ -274,7 +275,8 @@ async def recompute(uow: UnitOfWork) -> int:
     async with uow:
         count = await feature_store.recompute_all(uow.session)
         ids = list(await uow.session.scalars(select(CustomerFeatures.customer_id)))
-        for hook in _HOOKS:
-            await hook(uow, ids)
+        for start in range(0, len(ids), HOOK_BATCH):  # bounded IN lists (PostgreSQL: ≤ 32,767 parameters)
+            for hook in _HOOKS:
+                await hook(uow, ids[start : start + HOOK_BATCH])
         await uow.commit()
     return count
