@@ -70,13 +70,22 @@ class OutboxRelay:
             self._stopping = False
             self._task = asyncio.create_task(self._run(), name=f"outbox-relay-{self.name}")
 
-    async def stop(self) -> None:
+    async def stop(self, grace: float = 5.0) -> None:
+        """Stop after the batch in flight: a batch published but not yet deleted from the outbox would
+        be published again by the next relay (harmless — consumers deduplicate — but avoidable). Cancelled
+        if it takes longer than `grace` seconds."""
         self._stopping = True
         self._wake.set()
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            try:
+                await asyncio.wait_for(asyncio.shield(self._task), timeout=grace)
+            except TimeoutError:
+                self._task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._task
+            except asyncio.CancelledError:
+                self._task.cancel()
+                raise
             self._task = None
 
     async def backlog(self) -> int:
