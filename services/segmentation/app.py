@@ -48,7 +48,7 @@ def build(settings: SegmentationSettings | None = None, bus: EventBus | None = N
     runtime.include_router(segment_routes.router)
     runtime.include_router(value_routes.router)
     runtime.include_router(analytics_routes.router)
-    feature_service.on_refreshed(_score)
+    feature_service.on_refreshed(_score, after_contacts=False)  # value and risk ignore contacts
     feature_service.on_refreshed(_segments)
     consumers.register(runtime.consumer)
     runtime.add_background(segment_service.scheduler(runtime.uow))

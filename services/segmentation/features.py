@@ -370,3 +370,19 @@ async def add_purchase(
     row.updated_at = datetime.now(UTC)
     await session.flush()
     return True
+
+
+async def add_contact(session: AsyncSession, customer_id: str, occurred_at: datetime, channel: str) -> bool:
+    """The features after one more contact, updated in place: exactly what `refresh` computes (count,
+    last contact, channels). False, changing nothing, for a customer with no features row yet."""
+    row = await session.get(CustomerFeatures, customer_id, with_for_update=True)
+    if row is None:
+        return False
+    row.contact_count += 1
+    row.last_contact_at = _max(_aware(row.last_contact_at), _aware(occurred_at))
+    if channel not in (row.channels or []):
+        names = sorted({*(row.channels or []), channel})
+        row.channels, row.channel_count, row.multichannel = names, len(names), len(names) >= 2
+    row.updated_at = datetime.now(UTC)
+    await session.flush()
+    return True

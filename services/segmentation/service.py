@@ -50,10 +50,17 @@ HOOK_BATCH = 5_000
 FACT_TABLES: tuple[Any, ...] = (PurchaseFact, RefundFact, ContactFact, ComplaintFact, SurveyFact)
 
 
-def on_refreshed(hook: Hook) -> None:
-    """Run `hook(uow, customer_ids)` after the features of those customers were recomputed."""
+_CONTACT_HOOKS: list[Hook] = []
+
+
+def on_refreshed(hook: Hook, *, after_contacts: bool = True) -> None:
+    """Run `hook(uow, customer_ids)` after the features of those customers were recomputed; with
+    `after_contacts=False`, not after a contact (which changes only the contact features: count,
+    last contact, channels)."""
     if hook not in _HOOKS:
         _HOOKS.append(hook)
+    if after_contacts and hook not in _CONTACT_HOOKS:
+        _CONTACT_HOOKS.append(hook)
 
 
 def _insert(session: AsyncSession) -> Any:
@@ -140,8 +147,13 @@ async def on_interaction_recorded(uow: UnitOfWork, event: InteractionRecorded) -
         "direction": event.direction,
         "occurred_at": event.occurred_at,
     }
-    if await _fact(uow, ContactFact, values):
-        await refreshed(uow, [await current_id(uow.session, event.customer_id)])
+    if not await _fact(uow, ContactFact, values):
+        return
+    customer = await current_id(uow.session, event.customer_id)
+    if not await feature_store.add_contact(uow.session, customer, event.occurred_at, event.channel):
+        await feature_store.refresh(uow.session, [customer])
+    for hook in _CONTACT_HOOKS:
+        await hook(uow, [customer])
 
 
 async def _complaint(
