@@ -23,8 +23,9 @@ def alembic_config(url: str, script_location: Path) -> Config:
     return config
 
 
-async def upgrade(url: str, script_location: Path, revision: str = "head") -> None:
-    """Bring a service's database to `revision`. Safe to call at every start-up."""
+async def upgrade(url: str, script_location: Path, revision: str = "heads") -> None:
+    """Bring a service's database to `revision` (every head by default: features developed side by side
+    may add migrations on separate branches until a merge revision joins them). Safe at every start-up."""
     if url.startswith("sqlite"):
         from shared.db import create_engine
 

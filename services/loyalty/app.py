@@ -25,6 +25,7 @@ def build(settings: LoyaltySettings | None = None, bus: EventBus | None = None) 
         description="Points ledger, earning, rewards, tiers.",
     )
     runtime.include_router(routes.router)
+    runtime.include_router(routes.customers)
     consumers.register(runtime.consumer)
     runtime.subscribe()
     return runtime

@@ -1,8 +1,14 @@
-"""Loyalty's domain rules, free of I/O: how many points a purchase earns, and balanced postings."""
+"""Loyalty's domain rules, free of I/O: points for an amount, balanced postings, expiry dates, the
+errors that say which rule refused a movement."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from shared.errors import Conflict, DomainError
 
 # ISO 4217 currencies whose minor unit is not 1/100 (the rest have two decimals).
 _MINOR_UNIT_EXPONENT = {
@@ -31,6 +37,9 @@ _MINOR_UNIT_EXPONENT = {
     "OMR": 3,
     "TND": 3,
 }
+
+EXPIRY_POLICIES = ("never", "after_days", "end_of_month", "end_of_year", "inactivity")
+NEGATIVE_POLICIES = ("never", "within_limit")
 
 
 def minor_units_per_major(currency: str) -> int:
@@ -65,3 +74,62 @@ def balanced(postings: list[Posting]) -> list[Posting]:
     if sum(p.amount for p in postings) != 0:
         raise UnbalancedTransaction(f"postings sum to {sum(p.amount for p in postings)}, not 0")
     return postings
+
+
+def clawback_due(earned: int, purchase_total_minor: int, refunded_total_minor: int, clawed: int) -> int:
+    """Points still to take back after refunds totalling `refunded_total_minor` of a purchase that
+    earned `earned`: proportional and cumulative, so partial refunds adding up to the whole purchase
+    take back exactly what it earned (never more, whatever the rounding of each part)."""
+    if purchase_total_minor <= 0 or earned <= 0:
+        return 0
+    refunded = min(max(refunded_total_minor, 0), purchase_total_minor)
+    target = earned * refunded // purchase_total_minor
+    return max(target - clawed, 0)
+
+
+def expiry_date(policy: str, period: int | None, earned_at: datetime, timezone: str) -> datetime | None:
+    """When points earned at `earned_at` expire under a program's policy (None: never, or only on
+    inactivity). Month and year ends are the program's local midnight, returned as an aware datetime.
+
+    - after_days: `period` days after earning;
+    - end_of_month: the end of the month `period` months after the month of earning (0: this month);
+    - end_of_year: the end of the calendar year `period` years after the year of earning."""
+    if policy in ("never", "inactivity"):
+        return None
+    if policy == "after_days":
+        return earned_at + timedelta(days=period or 0)
+    zone = ZoneInfo(timezone)
+    local = earned_at.astimezone(zone)
+    if policy == "end_of_month":
+        months = local.year * 12 + (local.month - 1) + (period or 0) + 1  # the month after the last one
+        year, month = divmod(months, 12)
+        return datetime(year, month + 1, 1, tzinfo=zone)
+    if policy == "end_of_year":
+        return datetime(local.year + (period or 0) + 1, 1, 1, tzinfo=zone)
+    raise ValueError(f"unknown expiry policy {policy!r}")
+
+
+class InsufficientPoints(Conflict):
+    """A movement would take an account below what the program allows."""
+
+    slug = "insufficient-points"
+    title = "Not enough points"
+
+    def __init__(self, *, available: int, requested: int, rule: str = "balance") -> None:
+        super().__init__(
+            f"{requested} points requested but only {available} available",
+            available=available,
+            requested=requested,
+            rule=rule,
+        )
+
+
+class LoyaltyRuleRefused(DomainError):
+    """A program rule refused the request; `rule` names it (e.g. `reward.blackout`)."""
+
+    status = 422
+    slug = "loyalty-rule"
+    title = "Refused by a program rule"
+
+    def __init__(self, rule: str, detail: str, **extensions: Any) -> None:
+        super().__init__(detail, rule=rule, **extensions)

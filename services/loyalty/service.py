@@ -1,73 +1,259 @@
-"""Loyalty's use cases."""
+"""Loyalty's use cases driven by events: purchases earn, refunds claw back, merges move memberships.
+
+Each handler runs inside the consumer's transaction (the caller commits) and is idempotent: every
+ledger transaction has a unique `reference` derived from the event (the purchase id, the refund id),
+so a redelivered event finds its transaction and does nothing."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from services.loyalty.domain import Posting, base_points
-from services.loyalty.repository import ISSUED_ACCOUNT_ID, LedgerRepository, member_account_id
-from services.loyalty.schemas import BalanceOut, LedgerLineOut
-from shared.contracts.interactions import PurchaseRecorded
-from shared.contracts.loyalty import PointsEarned
-from shared.errors import NotFound
+from sqlalchemy import select, update
+
+from services.loyalty import earning, ledger, programs
+from services.loyalty.domain import Posting, clawback_due
+from services.loyalty.models import LedgerTransaction, Lot, Member, Program
+from shared.contracts.identity import CustomerMerged
+from shared.contracts.interactions import PurchaseRecorded, PurchaseRefunded
+from shared.contracts.loyalty import MemberEnrolled, PointsDeducted, PointsEarned
 from shared.uow import UnitOfWork
 
 
-async def earn_for_purchase(uow: UnitOfWork, purchase: PurchaseRecorded) -> int:
-    """Credit the purchase's points, once per purchase id however often the event arrives.
+def purchase_reference(program_id: str, purchase_id: str) -> str:
+    return f"purchase:{program_id}:{purchase_id}"
 
-    Runs inside the consumer's transaction (the caller commits)."""
-    reference = f"purchase:{purchase.purchase_id}"
-    repo = LedgerRepository(uow.session)
-    if await repo.transaction_for(reference) is not None:
-        return 0
-    points = base_points(purchase.total_minor, purchase.currency)
-    if points <= 0:
-        return 0
-    member = member_account_id(purchase.customer_id)
-    await repo.ensure_account(member, "member", purchase.customer_id, "points")
-    await repo.ensure_account(ISSUED_ACCOUNT_ID, "program", "default", "issued")
-    transaction_id = await repo.post(
-        kind="earn",
-        reference=reference,
+
+def purchase_facts(purchase: PurchaseRecorded) -> earning.PurchaseFacts:
+    return earning.PurchaseFacts(
+        purchase_id=purchase.purchase_id,
         customer_id=purchase.customer_id,
-        postings=[Posting(member, points), Posting(ISSUED_ACCOUNT_ID, -points)],
+        occurred_at=purchase.occurred_at,
+        currency=purchase.currency.upper(),
+        total_minor=purchase.total_minor,
+        channel=purchase.channel,
+        lines=tuple(
+            earning.PurchaseLineFacts(line.sku, line.category, line.quantity, line.unit_price_minor)
+            for line in purchase.lines
+        ),
     )
-    account = await repo.account(member)
-    assert account is not None
-    await uow.session.refresh(account)
-    await uow.publish(
-        PointsEarned(
-            customer_id=purchase.customer_id,
-            transaction_id=transaction_id,
-            points=points,
-            reason="purchase",
-            reference=purchase.purchase_id,
-            balance_after=account.balance,
-            occurred_at=datetime.now(UTC),
+
+
+async def programs_for(uow: UnitOfWork, customer_id: str) -> list[tuple[Program, Member | None]]:
+    """The programs a customer's purchase earns in: every active program they belong to, plus those
+    that enrol buyers automatically."""
+    session = uow.session
+    await programs.ensure_default_program(session)
+    rows = (
+        await session.execute(
+            select(Program, Member)
+            .outerjoin(Member, (Member.program_id == Program.id) & (Member.customer_id == customer_id))
+            .where(Program.status == "active")
+            .order_by(Program.id)
         )
-    )
-    return points
-
-
-async def balance(uow: UnitOfWork, customer_id: str) -> BalanceOut:
-    async with uow:
-        account = await LedgerRepository(uow.session).account(member_account_id(customer_id))
-    if account is None:
-        raise NotFound(f"customer {customer_id} has no points account", customer_id=customer_id)
-    return BalanceOut(customer_id=customer_id, points=account.balance)
-
-
-async def history(uow: UnitOfWork, customer_id: str, limit: int) -> list[LedgerLineOut]:
-    async with uow:
-        rows = await LedgerRepository(uow.session).history(member_account_id(customer_id), limit=limit)
+    ).all()
     return [
-        LedgerLineOut(
-            transaction_id=tx.id,
-            kind=tx.kind,
-            reference=tx.reference,
-            points=amount,
-            created_at=tx.created_at,
-        )
-        for tx, amount in rows
+        (program, member)
+        for program, member in rows
+        if member is not None or bool((program.settings or {}).get("auto_enrol"))
     ]
+
+
+async def enrol_and_announce(
+    uow: UnitOfWork, program: Program, customer_id: str, *, referred_by: Member | None = None
+) -> tuple[Member, bool]:
+    member, created = await programs.enrol(uow.session, program, customer_id, referred_by=referred_by)
+    if created:
+        await uow.publish(
+            MemberEnrolled(
+                customer_id=customer_id,
+                program_id=program.id,
+                member_id=member.id,
+                card_number=member.card_number,
+                referred_by_customer_id=referred_by.customer_id if referred_by else None,
+                enrolled_at=member.enrolled_at,
+            )
+        )
+    return member, created
+
+
+async def earn_for_purchase(uow: UnitOfWork, purchase: PurchaseRecorded) -> int:
+    """Credit the purchase's points in each program, once per purchase id however often the event
+    arrives. Failed payments earn nothing. Returns the points credited (all programs)."""
+    if purchase.payment_status == "failed":
+        return 0
+    if purchase.total_minor < 0:
+        raise ValueError("a purchase total cannot be negative")
+    session = uow.session
+    total = 0
+    for program, member in await programs_for(uow, purchase.customer_id):
+        reference = purchase_reference(program.id, purchase.purchase_id)
+        if await ledger.transaction_for(session, reference) is not None:
+            continue
+        if member is None:
+            member, _ = await enrol_and_announce(uow, program, purchase.customer_id)
+        if member.status != "active":
+            continue
+        outcome = await earning.evaluate(session, program, member, purchase_facts(purchase))
+        if outcome.points <= 0 and outcome.qualifying <= 0:
+            continue
+        now = datetime.now(UTC)
+        posted = await ledger.earn(
+            session,
+            program,
+            member,
+            outcome.points,
+            qualifying=outcome.qualifying,
+            reference=reference,
+            reason="purchase",
+            details={"purchase_id": purchase.purchase_id, **outcome.details()},
+            now=now,
+        )
+        total += outcome.points
+        if outcome.points > 0:
+            pending = program.pending_days > 0
+            await uow.publish(
+                PointsEarned(
+                    customer_id=purchase.customer_id,
+                    program_id=program.id,
+                    transaction_id=posted.id,
+                    points=outcome.points,
+                    qualifying=outcome.qualifying,
+                    pending=pending,
+                    reason="purchase",
+                    reference=purchase.purchase_id,
+                    balance_after=(await ledger.balances(session, member.id))["available"],
+                    occurred_at=now,
+                )
+            )
+    return total
+
+
+async def claw_back_for_refund(uow: UnitOfWork, refund: PurchaseRefunded) -> int:
+    """Take back, in each program the purchase earned in, the points of the refunded share: pending
+    first, then available, then by the program's negative-balance policy. Cumulative over refunds, so
+    partial refunds adding up to the purchase take back exactly what it earned."""
+    session = uow.session
+    taken_total = 0
+    earned_rows = (
+        await session.execute(
+            select(LedgerTransaction).where(
+                LedgerTransaction.reference.like(f"purchase:%:{refund.purchase_id}"),
+                LedgerTransaction.kind == "earn",
+            )
+        )
+    ).scalars()
+    for earned in earned_rows:
+        program_id = earned.program_id or programs.DEFAULT_PROGRAM
+        reference = f"clawback:{program_id}:{refund.purchase_id}:{refund.refund_id}"
+        if await ledger.transaction_for(session, reference) is not None:
+            continue
+        program = await programs.get_program(session, program_id)
+        assert earned.member_id is not None
+        member = await programs.get_member(session, earned.member_id)
+        previous = (
+            await session.scalars(
+                select(LedgerTransaction).where(
+                    LedgerTransaction.reference.like(f"clawback:{program_id}:{refund.purchase_id}:%")
+                )
+            )
+        ).all()
+        clawed = sum(int(t.details.get("points", 0)) + int(t.details.get("uncollected", 0)) for t in previous)
+        points = int(earned.details.get("points", 0))
+        qualifying = int(earned.details.get("qualifying", 0))
+        due = clawback_due(points, refund.purchase_total_minor, refund.refunded_total_minor, clawed)
+        q_clawed = sum(int(t.details.get("qualifying_due", 0)) for t in previous)
+        q_due = clawback_due(qualifying, refund.purchase_total_minor, refund.refunded_total_minor, q_clawed)
+        if due <= 0 and q_due <= 0:
+            continue
+        lots = list((await session.scalars(select(Lot).where(Lot.transaction_id == earned.id))).all())
+        now = datetime.now(UTC)
+        posted, uncollected = await ledger.take_back(
+            session,
+            program,
+            member,
+            due,
+            source_lots=lots,
+            reference=reference,
+            kind="clawback",
+            to_account=ledger.program_account(program.id, "issued"),
+            qualifying=q_due,
+            reason="refund",
+            details={
+                "purchase_id": refund.purchase_id,
+                "refund_id": refund.refund_id,
+                "qualifying_due": q_due,
+            },
+            now=now,
+        )
+        if posted is None:
+            continue
+        taken = int(posted.transaction.details["points"])
+        taken_total += taken
+        if taken > 0:
+            await uow.publish(
+                PointsDeducted(
+                    customer_id=member.customer_id,
+                    program_id=program.id,
+                    transaction_id=posted.id,
+                    points=taken,
+                    reason="refund",
+                    reference=refund.refund_id,
+                    uncollected=uncollected,
+                    balance_after=(await ledger.balances(session, member.id))["available"],
+                    occurred_at=now,
+                )
+            )
+    return taken_total
+
+
+async def follow_merge(uow: UnitOfWork, merged: CustomerMerged) -> None:
+    """The absorbed customer's memberships follow the survivor. Where the survivor is not a member of
+    that program, the membership (card, lots, tier) simply changes hands. Where both are members, the
+    absorbed member's available points move to the survivor by a ledger transfer (lots keep their
+    expiry dates), pending lots and qualifying points move with them, and the absorbed membership is
+    closed. Idempotent: a closed or already re-pointed membership is skipped."""
+    session = uow.session
+    absorbed = (
+        await session.scalars(
+            select(Member).where(Member.customer_id == merged.merged_id, Member.status != "merged")
+        )
+    ).all()
+    for member in absorbed:
+        program = await programs.get_program(session, member.program_id)
+        survivor = await ledger.member_of(session, program.id, merged.customer_id)
+        if survivor is None:
+            member.customer_id = merged.customer_id
+            member.version += 1
+            continue
+        balances = await ledger.balances(session, member.id)
+        now = datetime.now(UTC)
+        if balances["available"] > 0:
+            await ledger.transfer(
+                session, program, member, survivor, balances["available"],
+                reference=f"merge:{member.id}:available", kind="merge", reason="customer merged", now=now,
+            )  # fmt: skip
+        moves = []
+        if balances["pending"] > 0:
+            moves += [
+                Posting(ledger.member_account(member.id, "pending"), -balances["pending"]),
+                Posting(ledger.member_account(survivor.id, "pending"), balances["pending"]),
+            ]
+        if balances["qualifying"] > 0:
+            moves += [
+                Posting(ledger.member_account(member.id, "qualifying"), -balances["qualifying"]),
+                Posting(ledger.member_account(survivor.id, "qualifying"), balances["qualifying"]),
+            ]
+        if moves:
+            await ledger.post(
+                session, program_id=program.id, kind="merge", postings=moves, member=member,
+                reference=f"merge:{member.id}:pending", reason="customer merged", now=now,
+            )  # fmt: skip
+            await session.execute(
+                update(Lot)
+                .where(Lot.member_id == member.id, Lot.status == "pending")
+                .values(member_id=survivor.id)
+            )
+        member.status = "merged"
+        member.card_status = "replaced"
+        member.version += 1
+    await session.flush()

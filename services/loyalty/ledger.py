@@ -1,0 +1,962 @@
+"""The points ledger: every movement of points, as balanced transactions over accounts, with lots.
+
+Every function here runs inside the caller's transaction and never commits. The member's
+`available` account row is the member's lock: each operation that takes or gives available points
+moves that row first (`UPDATE … WHERE balance + delta >= floor RETURNING balance`), so concurrent
+spends of one member are serialised by the database and can never overdraw it, and lot bookkeeping
+that follows happens under that lock. Accounts are always updated in id order (no deadlocks between
+two members' transfers).
+
+Account ids: `m:<member>:<kind>` (available, pending, reserved, qualifying — cached balances),
+`p:<program>:<kind>` (issued, redeemed, expired, qualifying_issued) and `x:<partner>:<kind>` (issued,
+redeemed) — balances derived from entries, never updated in place (they would be hot rows).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, case, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.loyalty.domain import (
+    InsufficientPoints,
+    LoyaltyRuleRefused,
+    Posting,
+    balanced,
+    expiry_date,
+)
+from services.loyalty.models import Account, LedgerEntry, LedgerTransaction, Lot, LotMovement, Member, Program
+from shared.db import insert_rows
+from shared.errors import Conflict, NotFound
+
+MEMBER_KINDS = ("available", "pending", "reserved", "qualifying")
+PROGRAM_KINDS = ("issued", "redeemed", "expired", "qualifying_issued")
+PARTNER_KINDS = ("issued", "redeemed")
+
+
+def member_account(member_id: str, kind: str = "available") -> str:
+    return f"m:{member_id}:{kind}"
+
+
+def program_account(program_id: str, kind: str) -> str:
+    return f"p:{program_id}:{kind}"
+
+
+def partner_account(partner_id: str, kind: str) -> str:
+    return f"x:{partner_id}:{kind}"
+
+
+def _cached(account_id: str) -> bool:
+    return account_id.startswith("m:")
+
+
+@dataclass(slots=True)
+class Posted:
+    """A transaction written, with the member balances it left behind (cached accounts it moved)."""
+
+    transaction: LedgerTransaction
+    balances: dict[str, int] = field(default_factory=dict)
+    lots: list[Lot] = field(default_factory=list)
+
+    @property
+    def id(self) -> str:
+        return self.transaction.id
+
+    def balance(self, member_id: str, kind: str = "available") -> int | None:
+        return self.balances.get(member_account(member_id, kind))
+
+
+def _insert(session: AsyncSession) -> Any:
+    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
+    return postgresql.insert if dialect == "postgresql" else sqlite.insert
+
+
+async def open_accounts(
+    session: AsyncSession, owner_kind: str, owner_id: str, kinds: Iterable[str], program_id: str | None
+) -> None:
+    """Create an owner's accounts (once; opening again does nothing)."""
+    prefix = {"member": "m", "program": "p", "partner": "x"}[owner_kind]
+    now = datetime.now(UTC)
+    rows = [
+        {
+            "id": f"{prefix}:{owner_id}:{kind}",
+            "program_id": program_id,
+            "owner_kind": owner_kind,
+            "owner_id": owner_id,
+            "kind": kind,
+            "balance": 0,
+            "cached": owner_kind == "member",
+            "created_at": now,
+        }
+        for kind in kinds
+    ]
+    await session.execute(_insert(session)(Account).values(rows).on_conflict_do_nothing())
+
+
+async def transaction_for(session: AsyncSession, reference: str) -> LedgerTransaction | None:
+    return await session.scalar(select(LedgerTransaction).where(LedgerTransaction.reference == reference))
+
+
+async def post(
+    session: AsyncSession,
+    *,
+    program_id: str,
+    kind: str,
+    postings: Sequence[Posting],
+    member: Member | None = None,
+    reference: str | None = None,
+    floors: dict[str, int] | None = None,
+    reason: str | None = None,
+    actor: str | None = None,
+    details: dict[str, Any] | None = None,
+    reverses_id: str | None = None,
+    now: datetime | None = None,
+) -> Posted:
+    """Write one balanced transaction. Cached (member) accounts move first, in id order, each refused
+    if it would end below its floor in `floors`; then the transaction and its entries are inserted."""
+    postings = [p for p in postings if p.amount != 0]
+    balanced(postings)
+    floors = floors or {}
+    transaction_id = str(uuid.uuid4())
+    balances: dict[str, int] = {}
+    deltas: dict[str, int] = {}
+    for p in postings:
+        deltas[p.account_id] = deltas.get(p.account_id, 0) + p.amount
+    for account_id in sorted(a for a in deltas if _cached(a)):
+        delta = deltas[account_id]
+        statement = update(Account).where(Account.id == account_id)
+        floor = floors.get(account_id)
+        if floor is not None and delta < 0:
+            statement = statement.where(Account.balance + delta >= floor)
+        new_balance = await session.scalar(
+            statement.values(balance=Account.balance + delta).returning(Account.balance)
+        )
+        if new_balance is None:
+            current = await session.scalar(select(Account.balance).where(Account.id == account_id))
+            if current is None:
+                raise NotFound(f"account {account_id} does not exist", account_id=account_id)
+            raise InsufficientPoints(available=current - (floor or 0), requested=-delta)
+        balances[account_id] = int(new_balance)
+    created_at = now or datetime.now(UTC)
+    transaction = LedgerTransaction(
+        id=transaction_id,
+        program_id=program_id,
+        kind=kind,
+        reference=reference or f"{kind}:{transaction_id}",
+        customer_id=member.customer_id if member is not None else None,
+        member_id=member.id if member is not None else None,
+        reason=reason,
+        actor=actor,
+        reverses_id=reverses_id,
+        details=details or {},
+        created_at=created_at,
+    )
+    session.add(transaction)
+    await session.flush()
+    await insert_rows(
+        session,
+        LedgerEntry.__table__,  # type: ignore[arg-type]
+        [
+            {"transaction_id": transaction_id, "account_id": p.account_id, "amount": p.amount, "line_no": i}
+            for i, p in enumerate(postings, start=1)
+        ],
+    )
+    return Posted(transaction, balances)
+
+
+# --- lots -------------------------------------------------------------------------------------------
+
+
+def _fifo() -> list[Any]:
+    # Oldest expiry first (never-expiring last), then oldest earned.
+    return [Lot.expires_at.is_(None), Lot.expires_at, Lot.earned_at, Lot.id]
+
+
+async def _movements(session: AsyncSession, transaction_id: str, moves: list[tuple[int, int]]) -> None:
+    if moves:
+        await insert_rows(
+            session,
+            LotMovement.__table__,  # type: ignore[arg-type]
+            [
+                {"lot_id": lot_id, "transaction_id": transaction_id, "amount": amount}
+                for lot_id, amount in moves
+            ],
+        )
+
+
+async def _consume(
+    session: AsyncSession, member_id: str, points: int, transaction_id: str, prefer: Sequence[int] = ()
+) -> list[tuple[Lot, int]]:
+    """Take `points` from the member's available lots: the lots in `prefer` first, then FIFO. Takes
+    what there is if the lots hold less (the balance then went negative, by policy)."""
+    if points <= 0:
+        return []
+    lots = list(
+        (
+            await session.scalars(
+                select(Lot)
+                .where(Lot.member_id == member_id, Lot.status == "available", Lot.remaining > 0)
+                .order_by(*_fifo())
+                .with_for_update()
+            )
+        ).all()
+    )
+    preferred = [lot for lot in lots if lot.id in prefer]
+    ordered = preferred + [lot for lot in lots if lot.id not in prefer]
+    taken: list[tuple[Lot, int]] = []
+    left = points
+    for lot in ordered:
+        if left == 0:
+            break
+        take = min(lot.remaining, left)
+        lot.remaining -= take
+        left -= take
+        taken.append((lot, take))
+    await session.flush()
+    await _movements(session, transaction_id, [(lot.id, -take) for lot, take in taken])
+    return taken
+
+
+def _credit_budget(balance_after: int, delta: int) -> int:
+    """How many of `delta` points credited to available go into lots: lots hold max(balance, 0), so
+    a member in debt first repays it."""
+    return max(balance_after, 0) - max(balance_after - delta, 0)
+
+
+async def _new_lot(
+    session: AsyncSession,
+    *,
+    member: Member,
+    transaction_id: str,
+    source: str,
+    points: int,
+    remaining: int,
+    status: str,
+    earned_at: datetime,
+    available_at: datetime,
+    expires_at: datetime | None,
+) -> Lot:
+    lot = Lot(
+        member_id=member.id,
+        program_id=member.program_id,
+        transaction_id=transaction_id,
+        source=source,
+        points=points,
+        remaining=remaining,
+        status=status,
+        earned_at=earned_at,
+        available_at=available_at,
+        expires_at=expires_at,
+    )
+    session.add(lot)
+    await session.flush()
+    await _movements(session, transaction_id, [(lot.id, remaining)])
+    return lot
+
+
+# --- operations -------------------------------------------------------------------------------------
+
+
+async def earn(
+    session: AsyncSession,
+    program: Program,
+    member: Member,
+    points: int,
+    *,
+    reference: str,
+    kind: str = "earn",
+    qualifying: int = 0,
+    pending_days: int | None = None,
+    partner_id: str | None = None,
+    reason: str | None = None,
+    actor: str | None = None,
+    details: dict[str, Any] | None = None,
+    now: datetime | None = None,
+) -> Posted:
+    """Credit `points` (held pending for the program's pending window unless `pending_days` says
+    otherwise) and `qualifying` tier points. The other side is the program's (or the accrual
+    partner's) issued account. One lot records the points with their expiry date."""
+    if points < 0 or qualifying < 0:
+        raise LoyaltyRuleRefused("points.positive", "points to earn must not be negative")
+    now = now or datetime.now(UTC)
+    hold = program.pending_days if pending_days is None else pending_days
+    target = "pending" if hold > 0 else "available"
+    issuer = partner_account(partner_id, "issued") if partner_id else program_account(program.id, "issued")
+    postings = [Posting(member_account(member.id, target), points), Posting(issuer, -points)]
+    if qualifying:
+        postings += [
+            Posting(member_account(member.id, "qualifying"), qualifying),
+            Posting(program_account(program.id, "qualifying_issued"), -qualifying),
+        ]
+    posted = await post(
+        session,
+        program_id=program.id,
+        kind=kind,
+        postings=postings,
+        member=member,
+        reference=reference,
+        reason=reason,
+        actor=actor,
+        details={"points": points, "qualifying": qualifying, **(details or {})},
+        now=now,
+    )
+    if points:
+        if target == "pending":
+            remaining = points
+        else:
+            remaining = _credit_budget(posted.balances[member_account(member.id)], points)
+        lot = await _new_lot(
+            session,
+            member=member,
+            transaction_id=posted.id,
+            source=reference,
+            points=points,
+            remaining=remaining,
+            status=target,
+            earned_at=now,
+            available_at=now + timedelta(days=hold) if hold > 0 else now,
+            expires_at=expiry_date(program.expiry_policy, program.expiry_period, now, program.timezone),
+        )
+        posted.lots.append(lot)
+    member.last_activity_at = now
+    return posted
+
+
+async def release_pending(
+    session: AsyncSession, program: Program, lot: Lot, now: datetime | None = None
+) -> Posted | None:
+    """Pending points whose hold has passed become spendable (pending → available)."""
+    now = now or datetime.now(UTC)
+    member = await session.get(Member, lot.member_id)
+    assert member is not None
+    points = lot.remaining
+    if points <= 0:
+        lot.status = "cancelled"
+        await session.flush()
+        return None
+    posted = await post(
+        session,
+        program_id=program.id,
+        kind="release",
+        postings=[
+            Posting(member_account(member.id, "pending"), -points),
+            Posting(member_account(member.id, "available"), points),
+        ],
+        member=member,
+        reference=f"release:{lot.id}",
+        details={"lot_id": lot.id, "points": points},
+        now=now,
+    )
+    budget = _credit_budget(posted.balances[member_account(member.id)], points)
+    lot.status = "available"
+    lot.remaining = budget
+    await session.flush()
+    await _movements(session, posted.id, [(lot.id, budget - points)] if budget != points else [])
+    return posted
+
+
+async def spend(
+    session: AsyncSession,
+    program: Program,
+    member: Member,
+    points: int,
+    *,
+    reference: str,
+    kind: str = "redeem",
+    to_account: str | None = None,
+    reason: str | None = None,
+    actor: str | None = None,
+    details: dict[str, Any] | None = None,
+    now: datetime | None = None,
+) -> Posted:
+    """Take `points` from the available balance (never below zero), oldest-expiring lots first."""
+    if points <= 0:
+        raise LoyaltyRuleRefused("points.positive", "points to spend must be a positive whole number")
+    now = now or datetime.now(UTC)
+    available = member_account(member.id)
+    posted = await post(
+        session,
+        program_id=program.id,
+        kind=kind,
+        postings=[
+            Posting(available, -points),
+            Posting(to_account or program_account(program.id, "redeemed"), points),
+        ],
+        member=member,
+        reference=reference,
+        floors={available: 0},
+        reason=reason,
+        actor=actor,
+        details={"points": points, **(details or {})},
+        now=now,
+    )
+    await _consume(session, member.id, points, posted.id)
+    member.last_activity_at = now
+    return posted
+
+
+async def reserve(
+    session: AsyncSession,
+    program: Program,
+    member: Member,
+    points: int,
+    *,
+    reference: str,
+    now: datetime | None = None,
+) -> Posted:
+    """Hold points for a redemption (available → reserved); lots are consumed now, given back on cancel."""
+    if points <= 0:
+        raise LoyaltyRuleRefused("points.positive", "points to reserve must be a positive whole number")
+    available = member_account(member.id)
+    posted = await post(
+        session,
+        program_id=program.id,
+        kind="reserve",
+        postings=[Posting(available, -points), Posting(member_account(member.id, "reserved"), points)],
+        member=member,
+        reference=reference,
+        floors={available: 0},
+        details={"points": points},
+        now=now,
+    )
+    await _consume(session, member.id, points, posted.id)
+    return posted
+
+
+async def confirm_reservation(
+    session: AsyncSession,
+    program: Program,
+    member: Member,
+    reservation: LedgerTransaction,
+    *,
+    to_account: str | None = None,
+    now: datetime | None = None,
+) -> Posted:
+    """Reserved points are spent (reserved → redeemed)."""
+    points = int(reservation.details["points"])
+    reserved = member_account(member.id, "reserved")
+    posted = await post(
+        session,
+        program_id=program.id,
+        kind="redeem",
+        postings=[
+            Posting(reserved, -points),
+            Posting(to_account or program_account(program.id, "redeemed"), points),
+        ],
+        member=member,
+        reference=f"confirm:{reservation.id}",
+        floors={reserved: 0},
+        details={"points": points, "reservation_id": reservation.id},
+        now=now,
+    )
+    member.last_activity_at = now or datetime.now(UTC)
+    return posted
+
+
+async def cancel_reservation(
+    session: AsyncSession,
+    program: Program,
+    member: Member,
+    reservation: LedgerTransaction,
+    *,
+    reason: str = "cancelled",
+    now: datetime | None = None,
+) -> Posted:
+    """Reserved points go back (reserved → available), into the lots they came from."""
+    points = int(reservation.details["points"])
+    reserved = member_account(member.id, "reserved")
+    posted = await post(
+        session,
+        program_id=program.id,
+        kind="release_reservation",
+        postings=[Posting(reserved, -points), Posting(member_account(member.id), points)],
+        member=member,
+        reference=f"cancel:{reservation.id}",
+        floors={reserved: 0},
+        reason=reason,
+        details={"points": points, "reservation_id": reservation.id},
+        now=now,
+    )
+    budget = _credit_budget(posted.balances[member_account(member.id)], points)
+    await _restore(session, member, reservation.id, posted.id, budget, now=now)
+    return posted
+
+
+async def _restore(
+    session: AsyncSession,
+    member: Member,
+    from_transaction_id: str,
+    transaction_id: str,
+    points: int,
+    *,
+    now: datetime | None,
+) -> None:
+    """Give `points` back to the lots transaction `from_transaction_id` took them from (newest-taken
+    first); a lot that expired meanwhile is reopened and the next expiry pass expires it."""
+    if points <= 0:
+        return
+    taken = (
+        await session.execute(
+            select(LotMovement.lot_id, func.sum(LotMovement.amount))
+            .where(LotMovement.transaction_id == from_transaction_id, LotMovement.amount < 0)
+            .group_by(LotMovement.lot_id)
+        )
+    ).all()
+    moves: list[tuple[int, int]] = []
+    left = points
+    for lot_id, amount in sorted(taken, key=lambda row: -row[0]):
+        if left == 0:
+            break
+        lot = await session.get(Lot, lot_id, with_for_update=True)
+        assert lot is not None
+        give = min(-int(amount), left)
+        lot.remaining += give
+        if lot.status == "expired":
+            lot.status = "available"
+        moves.append((lot.id, give))
+        left -= give
+    await session.flush()
+    await _movements(session, transaction_id, moves)
+    if left:
+        when = now or datetime.now(UTC)
+        await _new_lot(
+            session,
+            member=member,
+            transaction_id=transaction_id,
+            source=f"restore:{from_transaction_id}",
+            points=left,
+            remaining=left,
+            status="available",
+            earned_at=when,
+            available_at=when,
+            expires_at=None,
+        )
+
+
+async def take_back(
+    session: AsyncSession,
+    program: Program,
+    member: Member,
+    points: int,
+    *,
+    source_lots: Sequence[Lot],
+    reference: str,
+    kind: str,
+    to_account: str,
+    qualifying: int = 0,
+    reason: str | None = None,
+    actor: str | None = None,
+    details: dict[str, Any] | None = None,
+    now: datetime | None = None,
+) -> tuple[Posted | None, int]:
+    """Take back up to `points` that `source_lots` earned (a refund, a reversal): pending points of
+    those lots first, then available points (those lots first, then FIFO), then — if the program's
+    negative-balance policy allows — a negative balance down to its limit. Returns the posting (None
+    if nothing moved) and the points that could not be collected."""
+    now = now or datetime.now(UTC)
+    pending_lots = [lot for lot in source_lots if lot.status == "pending" and lot.remaining > 0]
+    from_pending = 0
+    for lot in pending_lots:
+        from_pending += min(lot.remaining, points - from_pending)
+    rest = points - from_pending
+    available_id = member_account(member.id)
+    current = int(await session.scalar(select(Account.balance).where(Account.id == available_id)) or 0)
+    floor = -program.negative_limit if program.negative_policy == "within_limit" else 0
+    from_available = max(min(rest, current - floor), 0)
+    uncollected = rest - from_available
+    qualifying_now = int(
+        await session.scalar(
+            select(Account.balance).where(Account.id == member_account(member.id, "qualifying"))
+        )
+        or 0
+    )
+    qualifying = max(min(qualifying, qualifying_now), 0)
+    total = from_pending + from_available
+    if total == 0 and qualifying == 0:
+        return None, uncollected
+    postings = [
+        Posting(member_account(member.id, "pending"), -from_pending),
+        Posting(available_id, -from_available),
+        Posting(to_account, total),
+    ]
+    if qualifying:
+        postings += [
+            Posting(member_account(member.id, "qualifying"), -qualifying),
+            Posting(program_account(program.id, "qualifying_issued"), qualifying),
+        ]
+    posted = await post(
+        session,
+        program_id=program.id,
+        kind=kind,
+        postings=postings,
+        member=member,
+        reference=reference,
+        floors={available_id: floor},
+        reason=reason,
+        actor=actor,
+        details={
+            "points": total,
+            "from_pending": from_pending,
+            "from_available": from_available,
+            "uncollected": uncollected,
+            "qualifying": qualifying,
+            **(details or {}),
+        },
+        now=now,
+    )
+    left = from_pending
+    moves: list[tuple[int, int]] = []
+    for lot in pending_lots:
+        take = min(lot.remaining, left)
+        if take:
+            lot.remaining -= take
+            left -= take
+            moves.append((lot.id, -take))
+            if lot.remaining == 0:
+                lot.status = "cancelled"
+    await session.flush()
+    await _movements(session, posted.id, moves)
+    # Lots hold max(balance, 0): going negative empties them.
+    lot_points = min(from_available, max(current, 0))
+    await _consume(session, member.id, lot_points, posted.id, prefer=[lot.id for lot in source_lots])
+    return posted, uncollected
+
+
+async def adjust(
+    session: AsyncSession,
+    program: Program,
+    member: Member,
+    points: int,
+    *,
+    reason: str,
+    actor: str | None,
+    reference: str | None = None,
+    now: datetime | None = None,
+) -> Posted:
+    """A staff correction with a reason: positive credits a lot (expiring by policy), negative takes
+    points FIFO and may not overdraw."""
+    if points == 0:
+        raise LoyaltyRuleRefused("points.nonzero", "an adjustment must move at least one point")
+    if points > 0:
+        return await earn(
+            session, program, member, points, reference=reference or f"adjust:{uuid.uuid4()}",
+            kind="adjust", pending_days=0, reason=reason, actor=actor, now=now,
+        )  # fmt: skip
+    return await spend(
+        session, program, member, -points, reference=reference or f"adjust:{uuid.uuid4()}", kind="adjust",
+        to_account=program_account(program.id, "issued"), reason=reason, actor=actor, now=now,
+    )  # fmt: skip
+
+
+async def transfer(
+    session: AsyncSession,
+    program: Program,
+    sender: Member,
+    receiver: Member,
+    points: int,
+    *,
+    reference: str,
+    kind: str = "transfer",
+    reason: str | None = None,
+    actor: str | None = None,
+    now: datetime | None = None,
+) -> Posted:
+    """Move available points from one member to another of the same program. The receiver's lots keep
+    the sender's expiry dates: a transfer never extends the points' life."""
+    if sender.id == receiver.id:
+        raise LoyaltyRuleRefused("transfer.self", "a member cannot transfer points to themselves")
+    if sender.program_id != receiver.program_id:
+        raise LoyaltyRuleRefused("transfer.program", "points move only between members of one program")
+    if points <= 0:
+        raise LoyaltyRuleRefused("points.positive", "points to transfer must be a positive whole number")
+    now = now or datetime.now(UTC)
+    source = member_account(sender.id)
+    posted = await post(
+        session,
+        program_id=program.id,
+        kind=kind,
+        postings=[Posting(source, -points), Posting(member_account(receiver.id), points)],
+        member=sender,
+        reference=reference,
+        floors={source: 0},
+        reason=reason,
+        actor=actor,
+        details={"points": points, "from_member": sender.id, "to_member": receiver.id},
+        now=now,
+    )
+    taken = await _consume(session, sender.id, points, posted.id)
+    budget = _credit_budget(posted.balances[member_account(receiver.id)], points)
+    for lot, amount in taken:
+        if budget <= 0:
+            break
+        give = min(amount, budget)
+        budget -= give
+        await _new_lot(
+            session, member=receiver, transaction_id=posted.id, source=f"transfer:{posted.id}", points=give,
+            remaining=give, status="available", earned_at=lot.earned_at, available_at=now,
+            expires_at=lot.expires_at,
+        )  # fmt: skip
+    sender.last_activity_at = now
+    receiver.last_activity_at = now
+    return posted
+
+
+async def expire_lots(
+    session: AsyncSession,
+    program: Program,
+    member: Member,
+    lots: Sequence[Lot],
+    *,
+    now: datetime,
+    reason: str,
+) -> Posted | None:
+    """Expire what remains of `lots` (available → the program's expired account)."""
+    points = sum(lot.remaining for lot in lots)
+    if points <= 0:
+        return None
+    available = member_account(member.id)
+    posted = await post(
+        session,
+        program_id=program.id,
+        kind="expire",
+        postings=[Posting(available, -points), Posting(program_account(program.id, "expired"), points)],
+        member=member,
+        reference=f"expire:{member.id}:{min(lot.id for lot in lots)}:{now.isoformat()}",
+        reason=reason,
+        details={"points": points, "lots": [lot.id for lot in lots]},
+        now=now,
+    )
+    moves = [(lot.id, -lot.remaining) for lot in lots if lot.remaining]
+    for lot in lots:
+        lot.remaining = 0
+        lot.status = "expired"
+    await session.flush()
+    await _movements(session, posted.id, moves)
+    return posted
+
+
+async def reverse(
+    session: AsyncSession,
+    program: Program,
+    transaction_id: str,
+    *,
+    reason: str,
+    actor: str | None,
+    now: datetime | None = None,
+) -> Posted:
+    """A correction: a new transaction with every entry of `transaction_id` negated. Points it gave are
+    taken back (from its own lots first; refused if already spent and the program does not allow a
+    negative balance); points it took are given back to the lots they came from."""
+    original = await session.get(LedgerTransaction, transaction_id)
+    if original is None:
+        raise NotFound(f"transaction {transaction_id} does not exist", transaction_id=transaction_id)
+    if original.reverses_id is not None:
+        raise LoyaltyRuleRefused(
+            "reverse.reversal", "a reversal cannot itself be reversed; post a new movement"
+        )
+    if original.kind == "reserve":
+        raise LoyaltyRuleRefused("reverse.reservation", "cancel the reservation instead of reversing it")
+    if original.kind == "transfer":
+        raise LoyaltyRuleRefused("reverse.transfer", "transfer the points back instead of reversing it")
+    already = await session.scalar(
+        select(LedgerTransaction.id).where(LedgerTransaction.reverses_id == transaction_id)
+    )
+    if already is not None:
+        raise Conflict(f"transaction {transaction_id} was already reversed by {already}", reversal_id=already)
+    member = await session.get(Member, original.member_id) if original.member_id else None
+    if member is None:
+        raise LoyaltyRuleRefused("reverse.member", "only a member's transactions can be reversed")
+    entries = (
+        await session.scalars(select(LedgerEntry).where(LedgerEntry.transaction_id == transaction_id))
+    ).all()
+    postings = [Posting(e.account_id, -e.amount) for e in entries]
+    available = member_account(member.id)
+    delta = sum(p.amount for p in postings if p.account_id == available)
+    floor = -program.negative_limit if program.negative_policy == "within_limit" else 0
+    pending_delta = sum(p.amount for p in postings if p.account_id == member_account(member.id, "pending"))
+    floors = {
+        available: floor,
+        member_account(member.id, "pending"): 0,
+        member_account(member.id, "reserved"): 0,
+    }
+    current = int(await session.scalar(select(Account.balance).where(Account.id == available)) or 0)
+    posted = await post(
+        session,
+        program_id=program.id,
+        kind="reversal",
+        postings=postings,
+        member=member,
+        reference=f"reverse:{transaction_id}",
+        floors=floors,
+        reason=reason,
+        actor=actor,
+        reverses_id=transaction_id,
+        details={"reversed_kind": original.kind, "points": -delta - pending_delta},
+        now=now,
+    )
+    own_lots = list((await session.scalars(select(Lot).where(Lot.transaction_id == transaction_id))).all())
+    if pending_delta < 0:
+        left = -pending_delta
+        moves = []
+        for lot in own_lots:
+            if lot.status == "pending" and left:
+                take = min(lot.remaining, left)
+                lot.remaining -= take
+                left -= take
+                moves.append((lot.id, -take))
+                if lot.remaining == 0:
+                    lot.status = "cancelled"
+        await session.flush()
+        await _movements(session, posted.id, moves)
+    if delta < 0:
+        await _consume(
+            session, member.id, min(-delta, max(current, 0)), posted.id, prefer=[lot.id for lot in own_lots]
+        )
+    elif delta > 0:
+        budget = _credit_budget(posted.balances[available], delta)
+        if original.kind == "expire":
+            # Reinstated points get a new life under the program's policy, not their old expiry.
+            when = now or datetime.now(UTC)
+            lot = await _new_lot(
+                session, member=member, transaction_id=posted.id, source=f"reinstate:{transaction_id}",
+                points=budget, remaining=budget, status="available", earned_at=when, available_at=when,
+                expires_at=expiry_date(program.expiry_policy, program.expiry_period, when, program.timezone),
+            )  # fmt: skip
+            posted.lots.append(lot)
+        else:
+            await _restore(session, member, transaction_id, posted.id, budget, now=now)
+    return posted
+
+
+# --- reading ----------------------------------------------------------------------------------------
+
+
+async def balances(session: AsyncSession, member_id: str) -> dict[str, int]:
+    rows = await session.execute(
+        select(Account.kind, Account.balance).where(
+            Account.owner_kind == "member", Account.owner_id == member_id
+        )
+    )
+    out = dict.fromkeys(MEMBER_KINDS, 0)
+    out.update({kind: int(balance) for kind, balance in rows})
+    return out
+
+
+async def derived_balance(session: AsyncSession, account_id: str) -> int:
+    return int(
+        await session.scalar(
+            select(func.coalesce(func.sum(LedgerEntry.amount), 0)).where(LedgerEntry.account_id == account_id)
+        )
+        or 0
+    )
+
+
+async def member_of(session: AsyncSession, program_id: str, customer_id: str) -> Member | None:
+    return await session.scalar(
+        select(Member).where(Member.program_id == program_id, Member.customer_id == customer_id)
+    )
+
+
+async def due_lots(session: AsyncSession, program: Program, now: datetime, *, limit: int) -> list[Lot]:
+    """Available lots with points left whose expiry has passed (or whose member has been inactive for
+    longer than the program allows)."""
+    condition = and_(Lot.program_id == program.id, Lot.status == "available", Lot.remaining > 0)
+    if program.expiry_policy == "inactivity" and program.expiry_period:
+        cutoff = now - timedelta(days=program.expiry_period)
+        inactive = select(Member.id).where(Member.program_id == program.id, Member.last_activity_at <= cutoff)
+        condition = and_(condition, or_(Lot.expires_at <= now, Lot.member_id.in_(inactive)))
+    else:
+        condition = and_(condition, Lot.expires_at <= now)
+    return list(
+        (
+            await session.scalars(select(Lot).where(condition).order_by(Lot.member_id, Lot.id).limit(limit))
+        ).all()
+    )
+
+
+async def due_pending(session: AsyncSession, program: Program, now: datetime, *, limit: int) -> list[Lot]:
+    return list(
+        (
+            await session.scalars(
+                select(Lot)
+                .where(Lot.program_id == program.id, Lot.status == "pending", Lot.available_at <= now)
+                .order_by(Lot.id)
+                .limit(limit)
+            )
+        ).all()
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class CheckReport:
+    accounts: int
+    transactions: int
+    drifted_accounts: list[tuple[str, int, int]]  # account, cached balance, sum of entries
+    unbalanced_transactions: list[tuple[str, int]]
+    lot_mismatches: list[tuple[str, int, int]]  # member, available balance, lots remaining
+    total: int  # sum of every entry: always 0
+
+    @property
+    def ok(self) -> bool:
+        return (
+            not (self.drifted_accounts or self.unbalanced_transactions or self.lot_mismatches)
+            and self.total == 0
+        )
+
+
+async def check(session: AsyncSession) -> CheckReport:
+    """Prove the books: every cached balance equals the sum of its entries, every transaction sums to
+    zero, all entries sum to zero, and every member's available lots hold max(available balance, 0)."""
+    sums = (
+        select(LedgerEntry.account_id, func.sum(LedgerEntry.amount).label("total"))
+        .group_by(LedgerEntry.account_id)
+        .subquery()
+    )
+    drift = (
+        await session.execute(
+            select(Account.id, Account.balance, func.coalesce(sums.c.total, 0))
+            .outerjoin(sums, sums.c.account_id == Account.id)
+            .where(Account.cached.is_(True), Account.balance != func.coalesce(sums.c.total, 0))
+        )
+    ).all()
+    unbalanced = (
+        await session.execute(
+            select(LedgerEntry.transaction_id, func.sum(LedgerEntry.amount))
+            .group_by(LedgerEntry.transaction_id)
+            .having(func.sum(LedgerEntry.amount) != 0)
+        )
+    ).all()
+    lots = (
+        select(Lot.member_id, func.sum(Lot.remaining).label("remaining"))
+        .where(Lot.status == "available")
+        .group_by(Lot.member_id)
+        .subquery()
+    )
+    mismatched = (
+        await session.execute(
+            select(Account.owner_id, Account.balance, func.coalesce(lots.c.remaining, 0))
+            .outerjoin(lots, lots.c.member_id == Account.owner_id)
+            .where(
+                Account.owner_kind == "member",
+                Account.kind == "available",
+                func.coalesce(lots.c.remaining, 0) != case((Account.balance > 0, Account.balance), else_=0),
+            )
+        )
+    ).all()
+    total = int(await session.scalar(select(func.coalesce(func.sum(LedgerEntry.amount), 0))) or 0)
+    accounts = int(await session.scalar(select(func.count()).select_from(Account)) or 0)
+    transactions = int(await session.scalar(select(func.count()).select_from(LedgerTransaction)) or 0)
+    return CheckReport(
+        accounts=accounts,
+        transactions=transactions,
+        drifted_accounts=[(a, int(b), int(t)) for a, b, t in drift],
+        unbalanced_transactions=[(t, int(s)) for t, s in unbalanced],
+        lot_mismatches=[(m, int(b), int(r)) for m, b, r in mismatched],
+        total=total,
+    )
