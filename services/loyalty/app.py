@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from services.loyalty import consumers, routes
+from services.loyalty import segments as _segments  # noqa: F401  (its table)
 from services.loyalty.models import MESSAGING, metadata
 from services.loyalty.settings import LoyaltySettings, load_settings
 from shared.messaging.bus import EventBus
