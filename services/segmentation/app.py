@@ -7,6 +7,8 @@ from pathlib import Path
 from services.segmentation import consumers, routes
 from services.segmentation import service as feature_service
 from services.segmentation.analytics import routes as analytics_routes
+from services.segmentation.insights import models as _insight_models  # noqa: F401 (tables)
+from services.segmentation.insights import routes as insight_routes
 from services.segmentation.models import MESSAGING, metadata
 from services.segmentation.segments import models as _segment_models  # noqa: F401 (tables)
 from services.segmentation.segments import routes as segment_routes
@@ -48,6 +50,8 @@ def build(settings: SegmentationSettings | None = None, bus: EventBus | None = N
     runtime.include_router(segment_routes.router)
     runtime.include_router(value_routes.router)
     runtime.include_router(analytics_routes.router)
+    runtime.include_router(insight_routes.clusters_router)
+    runtime.include_router(insight_routes.playbooks_router)
     feature_service.on_refreshed(_score, after_contacts=False)  # value and risk ignore contacts
     feature_service.on_refreshed(_segments)
     consumers.register(runtime.consumer)

@@ -1,10 +1,16 @@
-"""Events segmentation listens to: customers' lifecycle, purchases and refunds, contacts, complaints and
-surveys — each stored once as a fact, then the customer's features recomputed from them."""
+"""Events segmentation listens to: customers' lifecycle (registered, merged, unmerged, erased),
+purchases and refunds, contacts, complaints and surveys — each stored once as a fact, then the
+customer's features recomputed from them."""
 
 from __future__ import annotations
 
 from services.segmentation import service
-from shared.contracts.identity import CustomerErased, CustomerMerged, CustomerRegistered
+from shared.contracts.identity import (
+    CustomerErased,
+    CustomerMerged,
+    CustomerRegistered,
+    CustomerUnmerged,
+)
 from shared.contracts.interactions import (
     ComplaintOpened,
     ComplaintSlaBreached,
@@ -27,6 +33,10 @@ def register(consumer: EventConsumer) -> None:
     @consumer.on(CustomerMerged)
     async def customer_merged(uow: UnitOfWork, event: CustomerMerged, _envelope: CloudEvent) -> None:
         await service.on_customer_merged(uow, event)
+
+    @consumer.on(CustomerUnmerged)
+    async def customer_unmerged(uow: UnitOfWork, event: CustomerUnmerged, _envelope: CloudEvent) -> None:
+        await service.on_customer_unmerged(uow, event)
 
     @consumer.on(CustomerErased)
     async def customer_erased(uow: UnitOfWork, event: CustomerErased, _envelope: CloudEvent) -> None:

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import and_, case, delete, func, select
+from sqlalchemy import Float, and_, case, cast, delete, func, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -24,12 +24,13 @@ from services.segmentation.models import (
     CustomerSpend,
     PurchaseFact,
     RefundFact,
+    RegistrationFact,
     SurveyFact,
 )
 from shared.db import insert_rows
 
 BATCH = 2_000
-WRITE_BATCH = 1_000  # rows per INSERT … VALUES: 27 columns each, under asyncpg's 32,767 parameters
+WRITE_BATCH = 1_000  # rows per INSERT … VALUES: 29 columns each, under asyncpg's 32,767 parameters
 
 
 def nps_category(nps: int | None) -> str | None:
@@ -37,6 +38,24 @@ def nps_category(nps: int | None) -> str | None:
     if nps is None:
         return None
     return "promoter" if nps >= 9 else "passive" if nps >= 7 else "detractor"
+
+
+def satisfaction_score(csat: int | None, nps: int | None) -> float | None:
+    """A survey's satisfaction on a 0–10 scale: its NPS, or else its CSAT mapped 1→0 … 5→10."""
+    if nps is not None:
+        return float(nps)
+    if csat is not None:
+        return (csat - 1) * 2.5
+    return None
+
+
+def _satisfaction_sql() -> Any:
+    """`satisfaction_score` in SQL (NULL for a survey with neither score)."""
+    return case(
+        (SurveyFact.nps.is_not(None), cast(SurveyFact.nps, Float)),
+        (SurveyFact.csat.is_not(None), (cast(SurveyFact.csat, Float) - 1.0) * 2.5),
+        else_=None,
+    )
 
 
 def _only(statement: Any, column: Any, ids: Sequence[str] | None) -> Any:
@@ -61,7 +80,19 @@ async def _rows(session: AsyncSession, ids: Sequence[str] | None) -> dict[str, d
         )
     )
     for customer_id, registered_at, erased in known:
-        row(customer_id).update(registered_at=registered_at, erased=bool(erased))
+        row(customer_id).update(registered_at=_aware(registered_at), erased=bool(erased))
+    # The earliest registration merged into the customer (a row without one keeps its stored value).
+    registrations = await session.execute(
+        _only(
+            select(RegistrationFact.customer_id, func.min(RegistrationFact.registered_at)).group_by(
+                RegistrationFact.customer_id
+            ),
+            RegistrationFact.customer_id,
+            ids,
+        )
+    )
+    for customer_id, registered_at in registrations:
+        row(customer_id)["registered_at"] = _aware(registered_at)
 
     # Purchases per customer and currency: the main currency is the one spent most in.
     spend = await session.execute(
@@ -187,6 +218,39 @@ async def _rows(session: AsyncSession, ids: Sequence[str] | None) -> dict[str, d
         row(customer_id).update(
             last_survey_at=_aware(at), last_csat=csat, last_nps=nps, nps_category=nps_category(nps)
         )
+
+    # Satisfaction trend: the latest scored survey against the average of the earlier ones.
+    score = _satisfaction_sql()
+    scored = or_(SurveyFact.nps.is_not(None), SurveyFact.csat.is_not(None))
+    totals = (
+        _only(
+            select(
+                SurveyFact.customer_id,
+                func.count().label("n"),
+                func.sum(score).label("total"),
+                func.max(SurveyFact.answered_at).label("at"),
+            )
+            .where(scored)
+            .group_by(SurveyFact.customer_id),
+            SurveyFact.customer_id,
+            ids,
+        )
+    ).subquery()
+    latest_scored = await session.execute(
+        select(SurveyFact.customer_id, totals.c.n, totals.c.total, score)
+        .join(
+            totals,
+            and_(SurveyFact.customer_id == totals.c.customer_id, SurveyFact.answered_at == totals.c.at),
+        )
+        .where(scored)
+        .order_by(SurveyFact.customer_id, SurveyFact.survey_id)
+    )
+    for customer_id, n, total_score, last in latest_scored:  # ties: the last id is the latest
+        before = (float(total_score) - float(last)) / (int(n) - 1) if int(n) >= 2 else None
+        row(customer_id).update(
+            satisfaction_latest=round(float(last), 3),
+            satisfaction_before=None if before is None else round(before, 3),
+        )
     return out
 
 
@@ -218,6 +282,8 @@ def _empty(customer_id: str) -> dict[str, Any]:
         "last_nps": None,
         "nps_category": None,
         "last_survey_at": None,
+        "satisfaction_latest": None,
+        "satisfaction_before": None,
     }
 
 

@@ -1,9 +1,14 @@
-"""Segmentation's tables: per-customer features kept current from events, the purchase facts they are
-computed from, and the messaging tables."""
+"""Segmentation's tables: per-customer features kept current from events, the facts they are computed
+from, and the messaging tables.
+
+Every fact table has `customer_id` (whose fact it is today: it follows merges) and
+`origin_customer_id` (the customer it was recorded for), so an unmerge gives each customer back exactly
+the facts recorded for it."""
 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import JSON, BigInteger, Boolean, Float, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
@@ -15,6 +20,11 @@ metadata = new_metadata()
 MESSAGING = messaging_tables(metadata)
 
 
+def recorded_for(context: Any) -> Any:
+    """A fact inserted without an origin was recorded for the customer it is stored under."""
+    return context.get_current_parameters()["customer_id"]
+
+
 class Base(ServiceBase):
     __abstract__ = True
     metadata = metadata
@@ -24,7 +34,11 @@ class CustomerFeatures(Base):
     """What segmentation knows of one customer, derived from the facts below by `features.refresh`
     (always the same computation, whether one event arrived or everything is replayed). Amounts are in
     the customer's main `currency` (the one they spent most in); time-relative values (days since the
-    last purchase, tenure) are computed against "now" where they are used, never stored."""
+    last purchase, tenure) are computed against "now" where they are used, never stored.
+
+    `satisfaction_latest` is the customer's latest scored survey on a 0–10 scale (its NPS, or else its
+    CSAT mapped 1→0 … 5→10) and `satisfaction_before` the average of their earlier scored surveys on the
+    same scale (None with fewer than two): the falling-satisfaction risk compares the two."""
 
     __tablename__ = "customer_features"
 
@@ -54,6 +68,8 @@ class CustomerFeatures(Base):
     last_nps: Mapped[int | None] = mapped_column(Integer)
     nps_category: Mapped[str | None] = mapped_column(String(10))
     last_survey_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    satisfaction_latest: Mapped[float | None] = mapped_column(Float)
+    satisfaction_before: Mapped[float | None] = mapped_column(Float)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
@@ -76,6 +92,7 @@ class PurchaseFact(Base):
 
     purchase_id: Mapped[str] = mapped_column(String(36), primary_key=True)
     customer_id: Mapped[str] = mapped_column(String(36))
+    origin_customer_id: Mapped[str] = mapped_column(String(36), index=True, default=recorded_for)
     occurred_at: Mapped[datetime] = mapped_column(UTCDateTime())
     currency: Mapped[str] = mapped_column(String(3))
     total_minor: Mapped[int] = mapped_column(BigInteger)
@@ -91,6 +108,7 @@ class RefundFact(Base):
     refund_id: Mapped[str] = mapped_column(String(36), primary_key=True)
     purchase_id: Mapped[str] = mapped_column(String(36))
     customer_id: Mapped[str] = mapped_column(String(36))
+    origin_customer_id: Mapped[str] = mapped_column(String(36), index=True, default=recorded_for)
     occurred_at: Mapped[datetime] = mapped_column(UTCDateTime())
     currency: Mapped[str] = mapped_column(String(3))
     amount_minor: Mapped[int] = mapped_column(BigInteger)
@@ -104,6 +122,7 @@ class ContactFact(Base):
 
     interaction_id: Mapped[str] = mapped_column(String(36), primary_key=True)
     customer_id: Mapped[str] = mapped_column(String(36))
+    origin_customer_id: Mapped[str] = mapped_column(String(36), index=True, default=recorded_for)
     kind: Mapped[str] = mapped_column(String(30))
     channel: Mapped[str] = mapped_column(String(30))
     direction: Mapped[str] = mapped_column(String(10))
@@ -118,6 +137,7 @@ class ComplaintFact(Base):
 
     complaint_id: Mapped[str] = mapped_column(String(36), primary_key=True)
     customer_id: Mapped[str] = mapped_column(String(36))
+    origin_customer_id: Mapped[str] = mapped_column(String(36), index=True, default=recorded_for)
     opened_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     status: Mapped[str] = mapped_column(String(20))
     answered: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -134,14 +154,27 @@ class SurveyFact(Base):
 
     survey_id: Mapped[str] = mapped_column(String(36), primary_key=True)
     customer_id: Mapped[str] = mapped_column(String(36))
+    origin_customer_id: Mapped[str] = mapped_column(String(36), index=True, default=recorded_for)
     answered_at: Mapped[datetime] = mapped_column(UTCDateTime())
     csat: Mapped[int | None] = mapped_column(Integer)
     nps: Mapped[int | None] = mapped_column(Integer)
     overall: Mapped[int | None] = mapped_column(Integer)
 
 
+class RegistrationFact(Base):
+    """Each customer's own registration (`customer_registered`): a survivor's `registered_at` is the
+    earliest of the registrations merged into it, and an unmerge gives each its own back."""
+
+    __tablename__ = "registration_facts"
+
+    origin_customer_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(String(36), index=True)
+    registered_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
 class MergedCustomer(Base):
-    """Customers merged into another: facts arriving later under the absorbed id go to the survivor."""
+    """Customers merged into another: facts arriving later under the absorbed id go to the survivor. An
+    unmerge deletes the restored customer's row (customers merged into it before stay pointing at it)."""
 
     __tablename__ = "merged_customers"
 

@@ -2,10 +2,13 @@
 
 Every event handler stores its fact once (keyed on the event's own id: a redelivered event changes
 nothing) under the customer's current id (a merge already seen sends facts of the absorbed customer to
-the survivor), then recomputes that customer's features from all their facts. Events about customers
-segmentation has not heard of are kept as facts and count as soon as the customer is known (there is no
-order to wait for: the features are a function of the facts). Hooks registered with `on_refreshed`
-(segments, value and risk) run after each refresh, in the same transaction.
+the survivor) and with the id it was recorded for as its origin, then recomputes that customer's
+features from all their facts. A merge moves the absorbed customer's facts to the survivor; an unmerge
+moves back the facts whose origin is the restored customer or one merged into it, and recomputes both.
+Events about customers segmentation has not heard of are kept as facts and count at once, under the
+customer's id (there is no order to wait for: the features are a function of the facts; a later
+registration or merge only adds to them). Hooks registered with `on_refreshed` (segments, value and
+risk) run after each refresh, in the same transaction.
 """
 
 from __future__ import annotations
@@ -27,11 +30,17 @@ from services.segmentation.models import (
     MergedCustomer,
     PurchaseFact,
     RefundFact,
+    RegistrationFact,
     SurveyFact,
 )
 from services.segmentation.repository import FeatureRepository
 from services.segmentation.schemas import FeaturesOut, SpendOut
-from shared.contracts.identity import CustomerErased, CustomerMerged, CustomerRegistered
+from shared.contracts.identity import (
+    CustomerErased,
+    CustomerMerged,
+    CustomerRegistered,
+    CustomerUnmerged,
+)
 from shared.contracts.interactions import (
     ComplaintOpened,
     ComplaintSlaBreached,
@@ -48,6 +57,8 @@ Hook = Callable[[UnitOfWork, list[str]], Awaitable[None]]
 _HOOKS: list[Hook] = []
 HOOK_BATCH = 5_000
 FACT_TABLES: tuple[Any, ...] = (PurchaseFact, RefundFact, ContactFact, ComplaintFact, SurveyFact)
+# Tables whose rows follow merges and unmerges (registrations also survive erasure, as registered_at did).
+FOLLOWING_TABLES: tuple[Any, ...] = (*FACT_TABLES, RegistrationFact)
 
 
 _CONTACT_HOOKS: list[Hook] = []
@@ -87,10 +98,31 @@ async def refreshed(uow: UnitOfWork, customer_ids: list[str]) -> None:
         await hook(uow, customer_ids)
 
 
-async def _fact(uow: UnitOfWork, model: Any, values: dict[str, Any]) -> bool:
-    """Store a fact once; False when it was stored before (a redelivered event)."""
+async def merge_members(session: AsyncSession, root: str) -> set[str]:
+    """`root` and every customer whose merge chain leads to it (as segmentation knows the merges)."""
+    members = {root}
+    frontier = {root}
+    for _ in range(32):
+        if not frontier:
+            break
+        rows = await session.scalars(
+            select(MergedCustomer.customer_id).where(MergedCustomer.merged_into.in_(sorted(frontier)))
+        )
+        frontier = set(rows) - members
+        members |= frontier
+    return members
+
+
+async def _fact(uow: UnitOfWork, model: Any, values: dict[str, Any], origin: str | None = None) -> bool:
+    """Store a fact once, under the customer's current id and with `origin` (by default the id the
+    event names) as the customer it was recorded for; False when it was stored before (a redelivered
+    event)."""
     session = uow.session
-    values = {**values, "customer_id": await current_id(session, values["customer_id"])}
+    values = {
+        **values,
+        "origin_customer_id": origin or values["customer_id"],
+        "customer_id": await current_id(session, values["customer_id"]),
+    }
     key = next(iter(model.__table__.primary_key.columns))
     result = await session.execute(
         _insert(session)(model).values(**values).on_conflict_do_nothing().returning(key)
@@ -99,9 +131,15 @@ async def _fact(uow: UnitOfWork, model: Any, values: dict[str, Any]) -> bool:
 
 
 async def on_customer_registered(uow: UnitOfWork, event: CustomerRegistered) -> None:
+    """The registration is a fact like any other: `registered_at` is the earliest registration among
+    the customer and those merged into it (a registration arriving after its merge counts for the
+    survivor)."""
     session = uow.session
-    await FeatureRepository(session).set_registered(event.customer_id, event.registered_at)
-    await refreshed(uow, [event.customer_id])
+    values = {"customer_id": event.customer_id, "registered_at": event.registered_at}
+    await _fact(uow, RegistrationFact, values)
+    customer = await current_id(session, event.customer_id)
+    await FeatureRepository(session).ensure_customer(customer)
+    await refreshed(uow, [customer])
 
 
 async def on_purchase_recorded(uow: UnitOfWork, event: PurchaseRecorded) -> None:
@@ -134,7 +172,12 @@ async def on_purchase_refunded(uow: UnitOfWork, event: PurchaseRefunded) -> None
         "currency": event.currency,
         "amount_minor": event.amount_minor,
     }
-    if await _fact(uow, RefundFact, values):
+    # A refund belongs with its purchase: after a merge the event names the survivor, but an unmerge
+    # must give the refund back with the purchase it refunds.
+    purchase_origin = await uow.session.scalar(
+        select(PurchaseFact.origin_customer_id).where(PurchaseFact.purchase_id == event.purchase_id)
+    )
+    if await _fact(uow, RefundFact, values, origin=purchase_origin):
         await refreshed(uow, [await current_id(uow.session, event.customer_id)])
 
 
@@ -165,7 +208,15 @@ async def _complaint(
     row = await session.get(ComplaintFact, complaint_id, with_for_update=True)
     if row is None:
         values = {"status": "opened", "answered": False, "open": True, "breaches": 0, **state}
-        session.add(ComplaintFact(complaint_id=complaint_id, customer_id=customer, changed_at=at, **values))
+        session.add(
+            ComplaintFact(
+                complaint_id=complaint_id,
+                customer_id=customer,
+                origin_customer_id=customer_id,
+                changed_at=at,
+                **values,
+            )
+        )
     else:
         if "breaches" in state:  # breaches add up whatever their order
             row.breaches += state.pop("breaches")
@@ -214,14 +265,15 @@ async def on_survey_answered(uow: UnitOfWork, event: SurveyAnswered) -> None:
 
 
 async def on_customer_merged(uow: UnitOfWork, event: CustomerMerged) -> None:
-    """The absorbed customer's facts now count for the survivor."""
+    """The absorbed customer's facts (and those of customers merged into it before) now count for the
+    survivor; their origin stays, for an unmerge. `registered_at` becomes the earliest registration."""
     session = uow.session
     await session.execute(
         _insert(session)(MergedCustomer)
         .values(customer_id=event.merged_id, merged_into=event.customer_id)
         .on_conflict_do_nothing()
     )
-    for model in FACT_TABLES:
+    for model in FOLLOWING_TABLES:
         await session.execute(
             update(model).where(model.customer_id == event.merged_id).values(customer_id=event.customer_id)
         )
@@ -233,14 +285,43 @@ async def on_customer_merged(uow: UnitOfWork, event: CustomerMerged) -> None:
         and absorbed.registered_at is not None
         and (survivor.registered_at is None or absorbed.registered_at < survivor.registered_at)
     )
-    if earlier:  # tenure counts from the first registration
+    if earlier:  # tenure counts from the first registration (also for rows without registration facts)
         assert survivor is not None
         assert absorbed is not None
         survivor.registered_at = absorbed.registered_at
     await session.execute(delete(CustomerSpend).where(CustomerSpend.customer_id == event.merged_id))
     await session.execute(delete(CustomerFeatures).where(CustomerFeatures.customer_id == event.merged_id))
     await session.flush()
-    await refreshed(uow, [event.customer_id])
+    await feature_store.refresh(session, [event.customer_id])
+    for hook in _HOOKS:  # the absorbed id too: its value row goes, it leaves its rule segments
+        await hook(uow, [event.customer_id, event.merged_id])
+
+
+async def on_customer_unmerged(uow: UnitOfWork, event: CustomerUnmerged) -> None:
+    """The restored customer stands alone again: the facts recorded for it, or for customers merged
+    into it before, move back to it, and both customers' features (then value, risk and segments) are
+    recomputed. Delivered twice, the second delivery finds everything in place and changes nothing."""
+    session = uow.session
+    restored = event.restored_id
+    await session.execute(delete(MergedCustomer).where(MergedCustomer.customer_id == restored))
+    members = sorted(await merge_members(session, restored))
+    for model in FOLLOWING_TABLES:
+        await session.execute(
+            update(model)
+            .where(model.origin_customer_id.in_(members), model.customer_id != restored)
+            .values(customer_id=restored)
+        )
+    survivor = await current_id(session, event.customer_id)
+    await FeatureRepository(session).ensure_customer(restored)
+    # registered_at comes from the registration facts again (the survivor's stored value may be the
+    # restored customer's earlier registration).
+    await session.execute(
+        update(CustomerFeatures)
+        .where(CustomerFeatures.customer_id.in_([restored, survivor]))
+        .values(registered_at=None)
+    )
+    await session.flush()
+    await refreshed(uow, [survivor, restored])
 
 
 async def on_customer_erased(uow: UnitOfWork, event: CustomerErased) -> None:

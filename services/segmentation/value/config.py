@@ -21,6 +21,15 @@ class ValueSettings(BaseSettings):
         default=90.0, description="Rhythm assumed for a customer with a single purchase"
     )
     trend_window_days: int = Field(default=180, description="Recent window compared with the one before")
+    satisfaction_drop_threshold: float = Field(
+        default=2.0,
+        description="Falling satisfaction counts when the latest survey (0–10 scale) is at least this many "
+        "points below the customer's own earlier average",
+    )
+    satisfaction_drop_full: float = Field(
+        default=5.0,
+        description="A fall of this many points (or more) gives falling satisfaction its full weight",
+    )
     risk_medium: int = Field(default=30, description="Risk score from which the level is medium")
     risk_high: int = Field(default=60, description="Risk score from which the level is high")
     partner_min_purchases: int = Field(default=10, description="Purchases an advocate needs to be a partner")

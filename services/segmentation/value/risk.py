@@ -13,6 +13,14 @@ Each component gives points (its weight × a severity in [0, 1]); the score is t
 | unanswered_complaints| 20     | unanswered complaints / 2 (capped at 1)                                |
 | sla_breaches         | 10     | complaint SLA breaches / 3 (capped at 1)                               |
 | low_satisfaction     | 10     | 1 if the last NPS is a detractor or the last CSAT ≤ 2; 0.5 if CSAT = 3 |
+| falling_satisfaction | 15     | the latest survey against the customer's own earlier average (0–10:    |
+|                      |        | NPS, or CSAT mapped 1→0 … 5→10): 0 below a fall of                     |
+|                      |        | `satisfaction_drop_threshold` (2), else fall / `satisfaction_drop_full` |
+|                      |        | (5), capped at 1                                                       |
+
+The weights add up to more than 100: the score is capped at 100. `explain` turns a customer's points
+and trend figures into sentences ("satisfaction fell from 9.0 to 4.0"); the pure functions
+`trend_severity` and `satisfaction_severity` are what the SQL expressions compute.
 
 Levels: high from 60, medium from 30, low below (settings `risk_high`, `risk_medium`). Crossing into
 high while in the top or high value tier publishes `CustomerAtRisk` (only on the crossing).
@@ -24,6 +32,7 @@ max(3 × own rhythm, 180) (settings `lapse_multiple`, `lapse_min_days`); otherwi
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -43,6 +52,7 @@ WEIGHTS = {
     "unanswered_complaints": 20,
     "sla_breaches": 10,
     "low_satisfaction": 10,
+    "falling_satisfaction": 15,
 }
 EXPLANATIONS = {
     "recency": "days since the last purchase are long against the customer's own rhythm",
@@ -51,7 +61,76 @@ EXPLANATIONS = {
     "unanswered_complaints": "complaints still unanswered",
     "sla_breaches": "complaints handled past their service-level deadline",
     "low_satisfaction": "last NPS a detractor or last CSAT low",
+    "falling_satisfaction": "the latest survey well below the customer's own earlier average",
 }
+
+
+def trend_severity(recent: int, prior: int) -> float:
+    """Falling frequency or spend: 1 − recent / prior, in [0, 1]; 0 without a prior window."""
+    if prior <= 0:
+        return 0.0
+    return min(1.0, max(0.0, 1.0 - recent / prior))
+
+
+def satisfaction_severity(before: float | None, latest: float | None, settings: ValueSettings) -> float:
+    """Falling satisfaction: 0 unless the latest score is at least `satisfaction_drop_threshold` below
+    the earlier average; then the fall over `satisfaction_drop_full`, capped at 1."""
+    if before is None or latest is None:
+        return 0.0
+    fall = before - latest
+    if fall < settings.satisfaction_drop_threshold or fall <= 0:
+        return 0.0
+    return min(1.0, fall / settings.satisfaction_drop_full)
+
+
+def points(component: str, severity: float) -> int:
+    """A component's points: its weight × severity, rounded half up, as SQLite's `round` does
+    (PostgreSQL's `round` on double precision may round an exact half to even)."""
+    return int(WEIGHTS[component] * severity + 0.5)
+
+
+@dataclass(frozen=True)
+class Trends:
+    """The figures behind the trend components of one customer."""
+
+    window_days: int
+    recent_purchases: int = 0
+    prior_purchases: int = 0
+    recent_spend_minor: int = 0
+    prior_spend_minor: int = 0
+    currency: str | None = None
+    satisfaction_before: float | None = None
+    satisfaction_latest: float | None = None
+
+
+def explain(reasons: dict[str, int], trends: Trends) -> list[tuple[str, int, str]]:
+    """(component, points, sentence) for each contributing component, largest first: the trend
+    components say what fell, from what to what; the others their fixed explanation."""
+    days = trends.window_days
+    out: list[tuple[str, int, str]] = []
+    for component, pts in reasons_list(reasons):
+        text = EXPLANATIONS.get(component, component)
+        before, latest = trends.satisfaction_before, trends.satisfaction_latest
+        if component == "falling_satisfaction" and before is not None and latest is not None:
+            text = satisfaction_reason(before, latest)
+        elif component == "falling_frequency":
+            text = (
+                f"purchases fell from {trends.prior_purchases} to {trends.recent_purchases} "
+                f"(last {days} days against the {days} before)"
+            )
+        elif component == "falling_spend":
+            unit = f"{trends.currency} minor units" if trends.currency else "minor units"
+            text = (
+                f"spend fell from {trends.prior_spend_minor} to {trends.recent_spend_minor} {unit} "
+                f"(last {days} days against the {days} before)"
+            )
+        out.append((component, pts, text))
+    return out
+
+
+def satisfaction_reason(before: float, latest: float) -> str:
+    """The sentence for a fall: "satisfaction fell from 9.0 to 4.0" (0–10 scale, one decimal)."""
+    return f"satisfaction fell from {before:.1f} to {latest:.1f}"
 
 
 def windows(now: datetime, settings: ValueSettings, ids: list[str] | None) -> Subquery:
@@ -100,6 +179,19 @@ def components(
     satisfaction = case(
         (or_(F.nps_category == "detractor", F.last_csat <= 2), 1.0), (F.last_csat == 3, 0.5), else_=0.0
     )
+    fall = cast(F.satisfaction_before, Float) - cast(F.satisfaction_latest, Float)
+    falling_satisfaction = case(
+        (
+            and_(
+                F.satisfaction_before.is_not(None),
+                F.satisfaction_latest.is_not(None),
+                fall >= settings.satisfaction_drop_threshold,
+                fall > 0,
+            ),
+            clamp01(fall / settings.satisfaction_drop_full),
+        ),
+        else_=0.0,
+    )
     severities = {
         "recency": recency,
         "falling_frequency": frequency,
@@ -107,6 +199,7 @@ def components(
         "unanswered_complaints": unanswered,
         "sla_breaches": breaches,
         "low_satisfaction": satisfaction,
+        "falling_satisfaction": falling_satisfaction,
     }
     return {
         name: cast(func.round(WEIGHTS[name] * severity), Integer) for name, severity in severities.items()

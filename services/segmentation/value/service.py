@@ -126,12 +126,18 @@ async def _write_predictions(
 
 
 async def _ensure_rows(session: AsyncSession, now: datetime, ids: Sequence[str] | None) -> None:
-    """A `customer_value` row for every known, non-erased customer; erased customers' rows go."""
+    """A `customer_value` row for every known, non-erased customer; erased customers' rows go, and so
+    does the value row of an id without features (a customer merged into another: its history stays,
+    for an unmerge)."""
     erased = select(F.customer_id).where(F.erased.is_(True))
     if ids is not None:
         erased = erased.where(F.customer_id.in_(list(ids)))
     for table in (CustomerValue, LadderHistory, Defection):
         await session.execute(delete(table).where(table.customer_id.in_(erased)))
+    gone = delete(CustomerValue).where(~exists().where(F.customer_id == CustomerValue.customer_id))
+    if ids is not None:
+        gone = gone.where(CustomerValue.customer_id.in_(list(ids)))
+    await session.execute(gone)
     missing = select(
         F.customer_id,
         literal(0),
@@ -278,6 +284,36 @@ async def _apply(
         await session.execute(insert(LadderHistory), history)
     await uow.publish_many(events)
     return {"ladder_changes": len(history), "at_risk_published": at_risk}
+
+
+async def risk_explanations(
+    session: AsyncSession, customer_id: str, *, now: datetime | None = None
+) -> list[tuple[str, int, str]]:
+    """Why the customer's stored risk score is what it is: (component, points, sentence), largest
+    first, the trend components with their figures ("satisfaction fell from 9.0 to 4.0"). Empty for a
+    customer without a value row."""
+    row = await session.get(CustomerValue, customer_id)
+    features = await session.get(F, customer_id)
+    if row is None or features is None:
+        return []
+    now = now or datetime.now(UTC)
+    settings = load_value_settings()
+    win = risk.windows(now, settings, [customer_id])
+    counts = (
+        await session.execute(select(win.c.recent_n, win.c.prior_n, win.c.recent_m, win.c.prior_m))
+    ).first()
+    recent_n, prior_n, recent_m, prior_m = (int(v or 0) for v in (counts or (0, 0, 0, 0)))
+    trends = risk.Trends(
+        window_days=settings.trend_window_days,
+        recent_purchases=recent_n,
+        prior_purchases=prior_n,
+        recent_spend_minor=recent_m,
+        prior_spend_minor=prior_m,
+        currency=features.currency,
+        satisfaction_before=features.satisfaction_before,
+        satisfaction_latest=features.satisfaction_latest,
+    )
+    return risk.explain(parse_reasons(row.risk_reasons), trends)
 
 
 def parse_reasons(raw: Any) -> dict[str, int]:
