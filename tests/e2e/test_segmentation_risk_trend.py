@@ -76,6 +76,8 @@ async def test_falling_survey_scores_raise_the_risk_with_their_reason(
     assert reasons["falling_satisfaction"] == 15
     assert reasons["low_satisfaction"] == 10  # 4 is also a detractor
     assert worried["score"] == calm["score"] + 25
+    sentences = {r["component"]: r["explanation"] for r in worried["reasons"]}
+    assert sentences["falling_satisfaction"] == "satisfaction fell from 9.0 to 4.0"
 
     runtime = platform.runtimes["segmentation"]
     async with runtime.sessions() as session:

@@ -13,7 +13,6 @@ from sqlalchemy import func, select
 from services.segmentation.value import service
 from services.segmentation.value.ladder import STAGES
 from services.segmentation.value.models import CustomerValue, Defection, LadderHistory
-from services.segmentation.value.risk import EXPLANATIONS, reasons_list
 from services.segmentation.value.tiers import TIERS
 from shared.errors import PROBLEM_RESPONSES, Conflict, NotFound, Problem
 from shared.runtime import UowDep
@@ -145,6 +144,7 @@ async def read_value(customer_id: str, uow: UowDep) -> ValueOut:
                 .order_by(LadderHistory.id)
             )
         ).all()
+        explained = await service.risk_explanations(uow.session, customer_id)
     return ValueOut(
         customer_id=row.customer_id,
         rfm=RfmOut(recency=row.rfm_r, frequency=row.rfm_f, monetary=row.rfm_m, segment=row.rfm_segment),
@@ -157,10 +157,7 @@ async def read_value(customer_id: str, uow: UowDep) -> ValueOut:
         risk=RiskOut(
             score=row.risk_score,
             level=row.risk_level,
-            reasons=[
-                ReasonOut(component=k, points=v, explanation=EXPLANATIONS.get(k, k))
-                for k, v in reasons_list(service.parse_reasons(row.risk_reasons))
-            ],
+            reasons=[ReasonOut(component=k, points=v, explanation=text) for k, v, text in explained],
         ),
         active=row.active,
         lapsed=row.lapsed,
