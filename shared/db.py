@@ -100,6 +100,9 @@ def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
 
 
+COPY_THRESHOLD = 32
+
+
 async def insert_rows(session: AsyncSession, table: Table, rows: Sequence[dict[str, Any]]) -> None:
     """Insert many rows (dicts keyed by column name, all with the same keys) in the session's
     transaction: by COPY on PostgreSQL (several times faster than INSERT for thousands of rows),
@@ -110,6 +113,10 @@ async def insert_rows(session: AsyncSession, table: Table, rows: Sequence[dict[s
     connection = await session.connection()
     if connection.dialect.name != "postgresql":
         await session.execute(table.insert(), list(rows))
+        return
+    if len(rows) <= COPY_THRESHOLD:
+        # A few rows: one multi-row INSERT is one round trip; COPY costs a type lookup and two more.
+        await session.execute(table.insert().values(list(rows)))
         return
     import asyncpg
     import orjson
