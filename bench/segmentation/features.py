@@ -65,12 +65,21 @@ async def load(dsn: str, customers: list[str], purchases: int, rng: random.Rando
                         "EUR",
                         rng.randrange(500, 30_000),
                         rng.choice(CHANNELS),
+                        customer,
                     )
                 )
             await conn.copy_records_to_table(
                 "purchase_facts",
                 records=rows,
-                columns=["purchase_id", "customer_id", "occurred_at", "currency", "total_minor", "channel"],
+                columns=[
+                    "purchase_id",
+                    "customer_id",
+                    "occurred_at",
+                    "currency",
+                    "total_minor",
+                    "channel",
+                    "origin_customer_id",
+                ],
             )
         await conn.execute("VACUUM ANALYZE")
         await conn.execute("CHECKPOINT")
