@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import json
 import sys
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -23,10 +24,14 @@ dlq = typer.Typer(help="Dead letters: events a consumer could not handle.", no_a
 db = typer.Typer(help="Databases: migrations.", no_args_is_help=True)
 identity = typer.Typer(help="Identity: batch resolution and match weights.", no_args_is_help=True)
 interactions = typer.Typer(help="Interactions: bulk import of contacts.", no_args_is_help=True)
+loyalty = typer.Typer(
+    help="Loyalty: prove the points ledger, run the expiry and pending-release passes.", no_args_is_help=True
+)
 app.add_typer(dlq, name="dlq")
 app.add_typer(db, name="db")
 app.add_typer(identity, name="identity")
 app.add_typer(interactions, name="interactions")
+app.add_typer(loyalty, name="loyalty")
 console = Console()
 
 SERVICE_APPS = {
@@ -319,6 +324,134 @@ def interactions_import(
         )
     )
     _print_report(result.as_dict(), report)
+
+
+async def _with_loyalty(job: Any) -> Any:
+    """Run a job against the loyalty database (migrated), outside any running server. Events the job
+    publishes go to the loyalty outbox and leave when the service next runs."""
+    from services.loyalty.app import build
+    from shared.messaging.bus import InProcessBus
+    from shared.migrations import upgrade
+
+    runtime = build(bus=InProcessBus())
+    try:
+        await upgrade(runtime.settings.database_url, runtime.migrations)
+        return await job(runtime)
+    finally:
+        await runtime.engine.dispose()
+
+
+@loyalty.command("check")
+def loyalty_check(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON")] = False,
+) -> None:
+    """Prove the books: cached balances equal their entries, transactions balance, lots match.
+    Exits with 1 when anything is wrong, naming the accounts, transactions or members."""
+    from services.loyalty import ledger
+
+    async def job(runtime: Any) -> Any:
+        async with runtime.uow() as uow:
+            return await ledger.check(uow.session)
+
+    _logging()
+    report = asyncio.run(_with_loyalty(job))
+    if as_json:
+        print(json.dumps(dataclasses.asdict(report) | {"ok": report.ok}))
+    else:
+        summary = Table("check", "result", title="Loyalty ledger check")
+        summary.add_row("accounts", str(report.accounts))
+        summary.add_row("transactions", str(report.transactions))
+        summary.add_row("sum of all entries", str(report.total))
+        summary.add_row("drifted accounts", str(len(report.drifted_accounts)))
+        summary.add_row("unbalanced transactions", str(len(report.unbalanced_transactions)))
+        summary.add_row("lot mismatches", str(len(report.lot_mismatches)))
+        summary.add_row("books", "[green]OK[/]" if report.ok else "[bold red]WRONG[/]")
+        console.print(summary)
+        # One line per problem, never wrapped or cut: the ids are meant to be copied.
+        for account, balance, entries in report.drifted_accounts:
+            console.print(
+                f"[red]drifted account[/] {account}: cached balance {balance}, sum of entries {entries}",
+                soft_wrap=True,
+            )
+        for transaction, total in report.unbalanced_transactions:
+            console.print(
+                f"[red]unbalanced transaction[/] {transaction}: entries sum to {total}", soft_wrap=True
+            )
+        for member, balance, remaining in report.lot_mismatches:
+            console.print(
+                f"[red]lot mismatch[/] member {member}: available {balance}, lots hold {remaining}",
+                soft_wrap=True,
+            )
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@loyalty.command("expire")
+def loyalty_expire(
+    at: Annotated[
+        str | None,
+        typer.Option("--now", help="Run as of this instant (ISO 8601 with a time zone); default: now"),
+    ] = None,
+    program: Annotated[str | None, typer.Option(help="Only this program")] = None,
+    notices: Annotated[
+        bool, typer.Option("--notices/--no-notices", help="Also send expiring-soon reminders")
+    ] = False,
+    limit: Annotated[int, typer.Option(min=1, max=100_000, help="Lots per pass")] = 1000,
+) -> None:
+    """One pending-release pass and one expiry pass (repeated while there is more), with progress bars."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from services.loyalty import jobs
+
+    try:
+        now = datetime.fromisoformat(at) if at else None
+    except ValueError as exc:
+        raise typer.BadParameter(f"not an ISO 8601 instant: {exc}", param_hint="--now") from exc
+    if now is not None and now.tzinfo is None:
+        raise typer.BadParameter("give a time zone (e.g. 2026-12-01T00:00:00Z)", param_hint="--now")
+
+    class Bars:
+        def __init__(self, progress: Progress) -> None:
+            self.progress = progress
+            self.task: Any = None
+
+        def start(self, description: str, total: int) -> None:
+            self.task = self.progress.add_task(description, total=total)
+
+        def advance(self, count: int = 1) -> None:
+            if self.task is not None:
+                self.progress.advance(self.task, count)
+
+    async def job(runtime: Any) -> list[Any]:
+        columns = (
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+        )
+        with Progress(*columns, console=console) as progress:
+            return await jobs.run_passes(
+                runtime.uow,
+                now=now,
+                limit=limit,
+                program_id=program,
+                progress=Bars(progress),
+                notices=notices,
+            )
+
+    _logging()
+    results = asyncio.run(_with_loyalty(job))
+    table = Table("pass", "members", "lots", "points", "failed", title="Loyalty passes")
+    totals: dict[str, list[int]] = {}
+    for result in results:
+        row = totals.setdefault(result.name, [0, 0, 0, 0])
+        for i, value in enumerate((result.members, result.lots, result.points, len(result.failed))):
+            row[i] += value
+    for name, (members, lots, points, failed) in totals.items():
+        table.add_row(name, str(members), str(lots), str(points), str(failed))
+    console.print(table)
+    if any(result.failed for result in results):
+        raise typer.Exit(1)
 
 
 def _print_report(data: dict[str, Any], path: Path | None) -> None:

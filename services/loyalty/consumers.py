@@ -1,10 +1,12 @@
-"""Events loyalty listens to: purchases earn points, refunds claw them back."""
+"""Events loyalty listens to: purchases earn points, refunds claw them back, customers registered,
+merged and erased (penetration's denominator; erasure scrubs memberships, see `privacy`)."""
 
 from __future__ import annotations
 
-from services.loyalty import segments, service
-from shared.contracts.identity import CustomerMerged
-from shared.contracts.interactions import PurchaseRecorded, PurchaseRefunded
+from services.loyalty import known_customers, privacy, segments, service
+from services.loyalty.rules import service as rules
+from shared.contracts.identity import CustomerErased, CustomerMerged, CustomerRegistered, CustomerUnmerged
+from shared.contracts.interactions import PurchaseRecorded, PurchaseRefunded, SurveyAnswered
 from shared.contracts.segmentation import SegmentEntered, SegmentExited
 from shared.events.envelope import CloudEvent
 from shared.messaging.consumer import EventConsumer
@@ -20,9 +22,28 @@ def register(consumer: EventConsumer) -> None:
     async def purchase_refunded(uow: UnitOfWork, refund: PurchaseRefunded, _event: CloudEvent) -> None:
         await service.claw_back_for_refund(uow, refund)
 
+    @consumer.on(SurveyAnswered)
+    async def survey_answered(uow: UnitOfWork, answer: SurveyAnswered, _event: CloudEvent) -> None:
+        await rules.survey_answered(uow, answer)
+
     @consumer.on(CustomerMerged)
     async def customer_merged(uow: UnitOfWork, merged: CustomerMerged, _event: CloudEvent) -> None:
         await service.follow_merge(uow, merged)
+        await known_customers.merged(uow.session, merged.merged_id, merged.customer_id)
+
+    @consumer.on(CustomerUnmerged)
+    async def customer_unmerged(uow: UnitOfWork, unmerged: CustomerUnmerged, _event: CloudEvent) -> None:
+        await known_customers.unmerged(uow.session, unmerged.restored_id)
+
+    @consumer.on(CustomerRegistered)
+    async def customer_registered(uow: UnitOfWork, event: CustomerRegistered, _event: CloudEvent) -> None:
+        await known_customers.registered(uow.session, event.customer_id, event.registered_at)
+
+    @consumer.on(CustomerErased)
+    async def customer_erased(uow: UnitOfWork, event: CustomerErased, _event: CloudEvent) -> None:
+        await privacy.erase_customer(
+            uow.session, [event.customer_id, *event.erased_ids], erased_at=event.erased_at
+        )
 
     @consumer.on(SegmentEntered)
     async def segment_entered(uow: UnitOfWork, event: SegmentEntered, _event: CloudEvent) -> None:

@@ -1,5 +1,7 @@
 """What a purchase earns. The base: `points_per_unit` points per whole currency unit of the program's
-currency (or of any currency if the program has none), tier-qualifying points equal to the base.
+currency (or of any currency if the program has none), tier-qualifying points equal to the base; then
+the program's earning rules (product bonuses, tier and other multipliers, caps), in the order
+documented in `services.loyalty.rules.engine`.
 
 `evaluate` is the single entry point used by earning and by the dry run, so both always agree."""
 
@@ -11,7 +13,6 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.loyalty.domain import base_points
 from services.loyalty.models import Member, Program
 
 
@@ -62,8 +63,7 @@ class Earning:
 async def evaluate(
     session: AsyncSession, program: Program, member: Member | None, purchase: PurchaseFacts
 ) -> Earning:
-    if program.currency is not None and program.currency != purchase.currency.upper():
-        return Earning(0, 0, [FiredRule("base", "Base rate", 0, f"only {program.currency} purchases earn")])
-    points = base_points(purchase.total_minor, purchase.currency, program.points_per_unit)
-    detail = f"{program.points_per_unit} point(s) per whole {purchase.currency.upper()}"
-    return Earning(points, points, [FiredRule("base", "Base rate", points, detail)])
+    # Imported here: the rules engine builds on this module's dataclasses.
+    from services.loyalty.rules import service as rules
+
+    return await rules.evaluate_purchase(session, program, member, purchase)

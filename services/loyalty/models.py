@@ -20,10 +20,21 @@ points of available lots equal the available balance when it is positive (zero o
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Date,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from shared.db import ServiceBase, UTCDateTime, new_metadata
@@ -82,6 +93,7 @@ class Member(Base):
     referral_code: Mapped[str] = mapped_column(String(16), unique=True)
     referred_by: Mapped[str | None] = mapped_column(String(36))
     household_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    birth_date: Mapped[date | None] = mapped_column(Date)  # for the birthday bonus (migration 0004)
     enrolled_at: Mapped[datetime] = mapped_column(UTCDateTime())
     last_activity_at: Mapped[datetime] = mapped_column(UTCDateTime())
     version: Mapped[int] = mapped_column(Integer, default=1)

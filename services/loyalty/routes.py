@@ -11,7 +11,7 @@ from fastapi import APIRouter, Query, Response, status
 from fastapi.responses import JSONResponse
 from sqlalchemy import select
 
-from services.loyalty import ledger, programs, service
+from services.loyalty import ledger, programs, service, transfers
 from services.loyalty.models import IDEMPOTENCY, LedgerEntry, LedgerTransaction, Member, Program
 from services.loyalty.schemas import (
     AdjustIn,
@@ -150,7 +150,7 @@ async def enrol(
             if referrer is None:
                 raise NotFound(f"no member of {program_id} has referral code {body.referral_code}")
         member, created = await service.enrol_and_announce(
-            uow, program, body.customer_id, referred_by=referrer
+            uow, program, body.customer_id, referred_by=referrer, birth_date=body.birth_date
         )
         return (201 if created else 200), (await member_out(uow, member)).model_dump(mode="json")
 
@@ -326,7 +326,11 @@ async def adjust(
     summary="Transfer points to another member",
     description=(
         "Moves available points to another member of the same program. The points keep their expiry "
-        "dates. Refused: a transfer to oneself, across programs, more than the balance."
+        "dates. Refused: a transfer to oneself, across programs, more than the balance, and — when the "
+        "program's `settings.transfer_limits` set them — fewer than `min_points` "
+        "(rule `transfer.min_points`), more than `max_points_per_transfer` (`transfer.max_per_transfer`) "
+        "or more than `max_points_per_month` sent in the calendar month of the program's time zone "
+        "(`transfer.monthly_limit`, 422, nothing written). Household pool transfers do not count."
     ),
     responses=REFUSALS,
 )
@@ -342,6 +346,7 @@ async def transfer(
             raise NotFound(f"member {member_id} is not in program {program_id}")
         programs.require_active(sender)
         programs.require_active(receiver)
+        await transfers.check_limits(session, program, sender, body.points)
         posted = await ledger.transfer(
             session,
             program,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -82,6 +82,11 @@ class EnrolIn(BaseModel):
         max_length=16,
         description="A member's code: the referrer",
         examples=["K7QX2MZP"],
+    )
+    birth_date: date | None = Field(
+        default=None,
+        description="For the birthday bonus (granted on the day, in the program's time zone)",
+        examples=["1990-04-17"],
     )
 
 

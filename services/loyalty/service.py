@@ -6,13 +6,15 @@ so a redelivered event finds its transaction and does nothing."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 from sqlalchemy import select, update
 
 from services.loyalty import earning, ledger, programs
 from services.loyalty.domain import Posting, clawback_due
 from services.loyalty.models import LedgerTransaction, Lot, Member, Program
+from services.loyalty.rules import service as rules
+from services.loyalty.rules import tiers
 from shared.contracts.identity import CustomerMerged
 from shared.contracts.interactions import PurchaseRecorded, PurchaseRefunded
 from shared.contracts.loyalty import MemberEnrolled, PointsDeducted, PointsEarned
@@ -59,9 +61,22 @@ async def programs_for(uow: UnitOfWork, customer_id: str) -> list[tuple[Program,
 
 
 async def enrol_and_announce(
-    uow: UnitOfWork, program: Program, customer_id: str, *, referred_by: Member | None = None
+    uow: UnitOfWork,
+    program: Program,
+    customer_id: str,
+    *,
+    referred_by: Member | None = None,
+    birth_date: date | None = None,
+    now: datetime | None = None,
 ) -> tuple[Member, bool]:
-    member, created = await programs.enrol(uow.session, program, customer_id, referred_by=referred_by)
+    """Enrol (once) and, for a new member, publish `member_enrolled` and grant the enrolment bonus
+    (the program's `event_bonus` rules for `enrolment`, once per member)."""
+    member, created = await programs.enrol(
+        uow.session, program, customer_id, referred_by=referred_by, now=now
+    )
+    if created and birth_date is not None:
+        member.birth_date = birth_date
+        await uow.session.flush()
     if created:
         await uow.publish(
             MemberEnrolled(
@@ -73,12 +88,17 @@ async def enrol_and_announce(
                 enrolled_at=member.enrolled_at,
             )
         )
+        await rules.grant_event_bonus(uow, program, member, "enrolment", member.id, now=member.enrolled_at)
     return member, created
 
 
-async def earn_for_purchase(uow: UnitOfWork, purchase: PurchaseRecorded) -> int:
+async def earn_for_purchase(
+    uow: UnitOfWork, purchase: PurchaseRecorded, *, now: datetime | None = None
+) -> int:
     """Credit the purchase's points in each program, once per purchase id however often the event
-    arrives. Failed payments earn nothing. Returns the points credited (all programs)."""
+    arrives. Failed payments earn nothing. Returns the points credited (all programs). After earning:
+    a referred member's first earning purchase completes the referral, and the member's tier is
+    re-qualified (upgrades at once)."""
     if purchase.payment_status == "failed":
         return 0
     if purchase.total_minor < 0:
@@ -90,13 +110,13 @@ async def earn_for_purchase(uow: UnitOfWork, purchase: PurchaseRecorded) -> int:
         if await ledger.transaction_for(session, reference) is not None:
             continue
         if member is None:
-            member, _ = await enrol_and_announce(uow, program, purchase.customer_id)
+            member, _ = await enrol_and_announce(uow, program, purchase.customer_id, now=now)
         if member.status != "active":
             continue
         outcome = await earning.evaluate(session, program, member, purchase_facts(purchase))
         if outcome.points <= 0 and outcome.qualifying <= 0:
             continue
-        now = datetime.now(UTC)
+        at = now or datetime.now(UTC)
         posted = await ledger.earn(
             session,
             program,
@@ -105,8 +125,13 @@ async def earn_for_purchase(uow: UnitOfWork, purchase: PurchaseRecorded) -> int:
             qualifying=outcome.qualifying,
             reference=reference,
             reason="purchase",
-            details={"purchase_id": purchase.purchase_id, **outcome.details()},
-            now=now,
+            details={
+                "purchase_id": purchase.purchase_id,
+                "total_minor": purchase.total_minor,
+                "currency": purchase.currency.upper(),
+                **outcome.details(),
+            },
+            now=at,
         )
         total += outcome.points
         if outcome.points > 0:
@@ -122,9 +147,11 @@ async def earn_for_purchase(uow: UnitOfWork, purchase: PurchaseRecorded) -> int:
                     reason="purchase",
                     reference=purchase.purchase_id,
                     balance_after=(await ledger.balances(session, member.id))["available"],
-                    occurred_at=now,
+                    occurred_at=at,
                 )
             )
+        await rules.complete_referral(uow, program, member, purchase_id=purchase.purchase_id, now=at)
+        await tiers.requalify(uow, program, member, at)
     return total
 
 
@@ -182,6 +209,7 @@ async def claw_back_for_refund(uow: UnitOfWork, refund: PurchaseRefunded) -> int
                 "purchase_id": refund.purchase_id,
                 "refund_id": refund.refund_id,
                 "qualifying_due": q_due,
+                "refunded_total_minor": refund.refunded_total_minor,
             },
             now=now,
         )

@@ -97,7 +97,7 @@ async def _apply(
         world.transactions.append(posted.id)
     elif kind == "reserve":
         posted = await ledger.reserve(
-            session, program, members[op[1]], op[2], reference=f"res:{len(world.reservations)}", now=now
+            session, program, members[op[1]], op[2], reference=world.ref("res"), now=now
         )
         world.reservations.append((posted.id, op[1]))
     elif kind in ("confirm", "cancel") and world.reservations:
@@ -196,7 +196,8 @@ async def _scenario(ops: list[tuple], negative: bool, pending_days: int) -> None
                 for member in members:
                     b = await ledger.balances(session, member.id)
                     assert b["available"] >= floor, (op, b)
-                    assert b["pending"] >= 0 and b["reserved"] >= 0, (op, b)
+                    assert b["pending"] >= 0, (op, b)
+                    assert b["reserved"] >= 0, (op, b)
     finally:
         await engine.dispose()
 

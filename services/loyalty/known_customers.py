@@ -1,0 +1,66 @@
+"""The customers loyalty knows of, from identity's events: the denominator of program penetration.
+
+`customer_registered` adds one; `customer_erased` and `customer_merged` count one out (erased, or
+absorbed into another customer), `customer_unmerged` counts a split-off customer back in. Every
+handler is an upsert that only ever sets facts, so redelivered or out-of-order events leave the same
+row (an erasure is never undone by a late registration)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.loyalty.tables import KnownCustomer
+
+
+def _insert(session: AsyncSession) -> Any:
+    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
+    return postgresql.insert if dialect == "postgresql" else sqlite.insert
+
+
+async def _upsert(session: AsyncSession, customer_id: str, **values: Any) -> None:
+    statement = _insert(session)(KnownCustomer).values(customer_id=customer_id, **values)
+    await session.execute(
+        statement.on_conflict_do_update(
+            index_elements=["customer_id"], set_={k: statement.excluded[k] for k in values}
+        )
+        if values
+        else statement.on_conflict_do_nothing()
+    )
+
+
+async def registered(session: AsyncSession, customer_id: str, registered_at: datetime) -> None:
+    statement = _insert(session)(KnownCustomer).values(customer_id=customer_id, registered_at=registered_at)
+    await session.execute(
+        statement.on_conflict_do_update(
+            index_elements=["customer_id"],
+            set_={"registered_at": statement.excluded.registered_at},
+            where=KnownCustomer.registered_at.is_(None),
+        )
+    )
+
+
+async def erased(session: AsyncSession, customer_ids: list[str], erased_at: datetime) -> None:
+    for customer_id in dict.fromkeys(customer_ids):
+        statement = _insert(session)(KnownCustomer).values(customer_id=customer_id, erased_at=erased_at)
+        await session.execute(
+            statement.on_conflict_do_update(
+                index_elements=["customer_id"],
+                set_={"erased_at": statement.excluded.erased_at},
+                where=KnownCustomer.erased_at.is_(None),
+            )
+        )
+
+
+async def merged(session: AsyncSession, merged_id: str, into: str) -> None:
+    await _upsert(session, merged_id, merged_into=into)
+
+
+async def unmerged(session: AsyncSession, restored_id: str) -> None:
+    await session.execute(
+        update(KnownCustomer).where(KnownCustomer.customer_id == restored_id).values(merged_into=None)
+    )
