@@ -67,6 +67,9 @@ bench: install ## Benchmarks with figures against baselines (BENCH_SIZE=small|me
 	$(BIN)/python -m bench.loyalty.ledger --out bench/out \
 		--postgres postgresql+asyncpg://crm:crm@127.0.0.1:$${PG_PORT:-55432}/postgres \
 		$(if $(filter small,$(BENCH_SIZE)),--members 2000 --seconds 5 --hot 500 --redemptions 100,)
+	$(BIN)/python -m bench.loyalty.redemption --out bench/out \
+		--postgres postgresql+asyncpg://crm:crm@127.0.0.1:$${PG_PORT:-55432}/postgres \
+		$(if $(filter small,$(BENCH_SIZE)),--redemptions 100,)
 	@# Bulk ingestion through the gateway needs the distributed topology: started here (and stopped
 	@# after) unless `make up` already runs it.
 	@if curl -fsS http://127.0.0.1:8000/ready >/dev/null 2>&1; then was_up=1; else was_up=0; deploy/up.sh; fi; \
