@@ -31,7 +31,15 @@ async def _score(uow: UnitOfWork, customer_ids: list[str]) -> None:
 
 async def _segments(uow: UnitOfWork, customer_ids: list[str]) -> None:
     """Their segments, re-evaluated after value and risk (rules may use tier, risk and stage)."""
-    await segment_service.reevaluate(uow.session, uow, customer_ids)
+    await segment_service.reevaluate(uow.session, uow, customer_ids, changed=feature_service.CHANGED.get())
+
+
+async def _score_everyone(uow: UnitOfWork) -> None:
+    await value_service.score_everyone(uow)
+
+
+async def _segments_everyone(uow: UnitOfWork) -> None:
+    await segment_service.reapply_all(uow)
 
 
 def build(settings: SegmentationSettings | None = None, bus: EventBus | None = None) -> ServiceRuntime:
@@ -52,8 +60,9 @@ def build(settings: SegmentationSettings | None = None, bus: EventBus | None = N
     runtime.include_router(analytics_routes.router)
     runtime.include_router(insight_routes.clusters_router)
     runtime.include_router(insight_routes.playbooks_router)
-    feature_service.on_refreshed(_score, after_contacts=False)  # value and risk ignore contacts
-    feature_service.on_refreshed(_segments)
+    # value and risk ignore contacts
+    feature_service.on_refreshed(_score, after_contacts=False, everyone=_score_everyone)
+    feature_service.on_refreshed(_segments, everyone=_segments_everyone)
     consumers.register(runtime.consumer)
     runtime.add_background(segment_service.scheduler(runtime.uow))
     runtime.add_background(lambda: value_service.scheduled(runtime.uow))

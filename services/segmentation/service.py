@@ -14,10 +14,11 @@ risk) run after each refresh, in the same transaction.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -63,8 +64,50 @@ FOLLOWING_TABLES: tuple[Any, ...] = (*FACT_TABLES, RegistrationFact)
 
 _CONTACT_HOOKS: list[Hook] = []
 
+# What the event being handled can have changed, for the hooks (segments re-evaluate only the rules
+# reading one of these; `segments.compile.fields` names them): None while any feature may have changed.
+CHANGED: ContextVar[frozenset[str] | None] = ContextVar("segmentation_changed", default=None)
+VALUE_FIELDS = frozenset({"value_tier", "risk_level", "ladder_stage"})
+PURCHASE_CHANGES = frozenset(
+    {
+        "first_purchase_at",
+        "last_purchase_at",
+        "purchase_count",
+        "currency",
+        "total_spend_minor",
+        "refunded_minor",
+        "net_spend_minor",
+        "average_order_minor",
+        "mean_interpurchase_days",
+        "channels",
+        "channel_count",
+        "multichannel",
+        "window:purchases",
+        "window:spend",
+        *VALUE_FIELDS,
+    }
+)
+CONTACT_CHANGES = frozenset(
+    {"contact_count", "last_contact_at", "channels", "channel_count", "multichannel", "window:contacts"}
+)
 
-def on_refreshed(hook: Hook, *, after_contacts: bool = True) -> None:
+
+async def _run_hooks(
+    uow: UnitOfWork, hooks: list[Hook], ids: list[str], changed: frozenset[str] | None
+) -> None:
+    token = CHANGED.set(changed)
+    try:
+        for hook in hooks:
+            await hook(uow, ids)
+    finally:
+        CHANGED.reset(token)
+
+
+PopulationHook = Callable[[UnitOfWork], Awaitable[None]]
+_POPULATION_HOOKS: dict[Hook, PopulationHook] = {}
+
+
+def on_refreshed(hook: Hook, *, after_contacts: bool = True, everyone: PopulationHook | None = None) -> None:
     """Run `hook(uow, customer_ids)` after the features of those customers were recomputed; with
     `after_contacts=False`, not after a contact (which changes only the contact features: count,
     last contact, channels)."""
@@ -72,6 +115,8 @@ def on_refreshed(hook: Hook, *, after_contacts: bool = True) -> None:
         _HOOKS.append(hook)
     if after_contacts and hook not in _CONTACT_HOOKS:
         _CONTACT_HOOKS.append(hook)
+    if everyone is not None:  # what `hook` gives every customer, set-based (the recompute runs it)
+        _POPULATION_HOOKS[hook] = everyone
 
 
 def _insert(session: AsyncSession) -> Any:
@@ -159,8 +204,7 @@ async def on_purchase_recorded(uow: UnitOfWork, event: PurchaseRecorded) -> None
     )
     if not quick:
         await feature_store.refresh(uow.session, [customer])
-    for hook in _HOOKS:
-        await hook(uow, [customer])
+    await _run_hooks(uow, _HOOKS, [customer], PURCHASE_CHANGES)
 
 
 async def on_purchase_refunded(uow: UnitOfWork, event: PurchaseRefunded) -> None:
@@ -195,8 +239,9 @@ async def on_interaction_recorded(uow: UnitOfWork, event: InteractionRecorded) -
     customer = await current_id(uow.session, event.customer_id)
     if not await feature_store.add_contact(uow.session, customer, event.occurred_at, event.channel):
         await feature_store.refresh(uow.session, [customer])
-    for hook in _CONTACT_HOOKS:
-        await hook(uow, [customer])
+        await _run_hooks(uow, _CONTACT_HOOKS, [customer], None)  # a first fact: anything
+        return
+    await _run_hooks(uow, _CONTACT_HOOKS, [customer], CONTACT_CHANGES)
 
 
 async def _complaint(
@@ -363,13 +408,29 @@ async def features(uow: UnitOfWork, customer_id: str) -> FeaturesOut:
     )
 
 
+async def analyze(session: AsyncSession, *tables: str) -> None:
+    """Fresh planner statistics for tables just rewritten wholesale in this transaction (PostgreSQL):
+    the set-based statements that follow are planned for their real size."""
+    if session.get_bind().dialect.name == "postgresql":
+        for table in tables:
+            await session.execute(text(f"ANALYZE {table}"))
+
+
 async def recompute(uow: UnitOfWork) -> int:
     """Every customer's features from the facts, as a replay of every event would give them."""
     async with uow:
         count = await feature_store.recompute_all(uow.session)
-        ids = list(await uow.session.scalars(select(CustomerFeatures.customer_id)))
-        for start in range(0, len(ids), HOOK_BATCH):  # bounded IN lists (PostgreSQL: ≤ 32,767 parameters)
-            for hook in _HOOKS:
-                await hook(uow, ids[start : start + HOOK_BATCH])
+        await analyze(uow.session, "customer_features", "customer_spend")
+        batched = [hook for hook in _HOOKS if hook not in _POPULATION_HOOKS]
+        if batched:
+            ids = list(await uow.session.scalars(select(CustomerFeatures.customer_id)))
+            for start in range(0, len(ids), HOOK_BATCH):  # bounded IN lists (≤ 32,767 parameters)
+                for hook in _HOOKS:
+                    if hook in _POPULATION_HOOKS:
+                        continue
+                    await hook(uow, ids[start : start + HOOK_BATCH])
+        for hook in _HOOKS:  # in registration order, each over everyone at once
+            if hook in _POPULATION_HOOKS:
+                await _POPULATION_HOOKS[hook](uow)
         await uow.commit()
     return count

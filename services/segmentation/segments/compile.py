@@ -20,7 +20,7 @@ re-evaluation after one event reads only that customer's facts.
 from __future__ import annotations
 
 import operator
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -80,10 +80,21 @@ DATE_OPS = {"before": "<", "after": ">", "within_last_days": ">=", "older_than_d
 
 
 class Compiler:
-    def __init__(self, *, now: datetime, dialect: str, restrict: Sequence[str] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        now: datetime,
+        dialect: str,
+        restrict: Sequence[str] | None = None,
+        inline: Mapping[str, rules.Rule] | None = None,
+    ) -> None:
         self.now = now
         self.dialect = dialect
         self.restrict = list(restrict) if restrict is not None else None
+        # `in_segment` of these segments becomes their rule itself (the real-time path evaluates a
+        # segment and those built on it in one statement: membership after it equals the rule).
+        self.inline = dict(inline or {})
+        self.inlining: list[str] = []
 
     def cut(self, days: int) -> ColumnElement[Any]:
         return literal(self.now - timedelta(days=days), UTCDateTime())
@@ -99,6 +110,13 @@ class Compiler:
             return self.compare(rule)
         if isinstance(rule, rules.Window):
             return self.window(rule)
+        target = self.inline.get(rule.segment_id)
+        if target is not None and rule.segment_id not in self.inlining:
+            self.inlining.append(rule.segment_id)
+            try:
+                return self.compile(target)
+            finally:
+                self.inlining.pop()
         return exists().where(
             MEMBERS.c.segment_id == rule.segment_id, MEMBERS.c.customer_id == FEATURES.c.customer_id
         )
@@ -227,7 +245,24 @@ def matching(
 
 
 def predicate(
-    rule: rules.Rule, *, now: datetime, dialect: str, restrict: Sequence[str] | None = None
+    rule: rules.Rule,
+    *,
+    now: datetime,
+    dialect: str,
+    restrict: Sequence[str] | None = None,
+    inline: Mapping[str, rules.Rule] | None = None,
 ) -> ColumnElement[bool]:
     """The rule alone as a boolean over `customer_features` (for a SELECT listing many segments)."""
-    return Compiler(now=now, dialect=dialect, restrict=restrict).compile(rule)
+    return Compiler(now=now, dialect=dialect, restrict=restrict, inline=inline).compile(rule)
+
+
+def fields(rule: rules.Rule) -> frozenset[str]:
+    """What the rule reads, besides other segments: feature/value columns (`last_purchase_at` for
+    `days_since_last_purchase`) and `window:<kind>` for windows over the facts."""
+    out: set[str] = set()
+    for node in rules.walk(rule):
+        if isinstance(node, rules.Compare):
+            out.add(node.field.column)
+        elif isinstance(node, rules.Window):
+            out.add(f"window:{node.kind}")
+    return frozenset(out)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+import weakref
 from collections.abc import Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -65,6 +66,31 @@ class InvalidRule(DomainError):
         super().__init__(
             "; ".join(f"{p}: {m}" for p, m in errors[:5]), errors=[FieldError(p, m) for p, m in errors]
         )
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentRef:
+    """A segment as the real-time path keeps it (parsed once per version)."""
+
+    id: str
+    name: str
+    kind: str
+    definition: Any
+    rule: rules.Rule | None
+    fields: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class Catalogue:
+    """Every segment (per database), with the stamp it was read at: (count, latest update, versions)."""
+
+    stamp: tuple[Any, ...]
+    segments: tuple[SegmentRef, ...]
+    order: tuple[SegmentRef, ...]  # rule segments in evaluation order
+
+
+_CATALOGUES: weakref.WeakKeyDictionary[Any, Catalogue] = weakref.WeakKeyDictionary()
+SMALL = 100  # up to this many customers, the one-statement path
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,7 +208,7 @@ def _out(segment: Segment, member_count: int | None = None) -> SegmentOut:
 
 async def _record(
     uow: UnitOfWork,
-    segment: Segment,
+    segment: Segment | SegmentRef,
     entered: Sequence[str],
     exited: Sequence[str],
     at: datetime,
@@ -475,16 +501,117 @@ async def upload(uow: UnitOfWork, segment_id: str, body: MembersUpload) -> Membe
 # ---- real time -------------------------------------------------------------------------------------
 
 
+def _stamp_columns() -> list[Any]:
+    return [
+        select(func.count()).select_from(Segment).scalar_subquery(),
+        select(func.max(Segment.updated_at)).scalar_subquery(),
+        select(func.coalesce(func.sum(Segment.version), 0)).scalar_subquery(),
+    ]
+
+
+def _stamp(values: Sequence[Any]) -> tuple[Any, ...]:
+    count, latest, versions = values
+    if isinstance(latest, datetime):
+        latest = latest.replace(tzinfo=UTC) if latest.tzinfo is None else latest.astimezone(UTC)
+    return (int(count or 0), latest, int(versions or 0))
+
+
+async def catalogue(session: AsyncSession) -> Catalogue:
+    """Every segment, parsed, read from the database (and cached for the real-time path)."""
+    stamp = _stamp((await session.execute(select(*_stamp_columns()))).one())
+    segments = await _all_segments(session)
+    refs: dict[str, SegmentRef] = {}
+    for s in segments:
+        rule = rules.parse(s.definition) if s.kind == "rule" else None
+        fields = compiler.fields(rule) if rule is not None else frozenset()
+        refs[s.id] = SegmentRef(s.id, s.name, s.kind, s.definition, rule, fields)
+    order = tuple(refs[s.id] for level in evaluation_order(segments) for s in level)
+    found = Catalogue(stamp, tuple(refs.values()), order)
+    _CATALOGUES[session.get_bind()] = found
+    return found
+
+
+def _affected(found: Catalogue, changed: frozenset[str] | None) -> list[SegmentRef]:
+    """Rule segments whose rule reads a changed field, or a segment among them, in evaluation order."""
+    if changed is None:
+        return list(found.order)
+    hit: set[str] = set()
+    for s in found.order:  # references come earlier in the order
+        if s.fields & changed or any(ref in hit for ref in raw_refs(s.definition)):
+            hit.add(s.id)
+    return [s for s in found.order if s.id in hit]
+
+
+async def _reevaluate_few(
+    session: AsyncSession,
+    uow: UnitOfWork,
+    ids: list[str],
+    now: datetime,
+    changed: frozenset[str] | None,
+) -> list[MembershipChange] | None:
+    """One customer or a few, none erased, all with features: the affected segments' rules and the
+    current memberships in one SELECT (a segment built on another re-evaluated here reads that one's
+    rule, inlined), then only the changes written. None when the general path must run."""
+    dialect = _dialect(session)
+    found = _CATALOGUES.get(session.get_bind())
+    for _ in range(2):
+        if found is None:
+            found = await catalogue(session)
+        targets = _affected(found, changed)
+        inline = {s.id: s.rule for s in targets if s.rule is not None}
+        columns: list[Any] = []
+        for s in targets:
+            assert s.rule is not None
+            columns.append(compiler.predicate(s.rule, now=now, dialect=dialect, restrict=ids, inline=inline))
+            columns.append(
+                exists().where(MEMBERS.c.segment_id == s.id, MEMBERS.c.customer_id == FEATURES.c.customer_id)
+            )
+        rows = (
+            await session.execute(
+                select(FEATURES.c.customer_id, FEATURES.c.erased, *_stamp_columns(), *columns).where(
+                    FEATURES.c.customer_id.in_(ids)
+                )
+            )
+        ).all()
+        if len(rows) != len(ids) or any(row[1] for row in rows):
+            return None  # erased or unknown customers: the general path
+        if _stamp(rows[0][2:5]) != found.stamp:
+            found = None  # segments changed since they were read: read them again
+            continue
+        changes: list[MembershipChange] = []
+        for i, s in enumerate(targets):
+            entered = sorted(row[0] for row in rows if row[5 + 2 * i] and not row[6 + 2 * i])
+            exited = sorted(row[0] for row in rows if not row[5 + 2 * i] and row[6 + 2 * i])
+            if entered or exited:
+                changes += await _apply_small(session, uow, s, entered, exited, now, "event")
+        return changes
+    return None
+
+
 async def reevaluate(
-    session: AsyncSession, uow: UnitOfWork, customer_ids: Sequence[str], *, now: datetime | None = None
+    session: AsyncSession,
+    uow: UnitOfWork,
+    customer_ids: Sequence[str],
+    *,
+    now: datetime | None = None,
+    changed: frozenset[str] | None = None,
 ) -> list[MembershipChange]:
     """Re-evaluate every rule segment for these customers (after their features were refreshed, in
     the caller's transaction) and publish the entries and exits. Erased customers leave every
-    segment, static ones included. Does not commit."""
+    segment, static ones included. Does not commit.
+
+    `changed` (the fields an event can have changed, as `compile.fields` names them; None: any) limits
+    the work to the segments whose rules read one of them, or a segment among those. For a few live
+    customers this is one SELECT (`_reevaluate_few`); time passing alone moves no one here (the
+    scheduled pass re-runs time-relative segments)."""
     ids = sorted(set(customer_ids))
     if not ids:
         return []
     now = now or datetime.now(UTC)
+    if len(ids) <= SMALL:
+        done = await _reevaluate_few(session, uow, ids, now, changed)
+        if done is not None:
+            return done
     dialect = _dialect(session)
     segments = await _all_segments(session)
     by_id = {s.id: s for s in segments}
@@ -540,7 +667,7 @@ async def reevaluate(
 async def _apply_small(
     session: AsyncSession,
     uow: UnitOfWork,
-    segment: Segment,
+    segment: Segment | SegmentRef,
     entered: list[str],
     exited: list[str],
     now: datetime,
@@ -562,6 +689,33 @@ async def _apply_small(
         )
         exited = sorted(removed.scalars())
     return await _record(uow, segment, entered, exited, now, cause)
+
+
+async def reapply_all(uow: UnitOfWork, *, cause: str = "event", now: datetime | None = None) -> int:
+    """`reevaluate` for every customer at once, set-based: erased customers leave the static segments,
+    then every rule segment is applied (two statements each, dependencies first). Returns how many
+    rule segments were applied."""
+    session = uow.session
+    now = now or datetime.now(UTC)
+    segments = await _all_segments(session)
+    for segment in segments:
+        if segment.kind != "static":
+            continue
+        erased = select(FEATURES.c.customer_id).where(FEATURES.c.erased != false())
+        gone = await session.execute(
+            delete(MEMBERS)
+            .where(MEMBERS.c.segment_id == segment.id, MEMBERS.c.customer_id.in_(erased))
+            .returning(MEMBERS.c.customer_id)
+        )
+        exited = sorted(gone.scalars())
+        if exited:
+            await _record(uow, segment, [], exited, now, "erasure")
+    done = 0
+    for level in evaluation_order(segments):
+        for segment in level:
+            await apply_rule(uow, segment, rules.parse(segment.definition), cause=cause, now=now)
+            done += 1
+    return done
 
 
 # ---- the scheduled pass --------------------------------------------------------------------------

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from lifetimes import BetaGeoFitter, GammaGammaFitter
+from scipy.special import hyp2f1
 
 BGNBD = ("r", "alpha", "a", "b")
 GAMMA_GAMMA = ("p", "q", "v")
@@ -76,7 +77,61 @@ def _fitters(params: dict[str, float]) -> tuple[BetaGeoFitter, GammaGammaFitter]
 def predict(
     params: dict[str, float], data: Rfmt, *, months: int = 12, monthly_discount: float = 0.01
 ) -> np.ndarray[Any, Any]:
-    """Predicted CLV per customer, in the monetary unit of `data.monetary`."""
+    """Predicted CLV per customer, in the monetary unit of `data.monetary`: lifetimes'
+    `GammaGammaFitter.customer_lifetime_value(BetaGeoFitter, …, freq="D")`, the same operations in the
+    same order on plain arrays (`predict_lifetimes` runs lifetimes itself; a unit test holds them
+    equal) — a fraction of a millisecond for one customer where the pandas path costs tens."""
+    if len(data.frequency) == 0:
+        return np.zeros(0)
+    with np.errstate(all="ignore"):
+        x = np.asarray(data.frequency, dtype=float)
+        recency = np.asarray(data.recency, dtype=float)
+        age = np.asarray(data.T, dtype=float)
+        m = np.asarray(data.monetary, dtype=float)
+        p, q, v = params["p"], params["q"], params["v"]
+        individual_weight = p * x / (p * x + q - 1)
+        population_mean = v * p / (q - 1)
+        monetary = (1 - individual_weight) * population_mean + individual_weight * m
+        factor = 30
+        steps = np.arange(0, months + 1) * factor  # every month's end at once: one row per step
+        cumulative = _purchases_up_to(params, steps[:, None], x, recency, age)
+        clv = np.zeros(len(x), dtype=float)
+        for k, i in enumerate(steps[1:], start=1):
+            expected = cumulative[k] - cumulative[k - 1]
+            clv = clv + (monetary * expected) / (1 + monthly_discount) ** (i / factor)
+    values = np.asarray(clv, dtype=float)
+    return np.where(np.isfinite(values), np.maximum(values, 0.0), 0.0)
+
+
+def _purchases_up_to(
+    params: dict[str, float],
+    t: Any,
+    x: np.ndarray[Any, Any],
+    recency: np.ndarray[Any, Any],
+    age: np.ndarray[Any, Any],
+) -> np.ndarray[Any, Any]:
+    """BG/NBD expected repeat purchases up to `t` (lifetimes'
+    `conditional_expected_number_of_purchases_up_to_time`, equation (10) of Fader, Hardie & Lee 2005)."""
+    r, alpha, a, b = params["r"], params["alpha"], params["a"], params["b"]
+    _a = r + x
+    _b = b + x
+    _c = a + b + x - 1
+    _z = t / (alpha + age + t)
+    ln_hyp_term = np.log(hyp2f1(_a, _b, _c, _z))
+    ln_hyp_term_alt = np.log(hyp2f1(_c - _a, _c - _b, _c, _z)) + (_c - _a - _b) * np.log(1 - _z)
+    ln_hyp_term = np.where(np.isinf(ln_hyp_term), ln_hyp_term_alt, ln_hyp_term)
+    first_term = (a + b + x - 1) / (a - 1)
+    second_term = 1 - np.exp(ln_hyp_term + (r + x) * np.log((alpha + age) / (alpha + t + age)))
+    numerator = first_term * second_term
+    denominator = 1 + (x > 0) * (a / (b + x - 1)) * ((alpha + age) / (alpha + recency)) ** (r + x)
+    result: np.ndarray[Any, Any] = numerator / denominator
+    return result
+
+
+def predict_lifetimes(
+    params: dict[str, float], data: Rfmt, *, months: int = 12, monthly_discount: float = 0.01
+) -> np.ndarray[Any, Any]:
+    """`predict` through lifetimes itself (the reference the fast path is checked against)."""
     if len(data.frequency) == 0:
         return np.zeros(0)
     bgf, ggf = _fitters(params)

@@ -12,24 +12,30 @@ from __future__ import annotations
 
 import asyncio
 import json
+import weakref
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Table,
     and_,
     bindparam,
     case,
+    cast,
     delete,
     exists,
     func,
     insert,
     literal,
+    null,
     or_,
     select,
+    text,
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -78,29 +84,46 @@ async def current_model(session: AsyncSession) -> ClvModel | None:
     return (await session.scalars(select(ClvModel).order_by(ClvModel.fitted_at.desc()).limit(1))).first()
 
 
-async def _rfmt(
-    session: AsyncSession, now: datetime, ids: Sequence[str] | None
-) -> tuple[list[str], clv.Rfmt]:
-    dialect = _dialect(session)
-    stmt = select(
-        F.customer_id,
+def _rfmt_columns(now: datetime, dialect: str) -> list[Any]:
+    """The BG/NBD inputs of a customer of the population (purchases > 0), as SQL: frequency, recency,
+    T, average order (NULL outside the population)."""
+    return [
         F.purchase_count - 1,
         days_between(F.last_purchase_at, F.first_purchase_at, dialect),
         days_between(at(now), F.first_purchase_at, dialect),
-        F.net_spend_minor / F.purchase_count,
-    ).where(rfm.population())
-    if ids is not None:
-        stmt = stmt.where(F.customer_id.in_(list(ids)))
-    rows = (await session.execute(stmt)).all()
-    matrix = np.array([r[1:] for r in rows], dtype=float).reshape(-1, 4)
+        case((F.purchase_count > 0, F.net_spend_minor / F.purchase_count), else_=None),
+    ]
+
+
+def _rfmt_data(rows: Sequence[Sequence[Any]]) -> clv.Rfmt:
+    matrix = np.array([list(r) for r in rows], dtype=float).reshape(-1, 4)
     matrix = np.nan_to_num(matrix)
-    data = clv.Rfmt(
+    return clv.Rfmt(
         frequency=matrix[:, 0],
         recency=np.maximum(matrix[:, 1], 0.0),
         T=np.maximum(matrix[:, 2], np.maximum(matrix[:, 1], 0.0)),
         monetary=np.maximum(matrix[:, 3], 0.0) / 100.0,
     )
-    return [r[0] for r in rows], data
+
+
+async def _rfmt(
+    session: AsyncSession, now: datetime, ids: Sequence[str] | None
+) -> tuple[list[str], clv.Rfmt]:
+    stmt = select(F.customer_id, *_rfmt_columns(now, _dialect(session))).where(rfm.population())
+    if ids is not None:
+        stmt = stmt.where(F.customer_id.in_(list(ids)))
+    rows = (await session.execute(stmt)).all()
+    return [r[0] for r in rows], _rfmt_data([r[1:] for r in rows])
+
+
+def _predicted(params: dict[str, Any] | None, data: clv.Rfmt, settings: ValueSettings) -> list[int | None]:
+    """Predicted CLV in minor units (None for everyone without a fitted model)."""
+    if params is None:
+        return [None] * len(data.frequency)
+    predicted = clv.predict(
+        params, data, months=settings.clv_horizon_months, monthly_discount=settings.clv_monthly_discount
+    )
+    return [round(float(v) * 100) for v in predicted]
 
 
 async def _write_predictions(
@@ -112,17 +135,38 @@ async def _write_predictions(
 ) -> None:
     if not ids:
         return
-    if params is None:
-        values: list[int | None] = [None] * len(ids)
-    else:
-        predicted = clv.predict(
-            params, data, months=settings.clv_horizon_months, monthly_discount=settings.clv_monthly_discount
-        )
-        values = [round(float(v) * 100) for v in predicted]
+    values = _predicted(params, data, settings)
+    if len(ids) > WRITE_BATCH and _dialect(session) == "postgresql":
+        await _copy_predictions(session, ids, values)
+        return
     stmt = update(CV).where(CV.c.customer_id == bindparam("cid")).values(clv_predicted_minor=bindparam("clv"))
     rows = [{"cid": cid, "clv": v} for cid, v in zip(ids, values, strict=True)]
-    for start in range(0, len(rows), 5_000):
-        await session.execute(stmt, rows[start : start + 5_000])
+    for start in range(0, len(rows), WRITE_BATCH):
+        await session.execute(stmt, rows[start : start + WRITE_BATCH])
+
+
+WRITE_BATCH = 5_000
+
+
+async def _copy_predictions(session: AsyncSession, ids: list[str], values: list[int | None]) -> None:
+    """Many predictions at once on PostgreSQL: COPY into a temporary table, one UPDATE … FROM."""
+    connection = await session.connection()
+    await connection.exec_driver_sql(
+        "CREATE TEMPORARY TABLE IF NOT EXISTS clv_load (customer_id varchar(36) PRIMARY KEY, clv bigint) "
+        "ON COMMIT DELETE ROWS"
+    )
+    await connection.exec_driver_sql("TRUNCATE clv_load")
+    raw = (await connection.get_raw_connection()).driver_connection
+    assert raw is not None
+    for start in range(0, len(ids), 200_000):
+        chunk = list(zip(ids[start : start + 200_000], values[start : start + 200_000], strict=True))
+        await raw.copy_records_to_table("clv_load", records=chunk, columns=["customer_id", "clv"])
+    await connection.exec_driver_sql(
+        "UPDATE customer_value SET clv_predicted_minor = clv_load.clv FROM clv_load "
+        "WHERE customer_value.customer_id = clv_load.customer_id "
+        "AND customer_value.clv_predicted_minor IS DISTINCT FROM clv_load.clv"
+    )
+    await connection.exec_driver_sql("TRUNCATE clv_load")
 
 
 async def _ensure_rows(session: AsyncSession, now: datetime, ids: Sequence[str] | None) -> None:
@@ -171,82 +215,86 @@ async def _ensure_rows(session: AsyncSession, now: datetime, ids: Sequence[str] 
     )
 
 
-async def _apply(
-    session: AsyncSession, uow: UnitOfWork, now: datetime, ids: Sequence[str] | None, settings: ValueSettings
-) -> dict[str, int]:
-    dialect = _dialect(session)
-    id_list = list(ids) if ids is not None else None
-    cuts = await current_cut_points(session)
+COLUMNS = [
+    "rfm_r", "rfm_f", "rfm_m", "rfm_segment", "currency", "clv_historic_minor", "value_tier",
+    "risk_score", "risk_level", "risk_reasons", "active", "lapsed", "ladder_stage",
+]  # fmt: skip
+
+
+def _new_values(
+    now: datetime,
+    settings: ValueSettings,
+    dialect: str,
+    cuts: dict[str, list[float]],
+    ids: list[str] | None,
+    predicted: dict[str, int | None] | None = None,
+) -> Any:
+    """The one SELECT of everyone's (or `ids`') new value, risk and stage, beside their old stage and
+    level: what both the scheduled pass and the real-time path write. With `predicted` (the real-time
+    path), the customers' new predicted CLV (a customer of the population missing from it keeps none,
+    anyone else keeps their stored one) is a column too, and the tier uses it."""
     old = aliased(CustomerValue, name="old")
-    win = risk.windows(now, settings, id_list)
+    win = risk.windows(now, settings, ids)
     r = rfm.score("recency", rfm.dimension("recency", now, dialect), cuts.get("recency", []))
     f = rfm.score("frequency", rfm.dimension("frequency", now, dialect), cuts.get("frequency", []))
     m = rfm.score("monetary", rfm.dimension("monetary", now, dialect), cuts.get("monetary", []))
-    value = func.coalesce(old.clv_predicted_minor, F.net_spend_minor)
+    clv_now: Any = old.clv_predicted_minor
+    if predicted is not None:
+        known = [(F.customer_id == cid, literal(v, BigInteger())) for cid, v in predicted.items()]
+        fresh = case(*known, else_=null()) if known else cast(null(), BigInteger())
+        clv_now = case((rfm.population(), fresh), else_=old.clv_predicted_minor)
+    value = func.coalesce(clv_now, F.net_spend_minor)
     tier = tiers.tier(value, cuts.get("tier", []))
     points = risk.components(win, now, dialect, settings)
     score = risk.total(points)
     is_active = risk.active(now, dialect, settings)
+    columns = [
+        F.customer_id.label("customer_id"),
+        r.label("rfm_r"),
+        f.label("rfm_f"),
+        m.label("rfm_m"),
+        rfm.segment(r, f).label("rfm_segment"),
+        F.currency.label("currency"),
+        F.net_spend_minor.label("clv_historic_minor"),
+        tier.label("value_tier"),
+        score.label("risk_score"),
+        risk.level(score, settings).label("risk_level"),
+        risk.reasons_json(points, dialect).label("risk_reasons"),
+        is_active.label("active"),
+        and_(F.purchase_count > 0, ~is_active).label("lapsed"),
+        ladder.stage(tier, now, dialect, settings).label("ladder_stage"),
+        old.ladder_stage.label("old_stage"),
+        old.risk_level.label("old_level"),
+    ]
+    if predicted is not None:
+        columns.append(clv_now.label("clv_predicted_minor"))
     new_stmt = (
-        select(
-            F.customer_id.label("customer_id"),
-            r.label("rfm_r"),
-            f.label("rfm_f"),
-            m.label("rfm_m"),
-            rfm.segment(r, f).label("rfm_segment"),
-            F.currency.label("currency"),
-            F.net_spend_minor.label("clv_historic_minor"),
-            tier.label("value_tier"),
-            score.label("risk_score"),
-            risk.level(score, settings).label("risk_level"),
-            risk.reasons_json(points, dialect).label("risk_reasons"),
-            is_active.label("active"),
-            and_(F.purchase_count > 0, ~is_active).label("lapsed"),
-            ladder.stage(tier, now, dialect, settings).label("ladder_stage"),
-            old.ladder_stage.label("old_stage"),
-            old.risk_level.label("old_level"),
-        )
+        select(*columns)
         .select_from(F)
         .join(old, old.customer_id == F.customer_id)
         .outerjoin(win, win.c.customer_id == F.customer_id)
         .where(F.erased.is_(False))
     )
-    if id_list is not None:
-        new_stmt = new_stmt.where(F.customer_id.in_(id_list))
-    new = new_stmt.subquery("new")
-    changes = (
-        await session.execute(
-            select(
-                new.c.customer_id,
-                new.c.old_stage,
-                new.c.ladder_stage,
-                new.c.old_level,
-                new.c.risk_level,
-                new.c.risk_score,
-                new.c.risk_reasons,
-                new.c.value_tier,
-            ).where(
-                or_(
-                    new.c.old_stage != new.c.ladder_stage,
-                    and_(
-                        new.c.risk_level == "high",
-                        new.c.old_level != "high",
-                        new.c.value_tier.in_(VALUABLE),
-                    ),
-                )
-            )
-        )
-    ).all()
-    columns = [
-        "rfm_r", "rfm_f", "rfm_m", "rfm_segment", "currency", "clv_historic_minor", "value_tier",
-        "risk_score", "risk_level", "risk_reasons", "active", "lapsed", "ladder_stage",
-    ]  # fmt: skip
-    values: dict[str, Any] = {c: new.c[c] for c in columns}
+    if ids is not None:
+        new_stmt = new_stmt.where(F.customer_id.in_(ids))
+    return new_stmt.subquery("new")
+
+
+def _assignments(new: Any, now: datetime, *, with_clv: bool = False) -> dict[str, Any]:
+    values: dict[str, Any] = {c: new.c[c] for c in COLUMNS}
+    if with_clv:
+        values["clv_predicted_minor"] = new.c.clv_predicted_minor
     # A customer who buys again is active: the defection reason no longer applies (history stays).
     values["defection_reason"] = case((new.c.active.is_(True), None), else_=CV.c.defection_reason)
     values["updated_at"] = at(now)
-    await session.execute(update(CV).where(CV.c.customer_id == new.c.customer_id).values(**values))
+    return values
 
+
+def _transitions(
+    changes: Sequence[Sequence[Any]], now: datetime
+) -> tuple[list[dict[str, Any]], list[Any], int]:
+    """Ladder history rows and events of (customer, old stage, stage, old level, level, score,
+    reasons, tier) rows: a stage change, or a valuable customer crossing into high risk."""
     history: list[dict[str, Any]] = []
     events: list[Any] = []
     at_risk = 0
@@ -280,10 +328,59 @@ async def _apply(
                 )
             )
             at_risk += 1
+    return history, events, at_risk
+
+
+async def _record(
+    session: AsyncSession, uow: UnitOfWork, changes: Sequence[Sequence[Any]], now: datetime
+) -> dict[str, int]:
+    history, events, at_risk = _transitions(changes, now)
     if history:
         await session.execute(insert(LadderHistory), history)
     await uow.publish_many(events)
     return {"ladder_changes": len(history), "at_risk_published": at_risk}
+
+
+async def _apply(
+    session: AsyncSession,
+    uow: UnitOfWork,
+    now: datetime,
+    ids: Sequence[str] | None,
+    settings: ValueSettings,
+    cuts: dict[str, list[float]] | None = None,
+) -> dict[str, int]:
+    dialect = _dialect(session)
+    id_list = list(ids) if ids is not None else None
+    if cuts is None:
+        cuts = await current_cut_points(session)
+    new = _new_values(now, settings, dialect, cuts, id_list)
+    changes = (
+        await session.execute(
+            select(
+                new.c.customer_id,
+                new.c.old_stage,
+                new.c.ladder_stage,
+                new.c.old_level,
+                new.c.risk_level,
+                new.c.risk_score,
+                new.c.risk_reasons,
+                new.c.value_tier,
+            ).where(
+                or_(
+                    new.c.old_stage != new.c.ladder_stage,
+                    and_(
+                        new.c.risk_level == "high",
+                        new.c.old_level != "high",
+                        new.c.value_tier.in_(VALUABLE),
+                    ),
+                )
+            )
+        )
+    ).all()
+    await session.execute(
+        update(CV).where(CV.c.customer_id == new.c.customer_id).values(**_assignments(new, now))
+    )
+    return await _record(session, uow, changes, now)
 
 
 async def risk_explanations(
@@ -322,22 +419,170 @@ def parse_reasons(raw: Any) -> dict[str, int]:
     return {str(k): int(v) for k, v in (raw or {}).items()}
 
 
+@dataclass(frozen=True, slots=True)
+class Parameters:
+    """The population figures a customer is scored against: the latest RFM cut points and tier floors
+    (`rfm_cutpoints`) and CLV model (`clv_models`), with the stamps they were read at."""
+
+    cuts: dict[str, list[float]]
+    model: dict[str, Any] | None
+    cuts_at: datetime | None
+    model_at: datetime | None
+
+
+# Per database (engine): the parameters last read. Every real-time scoring reads the two stamps in the
+# statement it runs anyway and reloads on any difference, so a pass committed by another process (or
+# rolled back in this one) is picked up by the next event: the cache is never stale.
+_PARAMETERS: weakref.WeakKeyDictionary[Any, Parameters] = weakref.WeakKeyDictionary()
+
+
+def _stamps() -> tuple[Any, Any]:
+    return (
+        select(func.max(RfmCutpoints.computed_at)).scalar_subquery(),
+        select(func.max(ClvModel.fitted_at)).scalar_subquery(),
+    )
+
+
+async def parameters(session: AsyncSession) -> Parameters:
+    """The current parameters, read from the database (and cached for the real-time path)."""
+    cuts_at, model_at = (await session.execute(select(*_stamps()))).one()
+    model = await current_model(session)
+    found = Parameters(
+        cuts=await current_cut_points(session),
+        model=model.params if model is not None else None,
+        cuts_at=_utc(cuts_at),
+        model_at=_utc(model_at),
+    )
+    _PARAMETERS[session.get_bind()] = found
+    return found
+
+
+def forget_parameters(session: AsyncSession) -> None:
+    _PARAMETERS.pop(session.get_bind(), None)
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+SMALL = 100  # up to this many customers, the per-customer path; more: the set-based one
+
+
 async def score_customers(
     session: AsyncSession, uow: UnitOfWork, customer_ids: Sequence[str], *, now: datetime | None = None
 ) -> dict[str, int]:
     """Real-time path: recompute these customers' value, risk and stage from their features, the
     current cut points, tier floors and CLV model; record and publish the transitions. Runs inside the
-    caller's transaction (it does not commit)."""
+    caller's transaction (it does not commit).
+
+    For a few customers (an event): one SELECT by primary key (their features, whether they have a value
+    row, their old stage and level, and the stamps of the cached population parameters), their CLV
+    predicted in Python, and one UPDATE … FROM computing and writing everything else for just them
+    (RETURNING the new stage and level); rows are created or deleted only when needed. Larger batches
+    take the set-based path of the scheduled pass. Both write the same expressions (`_new_values`)."""
     ids = sorted(set(customer_ids))
     if not ids:
         return {"ladder_changes": 0, "at_risk_published": 0}
     now = now or datetime.now(UTC)
     settings = load_value_settings()
-    await _ensure_rows(session, now, ids)
+    if len(ids) > SMALL:
+        await _ensure_rows(session, now, ids)
+        model = await current_model(session)
+        found, data = await _rfmt(session, now, ids)
+        await _write_predictions(session, model.params if model else None, found, data, settings)
+        return await _apply(session, uow, now, ids, settings)
+    return await _score_few(session, uow, ids, now, settings)
+
+
+async def _score_few(
+    session: AsyncSession, uow: UnitOfWork, ids: list[str], now: datetime, settings: ValueSettings
+) -> dict[str, int]:
+    dialect = _dialect(session)
+    cuts_at, model_at = _stamps()
+    rows = (
+        await session.execute(
+            select(
+                F.customer_id,
+                F.erased,
+                F.purchase_count,
+                CV.c.customer_id,
+                CV.c.ladder_stage,
+                CV.c.risk_level,
+                cuts_at,
+                model_at,
+                *_rfmt_columns(now, dialect),
+            )
+            .outerjoin(CV, CV.c.customer_id == F.customer_id)
+            .where(F.customer_id.in_(ids))
+        )
+    ).all()
+    known = {row[0] for row in rows}
+    erased = [row[0] for row in rows if row[1]]
+    # An id without features (merged into another) keeps no value row; an erased customer keeps nothing.
+    gone = [c for c in ids if c not in known]
+    if gone:
+        await session.execute(delete(CustomerValue).where(CustomerValue.customer_id.in_(gone)))
+    if erased:
+        for table in (CustomerValue, LadderHistory, Defection):
+            await session.execute(delete(table).where(table.customer_id.in_(erased)))
+    live = [row for row in rows if not row[1]]
+    if not live:
+        return {"ladder_changes": 0, "at_risk_published": 0}
+    missing = [row[0] for row in live if row[3] is None]
+    if missing:
+        await _ensure_rows(session, now, missing)
+    cached = _PARAMETERS.get(session.get_bind())
+    stamps = (_utc(live[0][6]), _utc(live[0][7]))
+    if cached is None or (cached.cuts_at, cached.model_at) != stamps:
+        cached = await parameters(session)
+    buyers = [row for row in live if row[2] > 0]
+    data = _rfmt_data([row[8:] for row in buyers])
+    predicted = dict(zip((row[0] for row in buyers), _predicted(cached.model, data, settings), strict=True))
+    new = _new_values(now, settings, dialect, cached.cuts, [row[0] for row in live], predicted)
+    written = (
+        await session.execute(
+            update(CV)
+            .where(CV.c.customer_id == new.c.customer_id)
+            .values(**_assignments(new, now, with_clv=True))
+            .returning(
+                CV.c.customer_id,
+                CV.c.ladder_stage,
+                CV.c.risk_level,
+                CV.c.risk_score,
+                CV.c.risk_reasons,
+                CV.c.value_tier,
+            )
+        )
+    ).all()
+    # The old stage and level: read above (a row created just now starts as a low-risk prospect).
+    before = {row[0]: (row[4] or "prospect", row[5] or "low") for row in live}
+    changes = []
+    for customer_id, stage, level, score_, reasons, tier_ in written:
+        old_stage, old_level = before[customer_id]
+        moved = old_stage != stage
+        alarm = level == "high" and old_level != "high" and tier_ in VALUABLE
+        if moved or alarm:
+            changes.append((customer_id, old_stage, stage, old_level, level, score_, reasons, tier_))
+    return await _record(session, uow, sorted(changes), now)
+
+
+async def score_everyone(uow: UnitOfWork, *, now: datetime | None = None) -> dict[str, int]:
+    """`score_customers` for every customer at once, set-based (the features recompute runs it): the
+    rows ensured, every prediction written in one pass, then the one SELECT of transitions and the one
+    UPDATE … FROM of the scheduled pass — against the current cut points, floors and model."""
+    session = uow.session
+    now = now or datetime.now(UTC)
+    settings = load_value_settings()
+    await _ensure_rows(session, now, None)
+    if _dialect(session) == "postgresql":  # rows just created: plan the passes below for them
+        await session.execute(text("ANALYZE customer_value"))
     model = await current_model(session)
-    found, data = await _rfmt(session, now, ids)
-    await _write_predictions(session, model.params if model else None, found, data, settings)
-    return await _apply(session, uow, now, ids, settings)
+    ids, data = await _rfmt(session, now, None)
+    await _write_predictions(session, model.params if model else None, ids, data, settings)
+    del data
+    return await _apply(session, uow, now, None, settings)
 
 
 async def recompute_population(
