@@ -221,15 +221,19 @@ class MergeOut(BaseModel):
 class MergeRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    other_id: str = Field(description="The customer to merge into this one")
-    reason: str | None = Field(default=None, max_length=500)
+    other_id: str = Field(
+        description="The customer to merge into this one", examples=["5b1f0c9e-2d4a-4f8e-9c3b-7a6d5e4f3a21"]
+    )
+    reason: str | None = Field(default=None, max_length=500, examples=["Same person: confirmed by phone"])
 
 
 class UnmergeRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    merge_id: str
-    reason: str | None = Field(default=None, max_length=500)
+    merge_id: str = Field(
+        description="The merge to undo (from the lineage)", examples=["1c7e2b90-6f3d-4a8b-b1e2-9d0c4f5a6e73"]
+    )
+    reason: str | None = Field(default=None, max_length=500, examples=["Different people sharing an e-mail"])
 
 
 class ReviewOut(BaseModel):
@@ -248,8 +252,10 @@ class ReviewOut(BaseModel):
 class ReviewDecision(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    decision: Literal["merge", "keep_apart"]
-    reason: str | None = Field(default=None, max_length=500)
+    decision: Literal["merge", "keep_apart"] = Field(examples=["keep_apart"])
+    reason: str | None = Field(
+        default=None, max_length=500, examples=["Twins: same address, different birth dates"]
+    )
 
 
 class ResolvedRecordOut(BaseModel):

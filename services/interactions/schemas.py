@@ -395,7 +395,24 @@ class BulkInteractions(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    items: list[dict[str, Any]] = Field(min_length=1, max_length=5_000)
+    items: list[dict[str, Any]] = Field(
+        min_length=1,
+        max_length=5_000,
+        description="Contacts, each shaped like the body of `POST /interactions`",
+        examples=[
+            [
+                {
+                    "customer_id": "0b6f3c5e-8a47-4c1a-9d8e-3f2a1b4c5d6e",
+                    "kind": "inquiry",
+                    "channel": "phone",
+                    "direction": "inbound",
+                    "source_system": "callcentre",
+                    "idempotency_key": "call-20261123-0001",
+                    "occurred_at": "2026-11-23T09:30:00Z",
+                }
+            ]
+        ],
+    )
 
 
 class BulkItemResult(BaseModel):

@@ -124,9 +124,11 @@ class MemberOut(BaseModel):
 class MemberPatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    status: Literal["active", "suspended", "closed"] | None = None
+    status: Literal["active", "suspended", "closed"] | None = Field(default=None, examples=["suspended"])
     card_status: Literal["active", "blocked", "lost"] | None = Field(
-        default=None, description="`lost` issues a new card number at once (the old one stops working)"
+        default=None,
+        description="`lost` issues a new card number at once (the old one stops working)",
+        examples=["lost"],
     )
 
 
