@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 from fastapi import FastAPI
 
 from services.gateway import app as gateway_app
+from services.gateway.settings import GatewaySettings
 from services.gateway.settings import load_settings as gateway_settings
 from services.identity import app as identity_app
 from services.identity.settings import load_settings as identity_settings
@@ -41,6 +43,7 @@ def in_process_client(app: FastAPI, name: str) -> httpx.AsyncClient:
 class Platform:
     bus: EventBus
     runtimes: dict[str, ServiceRuntime]
+    var_dir: Path | None = None
 
     async def start(self) -> None:
         for runtime in self.runtimes.values():
@@ -64,10 +67,14 @@ class Platform:
             if moved == 0:
                 return
 
-    def gateway(self) -> FastAPI:
+    def gateway(self, settings: GatewaySettings | None = None, **options: Any) -> FastAPI:
+        """The gateway in front of every service, its webhook consumer on the shared bus (its database
+        next to theirs). `options` go to `gateway_app.build` (e.g. `webhook_transport` in tests)."""
         clients = {name: in_process_client(rt.app, name) for name, rt in self.runtimes.items()}
+        if settings is None:
+            settings = gateway_settings(**({"var_dir": self.var_dir} if self.var_dir is not None else {}))
         return gateway_app.build(
-            gateway_settings(), clients=clients, on_startup=self.start, on_shutdown=self.stop
+            settings, clients=clients, on_startup=self.start, on_shutdown=self.stop, bus=self.bus, **options
         )
 
 
@@ -88,7 +95,7 @@ def build_platform(var_dir: Path | None = None, bus: EventBus | None = None) -> 
         "segmentation": segmentation,
         "loyalty": loyalty,
     }
-    return Platform(bus=bus, runtimes=runtimes)
+    return Platform(bus=bus, runtimes=runtimes, var_dir=var_dir)
 
 
 def create_embedded_app() -> FastAPI:

@@ -7,11 +7,22 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 
 import httpx
 from fastapi import FastAPI
+from starlette.middleware.cors import CORSMiddleware
 
-from services.gateway import routes
+from services.gateway import customer360, routes
+from services.gateway.limits import (
+    BodyLimitMiddleware,
+    PageSizeMiddleware,
+    RateLimitMiddleware,
+    TokenBuckets,
+    default_rules,
+)
 from services.gateway.settings import GatewaySettings, load_settings
 from services.gateway.upstreams import CircuitBreaker, Upstream, http_client
+from services.gateway.webhooks import routes as webhook_routes
+from services.gateway.webhooks.hub import WebhookHub
 from shared.http import create_app
+from shared.messaging.bus import EventBus
 
 Hook = Callable[[], Awaitable[None]]
 
@@ -22,9 +33,16 @@ def build(
     clients: Mapping[str, httpx.AsyncClient] | None = None,
     on_startup: Hook | None = None,
     on_shutdown: Hook | None = None,
+    bus: EventBus | None = None,
+    webhook_transport: httpx.AsyncBaseTransport | None = None,
 ) -> FastAPI:
     """The gateway app. `clients` replaces the HTTP clients to the services (embedded mode passes
-    in-process transports); the hooks start and stop what the gateway hosts (embedded mode: all services)."""
+    in-process transports); the hooks start and stop what the gateway hosts (embedded mode: all services).
+
+    `bus` is the platform's shared bus in embedded mode: the webhook consumer subscribes to it and the
+    gateway's database defaults to `<var_dir>/gateway.db`. Without it (distributed mode) webhooks run
+    on a bus of their own only when `CRM_GATEWAY_DATABASE_URL` is set. `webhook_transport` replaces
+    the transport webhooks are sent with (tests)."""
     settings = settings or load_settings()
     urls = settings.upstream_urls()
     chosen = (
@@ -47,10 +65,16 @@ def build(
         for name, client in chosen.items()
     }
 
+    webhooks = _webhook_hub(settings, bus, webhook_transport)
+
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if webhooks is not None:
+            await webhooks.migrate()  # before any event can reach the webhook consumer
         if on_startup is not None:
             await on_startup()
+        if webhooks is not None:
+            await webhooks.start()
         try:
             yield
         finally:
@@ -58,6 +82,8 @@ def build(
                 await upstream.close()
             if on_shutdown is not None:
                 await on_shutdown()
+            if webhooks is not None:
+                await webhooks.stop()
 
     app = create_app(
         service="gateway",
@@ -71,8 +97,60 @@ def build(
     )
     app.state.upstreams = upstreams
     app.state.settings = settings
+    app.state.webhooks = webhooks
+    # The gateway's own routes before the proxy's catch-all `/api/{service}/{path}`.
+    app.include_router(customer360.router)
+    app.include_router(webhook_routes.router)
     app.include_router(routes.router)
+    _install_limits(app, settings)
     return app
+
+
+def _webhook_hub(
+    settings: GatewaySettings, bus: EventBus | None, transport: httpx.AsyncBaseTransport | None
+) -> WebhookHub | None:
+    url = settings.webhook_database_url(embedded=bus is not None)
+    if url is None:
+        return None
+    if bus is None:
+        from shared.messaging.factory import make_bus
+
+        return WebhookHub(
+            settings, url, bus=make_bus(settings, client_id="crm-gateway"), owns_bus=True, transport=transport
+        )
+    return WebhookHub(settings, url, bus=bus, owns_bus=False, transport=transport)
+
+
+def _install_limits(app: FastAPI, settings: GatewaySettings) -> None:
+    """Outermost first: CORS (so refusals carry its headers too), body size, rate, page size."""
+    app.add_middleware(PageSizeMiddleware, max_page_size=settings.max_page_size)
+    if settings.rate_limits_on:
+        rules = default_rules(
+            per_minute=settings.rate_limit_per_minute,
+            burst=settings.rate_limit_burst,
+            login=settings.rate_limit_login_per_minute,
+            referral=settings.rate_limit_referral_per_minute,
+            redemption=settings.rate_limit_redemption_per_minute,
+        )
+        buckets = TokenBuckets(max_clients=settings.rate_limit_max_clients)
+        app.state.rate_limits = buckets
+        app.add_middleware(
+            RateLimitMiddleware,
+            rules=rules,
+            buckets=buckets,
+            trust_forwarded_for=settings.trust_forwarded_for,
+        )
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_credentials=settings.cors_allow_credentials,
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
+            allow_headers=["*"],
+            expose_headers=["x-request-id", "etag", "retry-after", "location"],
+            max_age=600,
+        )
 
 
 def create_gateway() -> FastAPI:

@@ -1,0 +1,1 @@
+"""Webhooks: events delivered to HTTPS endpoints of systems that cannot read Kafka."""
