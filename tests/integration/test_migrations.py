@@ -12,6 +12,8 @@ from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from services.gateway.webhooks.hub import MIGRATIONS as GATEWAY
+from services.gateway.webhooks.models import metadata as gateway_metadata
 from services.identity.app import MIGRATIONS as IDENTITY
 from services.identity.models import metadata as identity_metadata
 from services.interactions.app import MIGRATIONS as INTERACTIONS
@@ -27,6 +29,7 @@ SERVICES = {
     "interactions": (INTERACTIONS, interactions_metadata),
     "segmentation": (SEGMENTATION, segmentation_metadata),
     "loyalty": (LOYALTY, loyalty_metadata),
+    "gateway": (GATEWAY, gateway_metadata),
 }
 
 
