@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
@@ -102,6 +102,25 @@ async def _programs(session: AsyncSession, program_id: str | None) -> list[Progr
 # --- pending release ---------------------------------------------------------------------------------
 
 
+async def _due_lots(
+    uow: UowFactory,
+    finder: Callable[..., Awaitable[list[Lot]]],
+    *,
+    now: datetime,
+    limit: int,
+    program_id: str | None,
+) -> list[tuple[str, str, int]]:
+    """(program, member, lot) of at most `limit` lots `finder` says are due, across programs."""
+    rows: list[tuple[str, str, int]] = []
+    async with uow() as unit:
+        for program in await _programs(unit.session, program_id):
+            if len(rows) >= limit:
+                break
+            for lot in await finder(unit.session, program, now, limit=limit - len(rows)):
+                rows.append((program.id, lot.member_id, lot.id))
+    return rows
+
+
 async def release_pass(
     uow: UowFactory,
     *,
@@ -113,13 +132,7 @@ async def release_pass(
     """Pending points whose hold has passed become spendable (at most `limit` lots, every program)."""
     now = now or datetime.now(UTC)
     result = PassResult("release")
-    rows: list[tuple[str, str, int]] = []
-    async with uow() as unit:
-        for program in await _programs(unit.session, program_id):
-            if len(rows) >= limit:
-                break
-            for lot in await ledger.due_pending(unit.session, program, now, limit=limit - len(rows)):
-                rows.append((program.id, lot.member_id, lot.id))
+    rows = await _due_lots(uow, ledger.due_pending, now=now, limit=limit, program_id=program_id)
     result.full = len(rows) >= limit
     batches = _group(rows)
     if progress is not None:
@@ -185,13 +198,7 @@ async def expiry_pass(
     `limit` lots per pass."""
     now = now or datetime.now(UTC)
     result = PassResult("expiry")
-    rows: list[tuple[str, str, int]] = []
-    async with uow() as unit:
-        for program in await _programs(unit.session, program_id):
-            if len(rows) >= limit:
-                break
-            for lot in await ledger.due_lots(unit.session, program, now, limit=limit - len(rows)):
-                rows.append((program.id, lot.member_id, lot.id))
+    rows = await _due_lots(uow, ledger.due_lots, now=now, limit=limit, program_id=program_id)
     result.full = len(rows) >= limit
     batches = _group(rows)
     if progress is not None:
