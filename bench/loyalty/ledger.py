@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+from sqlalchemy import select
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -99,14 +100,33 @@ async def setup(sessions: async_sessionmaker[AsyncSession], members: int) -> lis
     return ids
 
 
+_programs: dict[str, Program] = {}
+
+
+async def program_and_member(session: AsyncSession, member_id: str) -> tuple[Program, Member]:
+    """The member row, read each time (as the service does), and its program: cached per process,
+    checked against the program's current `version` in the same query (re-read when it changed)."""
+    member, version = (
+        await session.execute(
+            select(Member, Program.version)
+            .join(Program, Program.id == Member.program_id)
+            .where(Member.id == member_id)
+        )
+    ).one()
+    program = _programs.get(member.program_id)
+    if program is None or program.version != version:
+        program = await session.get(Program, member.program_id, populate_existing=True)
+        assert program is not None
+        session.expunge(program)
+        _programs[program.id] = program
+    return program, member
+
+
 async def post_one(
     sessions: async_sessionmaker[AsyncSession], member_id: str, kind: str, points: int
 ) -> bool:
     async with sessions() as session:
-        program = await session.get(Program, "bench")
-        member = await session.get(Member, member_id)
-        assert program is not None
-        assert member is not None
+        program, member = await program_and_member(session, member_id)
         try:
             if kind == "earn":
                 await ledger.earn(session, program, member, points, reference=f"e:{uuid.uuid4()}")
@@ -186,18 +206,12 @@ async def redemptions(
         assert await post_one(sessions, member_id, "earn", 500)
         start = time.perf_counter()
         async with sessions() as session:
-            program = await session.get(Program, "bench")
-            member = await session.get(Member, member_id)
-            assert program is not None
-            assert member is not None
+            program, member = await program_and_member(session, member_id)
             reserved = await ledger.reserve(session, program, member, 300, reference=f"r:{uuid.uuid4()}")
             await session.commit()
         async with sessions() as session:
-            program = await session.get(Program, "bench")
-            member = await session.get(Member, member_id)
+            program, member = await program_and_member(session, member_id)
             reservation = await session.get(LedgerTransaction, reserved.id)
-            assert program is not None
-            assert member is not None
             assert reservation is not None
             await ledger.confirm_reservation(session, program, member, reservation)
             await session.commit()

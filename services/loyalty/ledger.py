@@ -15,14 +15,17 @@ redeemed) — balances derived from entries, never updated in place (they would 
 from __future__ import annotations
 
 import uuid
+import weakref
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, case, func, or_, select, update
+from sqlalchemy import JSON, and_, bindparam, case, func, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.orm.util import identity_key
 
 from services.loyalty.domain import (
     InsufficientPoints,
@@ -32,7 +35,7 @@ from services.loyalty.domain import (
     expiry_date,
 )
 from services.loyalty.models import Account, LedgerEntry, LedgerTransaction, Lot, LotMovement, Member, Program
-from shared.db import insert_rows
+from shared.db import UTCDateTime, insert_rows
 from shared.errors import Conflict, NotFound
 
 MEMBER_KINDS = ("available", "pending", "reserved", "qualifying")
@@ -170,6 +173,175 @@ async def post(
     return Posted(transaction, balances)
 
 
+# --- one round trip on PostgreSQL ------------------------------------------------------------------
+#
+# On PostgreSQL (with migration 0007's `loyalty_post` function), earn, spend, reserve and
+# confirm_reservation are one call: the guarded account updates, the transaction and its entries, the
+# FIFO lot consumption, the new lot and its movement and the member's last activity, in the order the
+# ORM path below does them, with the same results. The ORM path serves SQLite (and the other
+# operations). `FAST_PATH = False` turns the fast path off.
+
+FAST_PATH = True
+_fast_engines: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
+
+_POST_CALL = text(
+    "SELECT balances, refused_account, refused_balance, new_lot_id, new_lot_remaining, taken_ids, "
+    "taken_remaining FROM loyalty_post(:id, :program_id, :kind, :reference, :customer_id, :member_id, "
+    ":reason, :actor, :reverses_id, :details, :created_at, :accounts, :amounts, :cached, :deltas, "
+    ":floors, :consume, :lot_points, :lot_status, :lot_source, :lot_program_id, :lot_available_at, "
+    ":lot_expires_at, :lot_budget_account, :activity_at)"
+).bindparams(
+    bindparam("details", type_=JSON()),
+    bindparam("created_at", type_=UTCDateTime()),
+    bindparam("lot_available_at", type_=UTCDateTime()),
+    bindparam("lot_expires_at", type_=UTCDateTime()),
+    bindparam("activity_at", type_=UTCDateTime()),
+)
+
+
+async def _fast(session: AsyncSession) -> bool:
+    """Whether this session's database runs the one-round-trip postings (asked once per engine)."""
+    if not FAST_PATH:
+        return False
+    bind = session.get_bind()
+    engine = getattr(bind, "engine", bind)
+    known = _fast_engines.get(engine)
+    if known is None:
+        known = engine.dialect.name == "postgresql" and bool(
+            await session.scalar(text("SELECT to_regproc('loyalty_post') IS NOT NULL"))
+        )
+        _fast_engines[engine] = known
+    return known
+
+
+@dataclass(slots=True)
+class _NewLot:
+    points: int
+    status: str
+    source: str
+    available_at: datetime
+    expires_at: datetime | None
+    budget_account: str | None  # remaining = credit budget on this account's new balance (None: all)
+
+
+async def _post_fast(
+    session: AsyncSession,
+    *,
+    program_id: str,
+    kind: str,
+    postings: Sequence[Posting],
+    member: Member,
+    reference: str | None,
+    floors: dict[str, int] | None = None,
+    reason: str | None = None,
+    actor: str | None = None,
+    details: dict[str, Any] | None = None,
+    now: datetime,
+    consume: int = 0,
+    lot: _NewLot | None = None,
+    touch: bool = False,
+) -> Posted:
+    """`post`, then `_consume(consume)`, `_new_lot(lot)` and `member.last_activity_at = now` (if
+    `touch`), in one call of `loyalty_post`."""
+    postings = [p for p in postings if p.amount != 0]
+    balanced(postings)
+    floors = floors or {}
+    deltas: dict[str, int] = {}
+    for p in postings:
+        deltas[p.account_id] = deltas.get(p.account_id, 0) + p.amount
+    cached = sorted(a for a in deltas if _cached(a))
+    guards = [floors.get(a) if deltas[a] < 0 else None for a in cached]
+    if session.new or session.dirty or session.deleted:
+        await session.flush()  # what the ORM path's flush would have written first
+    transaction_id = str(uuid.uuid4())
+    reference = reference or f"{kind}:{transaction_id}"
+    details = details or {}
+    row = (
+        await session.execute(
+            _POST_CALL,
+            {
+                "id": transaction_id,
+                "program_id": program_id,
+                "kind": kind,
+                "reference": reference,
+                "customer_id": member.customer_id,
+                "member_id": member.id,
+                "reason": reason,
+                "actor": actor,
+                "reverses_id": None,
+                "details": details,
+                "created_at": now,
+                "accounts": [p.account_id for p in postings],
+                "amounts": [p.amount for p in postings],
+                "cached": cached,
+                "deltas": [deltas[a] for a in cached],
+                "floors": guards,
+                "consume": consume,
+                "lot_points": lot.points if lot is not None else None,
+                "lot_status": lot.status if lot is not None else None,
+                "lot_source": lot.source if lot is not None else None,
+                "lot_program_id": member.program_id,
+                "lot_available_at": lot.available_at if lot is not None else None,
+                "lot_expires_at": lot.expires_at if lot is not None else None,
+                "lot_budget_account": lot.budget_account if lot is not None else None,
+                "activity_at": now if touch else None,
+            },
+        )
+    ).one()
+    new_balances, refused, current, lot_id, lot_remaining, taken_ids, taken_remaining = row
+    if new_balances is None:
+        if current is None:
+            raise NotFound(f"account {refused} does not exist", account_id=refused)
+        raise InsufficientPoints(
+            available=int(current) - (floors.get(refused) or 0), requested=-deltas[refused]
+        )
+    balances = {a: int(b) for a, b in zip(cached, new_balances, strict=True)}
+    transaction = LedgerTransaction(
+        id=transaction_id,
+        program_id=program_id,
+        kind=kind,
+        reference=reference,
+        customer_id=member.customer_id,
+        member_id=member.id,
+        reason=reason,
+        actor=actor,
+        reverses_id=None,
+        details=details,
+        created_at=now,
+    )
+    posted = Posted(transaction, balances)
+    # Objects this session already holds see what the database did, as after the ORM path.
+    identities = session.identity_map
+    if len(identities):
+        for account_id, balance in balances.items():
+            account = identities.get(identity_key(Account, account_id))
+            if account is not None:
+                set_committed_value(account, "balance", balance)
+        for lot_id_taken, remaining in zip(taken_ids or (), taken_remaining or (), strict=True):
+            held = identities.get(identity_key(Lot, lot_id_taken))
+            if held is not None:
+                set_committed_value(held, "remaining", int(remaining))
+    if touch:
+        set_committed_value(member, "last_activity_at", now)
+    if lot is not None:
+        posted.lots.append(
+            Lot(
+                id=int(lot_id),
+                member_id=member.id,
+                program_id=member.program_id,
+                transaction_id=transaction_id,
+                source=lot.source,
+                points=lot.points,
+                remaining=int(lot_remaining),
+                status=lot.status,
+                earned_at=now,
+                available_at=lot.available_at,
+                expires_at=lot.expires_at,
+            )
+        )
+    return posted
+
+
 # --- lots -------------------------------------------------------------------------------------------
 
 
@@ -294,6 +466,31 @@ async def earn(
             Posting(member_account(member.id, "qualifying"), qualifying),
             Posting(program_account(program.id, "qualifying_issued"), -qualifying),
         ]
+    if await _fast(session):
+        new_lot = None
+        if points:
+            new_lot = _NewLot(
+                points=points,
+                status=target,
+                source=reference,
+                available_at=now + timedelta(days=hold) if hold > 0 else now,
+                expires_at=expiry_date(program.expiry_policy, program.expiry_period, now, program.timezone),
+                budget_account=None if target == "pending" else member_account(member.id),
+            )
+        return await _post_fast(
+            session,
+            program_id=program.id,
+            kind=kind,
+            postings=postings,
+            member=member,
+            reference=reference,
+            reason=reason,
+            actor=actor,
+            details={"points": points, "qualifying": qualifying, **(details or {})},
+            now=now,
+            lot=new_lot,
+            touch=True,
+        )
     posted = await post(
         session,
         program_id=program.id,
@@ -380,6 +577,25 @@ async def spend(
         raise LoyaltyRuleRefused("points.positive", "points to spend must be a positive whole number")
     now = now or datetime.now(UTC)
     available = member_account(member.id)
+    if await _fast(session):
+        return await _post_fast(
+            session,
+            program_id=program.id,
+            kind=kind,
+            postings=[
+                Posting(available, -points),
+                Posting(to_account or program_account(program.id, "redeemed"), points),
+            ],
+            member=member,
+            reference=reference,
+            floors={available: 0},
+            reason=reason,
+            actor=actor,
+            details={"points": points, **(details or {})},
+            now=now,
+            consume=points,
+            touch=True,
+        )
     posted = await post(
         session,
         program_id=program.id,
@@ -414,6 +630,19 @@ async def reserve(
     if points <= 0:
         raise LoyaltyRuleRefused("points.positive", "points to reserve must be a positive whole number")
     available = member_account(member.id)
+    if await _fast(session):
+        return await _post_fast(
+            session,
+            program_id=program.id,
+            kind="reserve",
+            postings=[Posting(available, -points), Posting(member_account(member.id, "reserved"), points)],
+            member=member,
+            reference=reference,
+            floors={available: 0},
+            details={"points": points},
+            now=now or datetime.now(UTC),
+            consume=points,
+        )
     posted = await post(
         session,
         program_id=program.id,
@@ -441,6 +670,22 @@ async def confirm_reservation(
     """Reserved points are spent (reserved → redeemed)."""
     points = int(reservation.details["points"])
     reserved = member_account(member.id, "reserved")
+    if await _fast(session):
+        return await _post_fast(
+            session,
+            program_id=program.id,
+            kind="redeem",
+            postings=[
+                Posting(reserved, -points),
+                Posting(to_account or program_account(program.id, "redeemed"), points),
+            ],
+            member=member,
+            reference=f"confirm:{reservation.id}",
+            floors={reserved: 0},
+            details={"points": points, "reservation_id": reservation.id},
+            now=now or datetime.now(UTC),
+            touch=True,
+        )
     posted = await post(
         session,
         program_id=program.id,

@@ -61,7 +61,7 @@ async def _setup(session: AsyncSession, negative: bool, pending_days: int) -> tu
             "points_per_unit": 1,
             "pending_days": pending_days,
             "expiry_policy": "end_of_month",
-            "expiry_period": 0,
+            "expiry_period": 1,
             "negative_policy": "within_limit" if negative else "never",
             "negative_limit": 150 if negative else 0,
             "tiers": [],
