@@ -1,6 +1,6 @@
 """Events segmentation listens to: customers' lifecycle (registered, merged, unmerged, erased),
-purchases and refunds, contacts, complaints and surveys — each stored once as a fact, then the
-customer's features recomputed from them."""
+purchases and refunds, contacts, complaints and surveys, loyalty memberships, tiers, referrals and
+points — each stored once as a fact, then the customer's features recomputed from them."""
 
 from __future__ import annotations
 
@@ -19,6 +19,13 @@ from shared.contracts.interactions import (
     PurchaseRecorded,
     PurchaseRefunded,
     SurveyAnswered,
+)
+from shared.contracts.loyalty import (
+    MemberEnrolled,
+    PointsEarned,
+    PointsRedeemed,
+    ReferralCompleted,
+    TierChanged,
 )
 from shared.events.envelope import CloudEvent
 from shared.messaging.consumer import EventConsumer
@@ -75,3 +82,23 @@ def register(consumer: EventConsumer) -> None:
     @consumer.on(SurveyAnswered)
     async def survey_answered(uow: UnitOfWork, event: SurveyAnswered, _envelope: CloudEvent) -> None:
         await service.on_survey_answered(uow, event)
+
+    @consumer.on(MemberEnrolled)
+    async def member_enrolled(uow: UnitOfWork, event: MemberEnrolled, _envelope: CloudEvent) -> None:
+        await service.on_member_enrolled(uow, event)
+
+    @consumer.on(TierChanged)
+    async def tier_changed(uow: UnitOfWork, event: TierChanged, _envelope: CloudEvent) -> None:
+        await service.on_tier_changed(uow, event)
+
+    @consumer.on(ReferralCompleted)
+    async def referral_completed(uow: UnitOfWork, event: ReferralCompleted, _envelope: CloudEvent) -> None:
+        await service.on_referral_completed(uow, event)
+
+    @consumer.on(PointsEarned)
+    async def points_earned(uow: UnitOfWork, event: PointsEarned, _envelope: CloudEvent) -> None:
+        await service.on_points(uow, event)
+
+    @consumer.on(PointsRedeemed)
+    async def points_redeemed(uow: UnitOfWork, event: PointsRedeemed, _envelope: CloudEvent) -> None:
+        await service.on_points(uow, event)

@@ -9,7 +9,7 @@ customers at a time.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,7 +22,10 @@ from services.segmentation.models import (
     ContactFact,
     CustomerFeatures,
     CustomerSpend,
+    LoyaltyMembershipFact,
+    LoyaltyPointsFact,
     PurchaseFact,
+    ReferralFact,
     RefundFact,
     RegistrationFact,
     SurveyFact,
@@ -30,7 +33,10 @@ from services.segmentation.models import (
 from shared.db import insert_rows
 
 BATCH = 2_000
-WRITE_BATCH = 1_000  # rows per INSERT … VALUES: 29 columns each, under asyncpg's 32,767 parameters
+WRITE_BATCH = 900  # rows per INSERT … VALUES: 36 columns each, under asyncpg's 32,767 parameters
+JSON_COLUMNS = ("channels", "loyalty_programs")
+DEFAULT_PROGRAM = "default"  # the loyalty service's default program (its `loyalty_tier` counts first)
+_NEVER = datetime.min.replace(tzinfo=UTC)
 
 
 def nps_category(nps: int | None) -> str | None:
@@ -251,7 +257,84 @@ async def _rows(session: AsyncSession, ids: Sequence[str] | None) -> dict[str, d
             satisfaction_latest=round(float(last), 3),
             satisfaction_before=None if before is None else round(before, 3),
         )
+
+    await _loyalty(session, ids, row)
     return out
+
+
+def _membership_rank(customer_id: str, m: Any) -> tuple[Any, ...]:
+    """Which of a customer's memberships of one program counts: their own (recorded for them) before
+    one a merge brought, then the earliest enrolled (a membership not yet seen enrolled last)."""
+    enrolled = _aware(m.enrolled_at)
+    return (m.origin_customer_id != customer_id, enrolled is None, enrolled or _NEVER, m.member_id)
+
+
+def loyalty_tier(customer_id: str, memberships: Sequence[Any]) -> str | None:
+    """The tier in the default program if the customer is a member of it, else in the program they
+    joined first (ties: the program id); tiers of different programs are never compared."""
+    chosen: dict[str, Any] = {}
+    for m in sorted(memberships, key=lambda m: _membership_rank(customer_id, m)):
+        chosen.setdefault(m.program_id, m)
+    if not chosen:
+        return None
+    if DEFAULT_PROGRAM in chosen:
+        return chosen[DEFAULT_PROGRAM].tier  # type: ignore[no-any-return]
+    first = min(
+        chosen.values(),
+        key=lambda m: (m.enrolled_at is None, _aware(m.enrolled_at) or _NEVER, m.program_id),
+    )
+    return first.tier  # type: ignore[no-any-return]
+
+
+async def _loyalty(
+    session: AsyncSession, ids: Sequence[str] | None, row: Callable[[str], dict[str, Any]]
+) -> None:
+    """Memberships, tier, referrals made and points, from the loyalty facts."""
+    memberships = await session.execute(
+        _only(
+            select(
+                LoyaltyMembershipFact.customer_id,
+                LoyaltyMembershipFact.origin_customer_id,
+                LoyaltyMembershipFact.member_id,
+                LoyaltyMembershipFact.program_id,
+                LoyaltyMembershipFact.enrolled_at,
+                LoyaltyMembershipFact.tier,
+            ),
+            LoyaltyMembershipFact.customer_id,
+            ids,
+        )
+    )
+    per_customer: dict[str, list[Any]] = {}
+    for m in memberships:
+        per_customer.setdefault(m.customer_id, []).append(m)
+    for customer_id, found in per_customer.items():
+        enrolled = [at for at in (_aware(m.enrolled_at) for m in found) if at is not None]
+        row(customer_id).update(
+            loyalty_member=True,
+            loyalty_programs=sorted({m.program_id for m in found}),
+            loyalty_tier=loyalty_tier(customer_id, found),
+            member_since=min(enrolled) if enrolled else None,
+        )
+    referrals = await session.execute(
+        _only(
+            select(ReferralFact.customer_id, func.count()).group_by(ReferralFact.customer_id),
+            ReferralFact.customer_id,
+            ids,
+        )
+    )
+    for customer_id, count in referrals:
+        row(customer_id)["referrals_made"] = int(count)
+    points = await session.execute(
+        _only(
+            select(
+                LoyaltyPointsFact.customer_id, LoyaltyPointsFact.kind, func.sum(LoyaltyPointsFact.points)
+            ).group_by(LoyaltyPointsFact.customer_id, LoyaltyPointsFact.kind),
+            LoyaltyPointsFact.customer_id,
+            ids,
+        )
+    )
+    for customer_id, kind, total in points:
+        row(customer_id)[f"points_{kind}"] = int(total or 0)
 
 
 def _empty(customer_id: str) -> dict[str, Any]:
@@ -284,6 +367,13 @@ def _empty(customer_id: str) -> dict[str, Any]:
         "last_survey_at": None,
         "satisfaction_latest": None,
         "satisfaction_before": None,
+        "loyalty_member": False,
+        "loyalty_programs": [],
+        "loyalty_tier": None,
+        "member_since": None,
+        "referrals_made": 0,
+        "points_earned": 0,
+        "points_redeemed": 0,
     }
 
 
@@ -334,7 +424,7 @@ async def _copy_upsert(session: AsyncSession, values: list[dict[str, Any]]) -> N
     )
     raw = (await connection.get_raw_connection()).driver_connection
     assert raw is not None
-    records = [[orjson.dumps(v[c]).decode() if c == "channels" else v[c] for c in columns] for v in values]
+    records = [[orjson.dumps(v[c]).decode() if c in JSON_COLUMNS else v[c] for c in columns] for v in values]
     await raw.copy_records_to_table("features_load", records=records, columns=columns)
     assignments = ", ".join(f"{c} = excluded.{c}" for c in columns if c != "customer_id")
     listed = ", ".join(columns)
@@ -449,6 +539,21 @@ async def add_contact(session: AsyncSession, customer_id: str, occurred_at: date
     if channel not in (row.channels or []):
         names = sorted({*(row.channels or []), channel})
         row.channels, row.channel_count, row.multichannel = names, len(names), len(names) >= 2
+    row.updated_at = datetime.now(UTC)
+    await session.flush()
+    return True
+
+
+async def add_points(session: AsyncSession, customer_id: str, kind: str, points: int) -> bool:
+    """The features after one more points movement (`earned` or `redeemed`), updated in place: exactly
+    what `refresh` computes. False, changing nothing, for a customer with no features row yet."""
+    row = await session.get(CustomerFeatures, customer_id, with_for_update=True)
+    if row is None:
+        return False
+    if kind == "earned":
+        row.points_earned = (row.points_earned or 0) + points
+    else:
+        row.points_redeemed = (row.points_redeemed or 0) + points
     row.updated_at = datetime.now(UTC)
     await session.flush()
     return True

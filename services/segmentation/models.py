@@ -38,7 +38,17 @@ class CustomerFeatures(Base):
 
     `satisfaction_latest` is the customer's latest scored survey on a 0–10 scale (its NPS, or else its
     CSAT mapped 1→0 … 5→10) and `satisfaction_before` the average of their earlier scored surveys on the
-    same scale (None with fewer than two): the falling-satisfaction risk compares the two."""
+    same scale (None with fewer than two): the falling-satisfaction risk compares the two.
+
+    Loyalty (from the loyalty service's events): `loyalty_member` is whether the customer holds any
+    membership, `loyalty_programs` the ids of the programs they are a member of, `member_since` their
+    earliest enrolment. `loyalty_tier` is their tier in the `default` program when they are a member of
+    it, and otherwise in the program they joined first (tiers are defined per program, and segmentation
+    does not know their ranks, so it never compares tiers of different programs); where a merge left a
+    customer two memberships of one program, their own (recorded for them) counts, as in loyalty.
+    `referrals_made` counts the completed referrals the customer made; `points_earned` and
+    `points_redeemed` are the points earned and spent in all programs together (gross: deductions and
+    expiries are not subtracted)."""
 
     __tablename__ = "customer_features"
 
@@ -70,6 +80,13 @@ class CustomerFeatures(Base):
     last_survey_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     satisfaction_latest: Mapped[float | None] = mapped_column(Float)
     satisfaction_before: Mapped[float | None] = mapped_column(Float)
+    loyalty_member: Mapped[bool] = mapped_column(Boolean, default=False)
+    loyalty_programs: Mapped[list[str]] = mapped_column(JSON, default=lambda: [])
+    loyalty_tier: Mapped[str | None] = mapped_column(String(40))
+    member_since: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    referrals_made: Mapped[int] = mapped_column(Integer, default=0)
+    points_earned: Mapped[int] = mapped_column(BigInteger, default=0)
+    points_redeemed: Mapped[int] = mapped_column(BigInteger, default=0)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
@@ -159,6 +176,53 @@ class SurveyFact(Base):
     csat: Mapped[int | None] = mapped_column(Integer)
     nps: Mapped[int | None] = mapped_column(Integer)
     overall: Mapped[int | None] = mapped_column(Integer)
+
+
+class LoyaltyMembershipFact(Base):
+    """Each loyalty membership (`member_enrolled`, `tier_changed`), upserted: its tier is the one of the
+    latest tier change seen (`tier_changed_at`; an older change arriving late is ignored). A tier change
+    arriving before the enrolment creates the row without `enrolled_at`; the enrolment fills it in."""
+
+    __tablename__ = "loyalty_membership_facts"
+    __table_args__ = (Index("ix_loyalty_membership_facts_customer", "customer_id"),)
+
+    member_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(String(36))
+    origin_customer_id: Mapped[str] = mapped_column(String(36), index=True, default=recorded_for)
+    program_id: Mapped[str] = mapped_column(String(40))
+    enrolled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    tier: Mapped[str | None] = mapped_column(String(40))
+    tier_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class ReferralFact(Base):
+    """Each completed referral once (`referral_completed`), a fact of the referrer: one per referred
+    customer and program."""
+
+    __tablename__ = "referral_facts"
+    __table_args__ = (Index("ix_referral_facts_customer", "customer_id"),)
+
+    referred_customer_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    program_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(String(36))
+    origin_customer_id: Mapped[str] = mapped_column(String(36), index=True, default=recorded_for)
+    completed_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class LoyaltyPointsFact(Base):
+    """Each points movement counted once, by its ledger transaction (`points_earned`: kind `earned`,
+    `points_redeemed`: kind `redeemed`)."""
+
+    __tablename__ = "loyalty_points_facts"
+    __table_args__ = (Index("ix_loyalty_points_facts_customer", "customer_id"),)
+
+    transaction_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(String(36))
+    origin_customer_id: Mapped[str] = mapped_column(String(36), index=True, default=recorded_for)
+    program_id: Mapped[str] = mapped_column(String(40))
+    kind: Mapped[str] = mapped_column(String(10))
+    points: Mapped[int] = mapped_column(BigInteger)
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 class RegistrationFact(Base):

@@ -43,5 +43,16 @@ class FeaturesOut(BaseModel):
     last_nps: int | None = None
     nps_category: str | None = None
     last_survey_at: datetime | None = None
+    loyalty_member: bool = Field(default=False, description="A member of a loyalty program")
+    loyalty_programs: list[str] = Field(default_factory=list, examples=[["default"]])
+    loyalty_tier: str | None = Field(
+        default=None,
+        description="Tier in the default program (if a member of it), else in the program joined first",
+        examples=["gold"],
+    )
+    member_since: datetime | None = Field(default=None, description="Earliest loyalty enrolment")
+    referrals_made: int = Field(default=0, description="Completed referrals the customer made")
+    points_earned: int = Field(default=0, description="Points earned, all programs")
+    points_redeemed: int = Field(default=0, description="Points redeemed, all programs")
     updated_at: datetime | None = None
     spend: list[SpendOut]

@@ -7,8 +7,11 @@ features from all their facts. A merge moves the absorbed customer's facts to th
 moves back the facts whose origin is the restored customer or one merged into it, and recomputes both.
 Events about customers segmentation has not heard of are kept as facts and count at once, under the
 customer's id (there is no order to wait for: the features are a function of the facts; a later
-registration or merge only adds to them). Hooks registered with `on_refreshed` (segments, value and
-risk) run after each refresh, in the same transaction.
+registration or merge only adds to them). Loyalty memberships are upserted facts (keyed by member id:
+the enrolment fills in `enrolled_at`, the latest `tier_changed` sets the tier, an older one arriving
+late is ignored); referrals and points movements are facts stored once like purchases. Hooks
+registered with `on_refreshed` (segments, value and risk) run after each refresh, in the same
+transaction.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import delete, select, text, update
+from sqlalchemy import delete, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -28,8 +31,11 @@ from services.segmentation.models import (
     ContactFact,
     CustomerFeatures,
     CustomerSpend,
+    LoyaltyMembershipFact,
+    LoyaltyPointsFact,
     MergedCustomer,
     PurchaseFact,
+    ReferralFact,
     RefundFact,
     RegistrationFact,
     SurveyFact,
@@ -51,13 +57,29 @@ from shared.contracts.interactions import (
     PurchaseRefunded,
     SurveyAnswered,
 )
+from shared.contracts.loyalty import (
+    MemberEnrolled,
+    PointsEarned,
+    PointsRedeemed,
+    ReferralCompleted,
+    TierChanged,
+)
 from shared.errors import NotFound
 from shared.uow import UnitOfWork
 
 Hook = Callable[[UnitOfWork, list[str]], Awaitable[None]]
 _HOOKS: list[Hook] = []
 HOOK_BATCH = 5_000
-FACT_TABLES: tuple[Any, ...] = (PurchaseFact, RefundFact, ContactFact, ComplaintFact, SurveyFact)
+FACT_TABLES: tuple[Any, ...] = (
+    PurchaseFact,
+    RefundFact,
+    ContactFact,
+    ComplaintFact,
+    SurveyFact,
+    LoyaltyMembershipFact,
+    ReferralFact,
+    LoyaltyPointsFact,
+)
 # Tables whose rows follow merges and unmerges (registrations also survive erasure, as registered_at did).
 FOLLOWING_TABLES: tuple[Any, ...] = (*FACT_TABLES, RegistrationFact)
 
@@ -90,6 +112,10 @@ PURCHASE_CHANGES = frozenset(
 CONTACT_CHANGES = frozenset(
     {"contact_count", "last_contact_at", "channels", "channel_count", "multichannel", "window:contacts"}
 )
+MEMBERSHIP_CHANGES = frozenset({"loyalty_member", "loyalty_programs", "loyalty_tier", "member_since"})
+# Referrals can make an advocate (the ladder), so value fields may change too.
+REFERRAL_CHANGES = frozenset({"referrals_made", *VALUE_FIELDS})
+POINTS_CHANGES = frozenset({"points_earned", "points_redeemed"})
 
 
 async def _run_hooks(
@@ -307,6 +333,92 @@ async def on_survey_answered(uow: UnitOfWork, event: SurveyAnswered) -> None:
     }
     if await _fact(uow, SurveyFact, values):
         await refreshed(uow, [await current_id(uow.session, event.customer_id)])
+
+
+async def on_member_enrolled(uow: UnitOfWork, event: MemberEnrolled) -> None:
+    """The membership's fact, or its `enrolled_at` if a tier change created it first; a redelivered
+    enrolment changes nothing."""
+    session = uow.session
+    insert = _insert(session)(LoyaltyMembershipFact).values(
+        member_id=event.member_id,
+        customer_id=await current_id(session, event.customer_id),
+        origin_customer_id=event.customer_id,
+        program_id=event.program_id,
+        enrolled_at=event.enrolled_at,
+    )
+    statement = insert.on_conflict_do_update(
+        index_elements=[LoyaltyMembershipFact.member_id],
+        set_={"enrolled_at": insert.excluded.enrolled_at},
+        where=LoyaltyMembershipFact.enrolled_at.is_(None),
+    ).returning(LoyaltyMembershipFact.customer_id)
+    customer = (await session.execute(statement)).scalar()
+    if customer is not None:
+        await _loyalty_refreshed(uow, customer, MEMBERSHIP_CHANGES)
+
+
+async def on_tier_changed(uow: UnitOfWork, event: TierChanged) -> None:
+    """The membership's tier, unless a later change was already seen (events may come out of order; a
+    redelivered one, at the same instant, changes nothing). The membership is created if the
+    enrolment has not arrived yet."""
+    session = uow.session
+    insert = _insert(session)(LoyaltyMembershipFact).values(
+        member_id=event.member_id,
+        customer_id=await current_id(session, event.customer_id),
+        origin_customer_id=event.customer_id,
+        program_id=event.program_id,
+        tier=event.to_tier,
+        tier_changed_at=event.changed_at,
+    )
+    statement = insert.on_conflict_do_update(
+        index_elements=[LoyaltyMembershipFact.member_id],
+        set_={"tier": insert.excluded.tier, "tier_changed_at": insert.excluded.tier_changed_at},
+        where=or_(
+            LoyaltyMembershipFact.tier_changed_at.is_(None),
+            LoyaltyMembershipFact.tier_changed_at < insert.excluded.tier_changed_at,
+        ),
+    ).returning(LoyaltyMembershipFact.customer_id)
+    customer = (await session.execute(statement)).scalar()
+    if customer is not None:  # whoever the membership counts for today (it follows merges)
+        await _loyalty_refreshed(uow, customer, MEMBERSHIP_CHANGES)
+
+
+async def on_referral_completed(uow: UnitOfWork, event: ReferralCompleted) -> None:
+    """A fact of the referrer, once per referred customer and program."""
+    values = {
+        "customer_id": event.customer_id,
+        "referred_customer_id": event.referred_customer_id,
+        "program_id": event.program_id,
+        "completed_at": event.completed_at,
+    }
+    if await _fact(uow, ReferralFact, values):
+        await _loyalty_refreshed(uow, await current_id(uow.session, event.customer_id), REFERRAL_CHANGES)
+
+
+async def on_points(uow: UnitOfWork, event: PointsEarned | PointsRedeemed) -> None:
+    """Points earned or redeemed, once per ledger transaction. They change no value, risk or stage, so
+    only the hooks that run after contacts (segments) follow, unless the customer is new."""
+    kind = "earned" if isinstance(event, PointsEarned) else "redeemed"
+    values = {
+        "transaction_id": event.transaction_id,
+        "customer_id": event.customer_id,
+        "program_id": event.program_id or "default",
+        "kind": kind,
+        "points": event.points,
+        "occurred_at": event.occurred_at,
+    }
+    if not await _fact(uow, LoyaltyPointsFact, values):
+        return
+    customer = await current_id(uow.session, event.customer_id)
+    if await feature_store.add_points(uow.session, customer, kind, event.points):
+        await _run_hooks(uow, _CONTACT_HOOKS, [customer], POINTS_CHANGES)
+        return
+    await feature_store.refresh(uow.session, [customer])
+    await _run_hooks(uow, _HOOKS, [customer], None)  # a first fact: anything
+
+
+async def _loyalty_refreshed(uow: UnitOfWork, customer: str, changed: frozenset[str]) -> None:
+    await feature_store.refresh(uow.session, [customer])
+    await _run_hooks(uow, _HOOKS, [customer], changed)
 
 
 async def on_customer_merged(uow: UnitOfWork, event: CustomerMerged) -> None:

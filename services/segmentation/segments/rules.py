@@ -22,13 +22,20 @@ Comparisons on a field of the catalogue (`FIELDS`; ``GET /segments/catalogue`` l
     boolean  ``=`` (``true`` / ``false``)
     date     ``before`` ``after`` (an ISO 8601 date or date-time; a date means its midnight UTC),
              ``within_last_days`` ``older_than_days`` (whole days, relative to now)
-    list     ``contains`` (a string): ``{"field": "channels", "op": "contains", "value": "web"}``
+    list     ``contains`` (a string): ``{"field": "channels", "op": "contains", "value": "web"}``,
+             ``{"field": "loyalty_programs", "op": "contains", "value": "default"}``
     any      ``is_null`` ``is_not_null`` (no ``value``)
     ======== ==================================================================================
 
     A comparison on a field without a value is false (so ``not`` of it is true): test absence with
     ``is_null``. ``days_since_last_purchase``, ``days_since_last_contact``, ``tenure_days`` … are
     whole days counted against now; they are never stored, so they never go stale.
+
+    Loyalty fields come from the loyalty service's events: ``referrals_made`` (``{"field":
+    "referrals_made", "op": ">=", "value": 2}``), ``loyalty_tier`` (``{"field": "loyalty_tier", "op":
+    "=", "value": "gold"}``: tiers are each program's own words, so they are not a fixed vocabulary
+    and have no order here), ``loyalty_member``, ``loyalty_programs``, ``member_since``,
+    ``membership_days``, ``points_earned``, ``points_redeemed``.
 
 Time windows over the facts (``within_days`` 1–3650 and ``at_least`` and/or ``at_most``)
     ``{"purchases": {"within_days": 90, "at_least": 3}}``            purchases (optionally ``channel``)
@@ -140,6 +147,18 @@ FIELDS: dict[str, FieldSpec] = {
             choices=("promoter", "passive", "detractor"),
         ),
         _f("last_survey_at", DATE, "Last survey answer", nullable=True),
+        _f("loyalty_member", BOOL, "A member of a loyalty program"),
+        _f("loyalty_programs", LIST, "Ids of the loyalty programs the customer is a member of"),
+        _f(
+            "loyalty_tier",
+            STR,
+            "Loyalty tier in the default program (if a member of it), else in the program joined first",
+            nullable=True,
+        ),
+        _f("member_since", DATE, "Earliest loyalty enrolment", nullable=True),
+        _f("referrals_made", INT, "Completed referrals the customer made (all programs)"),
+        _f("points_earned", INT, "Loyalty points earned, all programs"),
+        _f("points_redeemed", INT, "Loyalty points redeemed, all programs"),
         _f("value_tier", STR, "Value tier of the customer pyramid", nullable=True),
         _f("risk_level", STR, "Abandonment risk level", nullable=True),
         _f(
@@ -179,6 +198,13 @@ FIELDS: dict[str, FieldSpec] = {
             days_since="last_survey_at",
         ),
         _f("tenure_days", INT, "Whole days since registration", nullable=True, days_since="registered_at"),
+        _f(
+            "membership_days",
+            INT,
+            "Whole days since the first loyalty enrolment",
+            nullable=True,
+            days_since="member_since",
+        ),
     )
 }
 

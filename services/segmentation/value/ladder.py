@@ -2,8 +2,8 @@
 
 - partner: an advocate in the `top` value tier with at least 10 purchases and at least 365 days
   since the first purchase (settings `partner_min_purchases`, `partner_min_tenure_days`);
-- advocate: a supporter whose last NPS answer is a promoter (9–10). (Referrals would also count; the
-  features do not carry referrals yet.)
+- advocate: a supporter whose last NPS answer is a promoter (9–10) or who made at least one completed
+  loyalty referral (`referrals_made`, from the loyalty service's `referral_completed`);
 - supporter: a client whose last CSAT is ≥ 4 or last NPS is passive/promoter, with no open complaint;
 - client: at least 2 purchases (repeat transactions, whatever their sentiment);
 - customer: exactly 1 purchase;
@@ -31,7 +31,7 @@ RULES = {
     "customer": "exactly one purchase",
     "client": "two or more purchases",
     "supporter": "client with CSAT ≥ 4 or NPS passive/promoter and no open complaint",
-    "advocate": "supporter who is an NPS promoter",
+    "advocate": "supporter who is an NPS promoter or has referred a customer",
     "partner": "advocate in the top value tier with enough purchases and tenure",
 }
 
@@ -45,7 +45,7 @@ def stage(
         or_(F.last_csat >= 4, F.nps_category.in_(["passive", "promoter"])),
         F.open_complaints == 0,
     )
-    advocate = and_(supporter, F.nps_category == "promoter")
+    advocate = and_(supporter, or_(F.nps_category == "promoter", F.referrals_made >= 1))
     tenure = days_between(at(now), F.first_purchase_at, dialect)
     partner = and_(
         advocate,
