@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -64,3 +64,19 @@ async def unmerged(session: AsyncSession, restored_id: str) -> None:
     await session.execute(
         update(KnownCustomer).where(KnownCustomer.customer_id == restored_id).values(merged_into=None)
     )
+
+
+async def resolve(session: AsyncSession, customer_id: str) -> str:
+    """The customer an id stands for now: a merged-away id resolves to its survivor (following
+    chains). Events are ordered per topic only, so a purchase can arrive after its customer's merge."""
+    seen = {customer_id}
+    current = customer_id
+    for _ in range(16):
+        into = await session.scalar(
+            select(KnownCustomer.merged_into).where(KnownCustomer.customer_id == current)
+        )
+        if into is None or into in seen:
+            return current
+        seen.add(into)
+        current = into
+    return current

@@ -10,7 +10,7 @@ from datetime import UTC, date, datetime
 
 from sqlalchemy import select, update
 
-from services.loyalty import earning, ledger, programs
+from services.loyalty import earning, known_customers, ledger, programs
 from services.loyalty.domain import Posting, clawback_due
 from services.loyalty.models import LedgerTransaction, Lot, Member, Program
 from services.loyalty.rules import service as rules
@@ -105,12 +105,13 @@ async def earn_for_purchase(
         raise ValueError("a purchase total cannot be negative")
     session = uow.session
     total = 0
-    for program, member in await programs_for(uow, purchase.customer_id):
+    customer_id = await known_customers.resolve(session, purchase.customer_id)
+    for program, member in await programs_for(uow, customer_id):
         reference = purchase_reference(program.id, purchase.purchase_id)
         if await ledger.transaction_for(session, reference) is not None:
             continue
         if member is None:
-            member, _ = await enrol_and_announce(uow, program, purchase.customer_id, now=now)
+            member, _ = await enrol_and_announce(uow, program, customer_id, now=now)
         if member.status != "active":
             continue
         outcome = await earning.evaluate(session, program, member, purchase_facts(purchase))
@@ -138,7 +139,7 @@ async def earn_for_purchase(
             pending = program.pending_days > 0
             await uow.publish(
                 PointsEarned(
-                    customer_id=purchase.customer_id,
+                    customer_id=customer_id,
                     program_id=program.id,
                     transaction_id=posted.id,
                     points=outcome.points,
