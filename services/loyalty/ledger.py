@@ -466,6 +466,17 @@ async def earn(
             Posting(member_account(member.id, "qualifying"), qualifying),
             Posting(program_account(program.id, "qualifying_issued"), -qualifying),
         ]
+    posting: dict[str, Any] = {
+        "program_id": program.id,
+        "kind": kind,
+        "postings": postings,
+        "member": member,
+        "reference": reference,
+        "reason": reason,
+        "actor": actor,
+        "details": {"points": points, "qualifying": qualifying, **(details or {})},
+        "now": now,
+    }
     if await _fast(session):
         new_lot = None
         if points:
@@ -477,32 +488,8 @@ async def earn(
                 expires_at=expiry_date(program.expiry_policy, program.expiry_period, now, program.timezone),
                 budget_account=None if target == "pending" else member_account(member.id),
             )
-        return await _post_fast(
-            session,
-            program_id=program.id,
-            kind=kind,
-            postings=postings,
-            member=member,
-            reference=reference,
-            reason=reason,
-            actor=actor,
-            details={"points": points, "qualifying": qualifying, **(details or {})},
-            now=now,
-            lot=new_lot,
-            touch=True,
-        )
-    posted = await post(
-        session,
-        program_id=program.id,
-        kind=kind,
-        postings=postings,
-        member=member,
-        reference=reference,
-        reason=reason,
-        actor=actor,
-        details={"points": points, "qualifying": qualifying, **(details or {})},
-        now=now,
-    )
+        return await _post_fast(session, **posting, lot=new_lot, touch=True)
+    posted = await post(session, **posting)
     if points:
         if target == "pending":
             remaining = points
@@ -577,41 +564,24 @@ async def spend(
         raise LoyaltyRuleRefused("points.positive", "points to spend must be a positive whole number")
     now = now or datetime.now(UTC)
     available = member_account(member.id)
-    if await _fast(session):
-        return await _post_fast(
-            session,
-            program_id=program.id,
-            kind=kind,
-            postings=[
-                Posting(available, -points),
-                Posting(to_account or program_account(program.id, "redeemed"), points),
-            ],
-            member=member,
-            reference=reference,
-            floors={available: 0},
-            reason=reason,
-            actor=actor,
-            details={"points": points, **(details or {})},
-            now=now,
-            consume=points,
-            touch=True,
-        )
-    posted = await post(
-        session,
-        program_id=program.id,
-        kind=kind,
-        postings=[
+    posting: dict[str, Any] = {
+        "program_id": program.id,
+        "kind": kind,
+        "postings": [
             Posting(available, -points),
             Posting(to_account or program_account(program.id, "redeemed"), points),
         ],
-        member=member,
-        reference=reference,
-        floors={available: 0},
-        reason=reason,
-        actor=actor,
-        details={"points": points, **(details or {})},
-        now=now,
-    )
+        "member": member,
+        "reference": reference,
+        "floors": {available: 0},
+        "reason": reason,
+        "actor": actor,
+        "details": {"points": points, **(details or {})},
+        "now": now,
+    }
+    if await _fast(session):
+        return await _post_fast(session, **posting, consume=points, touch=True)
+    posted = await post(session, **posting)
     await _consume(session, member.id, points, posted.id)
     member.last_activity_at = now
     return posted
@@ -630,30 +600,19 @@ async def reserve(
     if points <= 0:
         raise LoyaltyRuleRefused("points.positive", "points to reserve must be a positive whole number")
     available = member_account(member.id)
+    posting: dict[str, Any] = {
+        "program_id": program.id,
+        "kind": "reserve",
+        "postings": [Posting(available, -points), Posting(member_account(member.id, "reserved"), points)],
+        "member": member,
+        "reference": reference,
+        "floors": {available: 0},
+        "details": {"points": points},
+        "now": now or datetime.now(UTC),
+    }
     if await _fast(session):
-        return await _post_fast(
-            session,
-            program_id=program.id,
-            kind="reserve",
-            postings=[Posting(available, -points), Posting(member_account(member.id, "reserved"), points)],
-            member=member,
-            reference=reference,
-            floors={available: 0},
-            details={"points": points},
-            now=now or datetime.now(UTC),
-            consume=points,
-        )
-    posted = await post(
-        session,
-        program_id=program.id,
-        kind="reserve",
-        postings=[Posting(available, -points), Posting(member_account(member.id, "reserved"), points)],
-        member=member,
-        reference=reference,
-        floors={available: 0},
-        details={"points": points},
-        now=now,
-    )
+        return await _post_fast(session, **posting, consume=points)
+    posted = await post(session, **posting)
     await _consume(session, member.id, points, posted.id)
     return posted
 
@@ -670,37 +629,24 @@ async def confirm_reservation(
     """Reserved points are spent (reserved → redeemed)."""
     points = int(reservation.details["points"])
     reserved = member_account(member.id, "reserved")
-    if await _fast(session):
-        return await _post_fast(
-            session,
-            program_id=program.id,
-            kind="redeem",
-            postings=[
-                Posting(reserved, -points),
-                Posting(to_account or program_account(program.id, "redeemed"), points),
-            ],
-            member=member,
-            reference=f"confirm:{reservation.id}",
-            floors={reserved: 0},
-            details={"points": points, "reservation_id": reservation.id},
-            now=now or datetime.now(UTC),
-            touch=True,
-        )
-    posted = await post(
-        session,
-        program_id=program.id,
-        kind="redeem",
-        postings=[
+    now = now or datetime.now(UTC)
+    posting: dict[str, Any] = {
+        "program_id": program.id,
+        "kind": "redeem",
+        "postings": [
             Posting(reserved, -points),
             Posting(to_account or program_account(program.id, "redeemed"), points),
         ],
-        member=member,
-        reference=f"confirm:{reservation.id}",
-        floors={reserved: 0},
-        details={"points": points, "reservation_id": reservation.id},
-        now=now,
-    )
-    member.last_activity_at = now or datetime.now(UTC)
+        "member": member,
+        "reference": f"confirm:{reservation.id}",
+        "floors": {reserved: 0},
+        "details": {"points": points, "reservation_id": reservation.id},
+        "now": now,
+    }
+    if await _fast(session):
+        return await _post_fast(session, **posting, touch=True)
+    posted = await post(session, **posting)
+    member.last_activity_at = now
     return posted
 
 
