@@ -60,6 +60,9 @@ class OutboxRelay:
         self._stopping = False
         self.published_total = 0
         self.is_leader = False
+        # One batch at a time per relay: `drain()` (tests, shutdown, the CLI) and the background loop
+        # would otherwise publish the same rows twice, harmless for consumers but wasted work.
+        self._batch_lock = asyncio.Lock()
 
     def wake(self) -> None:
         """Called after a commit that wrote events: relay now instead of at the next poll."""
@@ -101,11 +104,20 @@ class OutboxRelay:
 
     async def relay_once(self) -> int:
         """Publish one batch; return how many rows were relayed (0 when the outbox is empty)."""
+        async with self._batch_lock:
+            return await self._relay_batch()
+
+    async def _relay_batch(self) -> int:
         outbox = self.tables.outbox
         async with self.engine.connect() as conn:
             rows = (
                 await conn.execute(
-                    select(outbox.c.id, outbox.c.topic, cast(outbox.c.envelope, Text).label("envelope"))
+                    select(
+                        outbox.c.id,
+                        outbox.c.event_id,
+                        outbox.c.topic,
+                        cast(outbox.c.envelope, Text).label("envelope"),
+                    )
                     .order_by(outbox.c.id)
                     .limit(self.batch_size)
                 )
@@ -116,8 +128,16 @@ class OutboxRelay:
         # rebuilt without validating again (thousands per second go through here).
         messages = [OutboundMessage(topic=r.topic, event=_stored_event(r.envelope)) for r in rows]
         await self.bus.publish(messages)
+        # Deleted by id *and* event id: SQLite reuses the rowid of a deleted last row, so a relay in
+        # another process that published these rows too could otherwise delete a newer event that
+        # took one of their ids before it was ever published (seen as a lost purchase in embedded mode).
         async with self.engine.begin() as conn:
-            await conn.execute(delete(outbox).where(outbox.c.id.in_([r.id for r in rows])))
+            await conn.execute(
+                delete(outbox).where(
+                    outbox.c.id.in_([r.id for r in rows]),
+                    outbox.c.event_id.in_([r.event_id for r in rows]),
+                )
+            )
         self.published_total += len(rows)
         return len(rows)
 

@@ -133,3 +133,56 @@ class TestRelay:
         finally:
             await relay.stop()
         assert len(bus.published) == 1
+
+    async def test_a_stale_delete_never_removes_a_newer_event_with_a_reused_id(
+        self, producer: Side, note_class: type[EventPayload]
+    ) -> None:
+        """Two relays on one SQLite outbox (another process, or drain beside the loop): the slow one
+        publishes E0, the fast one publishes and deletes E0, E1 is written and SQLite gives it E0's
+        freed rowid; the slow one's delete must not take E1 with it (it did: a lost purchase)."""
+        import asyncio
+
+        class SlowBus(FakeBus):
+            def __init__(self) -> None:
+                super().__init__()
+                self.entered = asyncio.Event()
+                self.release = asyncio.Event()
+
+            async def publish(self, messages: Sequence[OutboundMessage]) -> None:
+                self.entered.set()
+                await self.release.wait()
+                await super().publish(messages)
+
+        await write_note(producer, note_class, "c1", 1)
+        slow_bus, fast_bus = SlowBus(), FakeBus()
+        slow, fast = relay_for(producer, slow_bus), relay_for(producer, fast_bus)
+        pending = asyncio.create_task(slow.relay_once())
+        await slow_bus.entered.wait()
+        assert await fast.relay_once() == 1
+        newer = await write_note(producer, note_class, "c2", 2)
+        async with producer.engine.connect() as conn:
+            reused = (await conn.execute(producer.messaging.outbox.select())).one()
+        assert reused.id == 1  # SQLite handed the newer event the freed id: the hazard is real
+        slow_bus.release.set()
+        assert await pending == 1
+        assert await producer.outbox_count() == 1  # the newer event survived the stale delete
+        assert await fast.relay_once() == 1
+        assert fast_bus.published[-1].event.data["note_id"] == newer
+
+    async def test_drain_and_the_background_loop_publish_a_batch_once(
+        self, producer: Side, note_class: type[EventPayload]
+    ) -> None:
+        import asyncio
+
+        class YieldingBus(FakeBus):
+            async def publish(self, messages: Sequence[OutboundMessage]) -> None:
+                await asyncio.sleep(0.01)  # like a broker round trip: other tasks run meanwhile
+                await super().publish(messages)
+
+        for n in range(3):
+            await write_note(producer, note_class, f"c{n}", n)
+        bus = YieldingBus()
+        relay = relay_for(producer, bus)
+        await asyncio.gather(*(relay.relay_once() for _ in range(4)))
+        assert len(bus.published) == 3
+        assert await producer.outbox_count() == 0
