@@ -28,8 +28,9 @@ def register(consumer: EventConsumer) -> None:
 
     @consumer.on(CustomerMerged)
     async def customer_merged(uow: UnitOfWork, merged: CustomerMerged, _event: CloudEvent) -> None:
-        await service.follow_merge(uow, merged)
+        # The row first: it is the lock a concurrent purchase for the merged id waits on (see resolve).
         await known_customers.merged(uow.session, merged.merged_id, merged.customer_id)
+        await service.follow_merge(uow, merged)
 
     @consumer.on(CustomerUnmerged)
     async def customer_unmerged(uow: UnitOfWork, unmerged: CustomerUnmerged, _event: CloudEvent) -> None:

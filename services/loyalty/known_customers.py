@@ -66,15 +66,24 @@ async def unmerged(session: AsyncSession, restored_id: str) -> None:
     )
 
 
-async def resolve(session: AsyncSession, customer_id: str) -> str:
+async def resolve(session: AsyncSession, customer_id: str, *, lock: bool = False) -> str:
     """The customer an id stands for now: a merged-away id resolves to its survivor (following
-    chains). Events are ordered per topic only, so a purchase can arrive after its customer's merge."""
+    chains). Events are ordered per topic only, so a purchase can arrive after its customer's merge.
+
+    `lock=True` (earning) makes the answer hold until the transaction ends: the id's row is created if
+    missing and locked (`FOR UPDATE`), and the merge handler writes the same row before it moves
+    memberships. So a purchase and a merge handled at the same moment by two replicas serialise: the
+    purchase either sees the merge and earns for the survivor, or commits first and its membership
+    is then moved by the merge — never points left on a merged-away customer."""
+    if lock:
+        await session.execute(
+            _insert(session)(KnownCustomer).values(customer_id=customer_id).on_conflict_do_nothing()
+        )
     seen = {customer_id}
     current = customer_id
     for _ in range(16):
-        into = await session.scalar(
-            select(KnownCustomer.merged_into).where(KnownCustomer.customer_id == current)
-        )
+        query = select(KnownCustomer.merged_into).where(KnownCustomer.customer_id == current)
+        into = await session.scalar(query.with_for_update() if lock else query)
         if into is None or into in seen:
             return current
         seen.add(into)

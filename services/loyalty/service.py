@@ -105,7 +105,7 @@ async def earn_for_purchase(
         raise ValueError("a purchase total cannot be negative")
     session = uow.session
     total = 0
-    customer_id = await known_customers.resolve(session, purchase.customer_id)
+    customer_id = await known_customers.resolve(session, purchase.customer_id, lock=True)
     for program, member in await programs_for(uow, customer_id):
         reference = purchase_reference(program.id, purchase.purchase_id)
         if await ledger.transaction_for(session, reference) is not None:

@@ -3,10 +3,12 @@ way, the points of a merged-away customer end up with the survivor."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -99,3 +101,48 @@ async def test_a_merged_id_resolves_through_chains(runtime: ServiceRuntime) -> N
     await handle(runtime, merge(a, b))
     await handle(runtime, purchase(c))
     assert await points(runtime, a) == 25
+
+
+def _handlers() -> dict[type, Any]:
+    found: dict[type, Any] = {}
+
+    class _Collect:
+        def on(self, event_type: type) -> Any:
+            def decorate(fn: Any) -> Any:
+                found[event_type] = fn
+                return fn
+
+            return decorate
+
+    register(_Collect())  # type: ignore[arg-type]
+    return found
+
+
+@pytest.mark.parametrize("merge_first", [True, False])
+async def test_a_purchase_and_a_merge_handled_at_the_same_moment_serialise(
+    pg_database: str, merge_first: bool
+) -> None:
+    """Two replicas on PostgreSQL: one handles the merge, the other a purchase for the merged-away id,
+    at once. The second waits for the first's transaction (the known-customer row is the lock) and
+    then sees its effect, so the points end with the survivor in both interleavings. Without the lock
+    the purchase read 'not merged' and earned for the absorbed customer after the merge had moved its
+    (then empty) memberships."""
+    rt = build(load_settings(database_url=pg_database), InProcessBus())
+    await rt.start()
+    try:
+        a, b = str(uuid.uuid4()), str(uuid.uuid4())
+        first, second = (merge(a, b), purchase(b)) if merge_first else (purchase(b), merge(a, b))
+        handlers = _handlers()
+        async with rt.uow() as uow:
+            await handlers[type(first)](uow, first, None)
+            waiting = asyncio.create_task(handle(rt, second))
+            await asyncio.sleep(0.5)
+            assert not waiting.done(), "the second handler did not wait for the first's transaction"
+            await uow.commit()
+        await asyncio.wait_for(waiting, 10)
+        assert await points(rt, a) == 25
+        assert (await points(rt, b)) in (None, 0)
+        async with rt.sessions() as session:
+            assert (await ledger.check(session)).ok
+    finally:
+        await rt.stop()

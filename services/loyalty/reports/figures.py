@@ -295,7 +295,12 @@ async def issuance(
 
 
 def _counted_customers() -> object:
-    return and_(KnownCustomer.erased_at.is_(None), KnownCustomer.merged_into.is_(None))
+    # Registered only: earning also creates rows (as locks, see known_customers.resolve).
+    return and_(
+        KnownCustomer.registered_at.is_not(None),
+        KnownCustomer.erased_at.is_(None),
+        KnownCustomer.merged_into.is_(None),
+    )
 
 
 async def penetration(
