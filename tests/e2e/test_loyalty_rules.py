@@ -26,6 +26,7 @@ from services.loyalty.models import LedgerTransaction, Member
 from services.loyalty.rules import jobs
 from services.loyalty.rules.models import Referral
 from services.loyalty.settings import load_settings
+from shared.contracts.identity import CustomerMerged
 from shared.contracts.interactions import PurchaseLine, PurchaseRecorded, PurchaseRefunded, SurveyAnswered
 from shared.contracts.loyalty import PointsEarned, ReferralCompleted, TierChanged, TierDowngradeWarning
 from shared.contracts.segmentation import SegmentEntered
@@ -438,6 +439,29 @@ async def test_bonus_events_are_granted_exactly_once(loyalty: Loyalty) -> None:
             "bonus:custom:app_download",
         ]
     )
+
+
+async def test_a_survey_answered_under_a_merged_id_earns_for_the_survivor(loyalty: Loyalty) -> None:
+    await loyalty.program("club")
+    await loyalty.rule(
+        "club", name="survey", kind="event_bonus", definition={"event": "survey_answered", "points": 20}
+    )
+    survivor, absorbed = str(uuid.uuid4()), str(uuid.uuid4())
+    member = await loyalty.enrol("club", survivor)
+    await loyalty.deliver(
+        CustomerMerged(
+            customer_id=survivor,
+            merged_id=absorbed,
+            merge_id=str(uuid.uuid4()),
+            method="manual",
+            merged_at=T0,
+        )
+    )
+    await loyalty.deliver(
+        SurveyAnswered(survey_id="survey-2", customer_id=absorbed, answered_at=T0, channel="web", csat=4)
+    )
+    refs = [t.reference for t in await loyalty.transactions("club", member["id"], "bonus")]
+    assert refs.count("bonus:club:survey_answered:survey-2") == 1
 
 
 async def test_referral_rewards_both_sides_once_with_a_cap_per_referrer(loyalty: Loyalty) -> None:

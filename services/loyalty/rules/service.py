@@ -29,7 +29,7 @@ from typing import Any
 from sqlalchemy import extract, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.loyalty import ledger, segments
+from services.loyalty import known_customers, ledger, segments
 from services.loyalty.earning import Earning, PurchaseFacts
 from services.loyalty.models import LedgerEntry, LedgerTransaction, Member, Program
 from services.loyalty.rules import engine, tiers
@@ -293,11 +293,12 @@ async def complete_referral(
 async def survey_answered(uow: UnitOfWork, answer: SurveyAnswered, *, now: datetime | None = None) -> int:
     """The survey bonus in every active program the customer is an active member of, once per survey."""
     session = uow.session
+    customer_id = await known_customers.resolve(session, answer.customer_id, lock=True)  # merged ids too
     rows = (
         await session.execute(
             select(Program, Member)
             .join(Member, Member.program_id == Program.id)
-            .where(Program.status == "active", Member.customer_id == answer.customer_id)
+            .where(Program.status == "active", Member.customer_id == customer_id)
             .order_by(Program.id)
         )
     ).all()
