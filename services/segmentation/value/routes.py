@@ -302,6 +302,91 @@ async def risk_value_matrix(uow: UowDep) -> RiskValueMatrix:
     )
 
 
+class ScoreCount(BaseModel):
+    score: int = Field(examples=[5], description="1–5")
+    customers: int = Field(examples=[1_204])
+
+
+class RfmDistribution(BaseModel):
+    customers_scored: int = Field(examples=[6_020], description="Customers with at least one purchase")
+    recency: list[ScoreCount] = Field(description="Scores 1–5, zeros included")
+    frequency: list[ScoreCount]
+    monetary: list[ScoreCount]
+    segments: dict[str, int] = Field(
+        examples=[{"champions": 410, "at_risk": 220}], description="Customers per named RFM segment"
+    )
+
+
+class StageCount(BaseModel):
+    stage: str = Field(examples=["client"])
+    customers: int = Field(examples=[350], description="Customers at this stage now")
+    reached: int = Field(examples=[420], description="Customers at this stage or a higher one (the funnel)")
+
+
+class LadderReport(BaseModel):
+    stages: list[StageCount] = Field(description="Every stage in ladder order, zeros included")
+
+
+@router.get(
+    "/reports/rfm-distribution",
+    response_model=RfmDistribution,
+    summary="How customers spread over the RFM scores",
+    description="For each of recency, frequency and monetary value, how many customers have each score "
+    "1–5 (quantile cut points of the last value pass), and how many are in each named RFM segment.",
+)
+async def rfm_distribution(uow: UowDep) -> RfmDistribution:
+    async with uow:
+        counts: dict[str, dict[int, int]] = {}
+        for name, column in (
+            ("recency", CustomerValue.rfm_r),
+            ("frequency", CustomerValue.rfm_f),
+            ("monetary", CustomerValue.rfm_m),
+        ):
+            rows = await uow.session.execute(
+                select(column, func.count()).where(column.is_not(None)).group_by(column)
+            )
+            counts[name] = {int(score): int(n) for score, n in rows.all() if score is not None}
+        segments = await uow.session.execute(
+            select(CustomerValue.rfm_segment, func.count())
+            .where(CustomerValue.rfm_segment.is_not(None))
+            .group_by(CustomerValue.rfm_segment)
+        )
+        named = {str(seg): int(n) for seg, n in segments.all()}
+
+    def scores(name: str) -> list[ScoreCount]:
+        return [ScoreCount(score=k, customers=counts[name].get(k, 0)) for k in range(1, 6)]
+
+    return RfmDistribution(
+        customers_scored=sum(counts["frequency"].values()),
+        recency=scores("recency"),
+        frequency=scores("frequency"),
+        monetary=scores("monetary"),
+        segments=dict(sorted(named.items(), key=lambda item: -item[1])),
+    )
+
+
+@router.get(
+    "/reports/ladder",
+    response_model=LadderReport,
+    summary="The loyalty ladder as a funnel",
+    description="Customers at each ladder stage now, and how many stand at that stage or higher — the "
+    f"funnel from prospect to partner. Stages: {', '.join(STAGES)}.",
+)
+async def ladder_report(uow: UowDep) -> LadderReport:
+    async with uow:
+        rows = await uow.session.execute(
+            select(CustomerValue.ladder_stage, func.count()).group_by(CustomerValue.ladder_stage)
+        )
+        now = {str(stage): int(n) for stage, n in rows.all()}
+    reached, running = {}, 0
+    for stage in reversed(STAGES):
+        running += now.get(stage, 0)
+        reached[stage] = running
+    return LadderReport(
+        stages=[StageCount(stage=s, customers=now.get(s, 0), reached=reached[s]) for s in STAGES]
+    )
+
+
 class RecomputeOut(BaseModel):
     computed_at: datetime
     customers_with_purchases: int
