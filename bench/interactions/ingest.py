@@ -26,6 +26,8 @@ from typing import Any
 import asyncpg
 import httpx
 
+from bench.loadgen import auth_headers
+
 GOAL = 5_000  # contacts/s sustained, end to end
 
 
@@ -79,7 +81,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     now = datetime.now(UTC)
     conn = await asyncpg.connect(args.interactions_dsn)
     limits = httpx.Limits(max_connections=args.concurrency * 2)
-    async with httpx.AsyncClient(base_url=args.gateway, timeout=120, limits=limits) as client:
+    async with httpx.AsyncClient(
+        base_url=args.gateway, timeout=120, limits=limits, headers=auth_headers()
+    ) as client:
         ids = await customers(client, args.customers)
         batches = [
             [contact(rng.choice(ids), rng, now) for _ in range(args.batch)]

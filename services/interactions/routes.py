@@ -7,11 +7,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 
-from services.interactions import contacts, privacy, service
+from services.interactions import bulk_purchases, contacts, privacy, service
 from services.interactions.directory import CustomerDirectory
 from services.interactions.domain import Channel, InteractionKind
 from services.interactions.schemas import (
     BulkInteractions,
+    BulkPurchases,
     BulkResult,
     InteractionCreate,
     InteractionOut,
@@ -60,6 +61,23 @@ async def create_purchase(
         response.status_code = status.HTTP_200_OK
     response.headers["Location"] = f"/purchases/{purchase.id}"
     return PurchaseOut.model_validate(purchase)
+
+
+@router.post(
+    "/purchases/bulk",
+    response_model=BulkResult,
+    summary="Record many purchases at once",
+    description=(
+        "Up to 5,000 purchases in one request and one transaction, each shaped like the body of "
+        "`POST /purchases` and validated on its own: a bad item is reported with its index, field and "
+        "reason and never blocks the valid ones. An `external_id` already recorded from the same "
+        "`source_system` (or repeated in the batch) is reported as a duplicate. One "
+        "`crm.interactions.purchase_recorded.v1` per purchase created."
+    ),
+    responses=PROBLEM_RESPONSES,
+)
+async def create_purchases_bulk(body: BulkPurchases, uow: UowDep, directory: DirectoryDep) -> BulkResult:
+    return await bulk_purchases.record_purchases_bulk(uow, directory, body.items)
 
 
 @router.get(

@@ -415,6 +415,32 @@ class BulkInteractions(BaseModel):
     )
 
 
+class BulkPurchases(BaseModel):
+    """Up to 5,000 purchases in one request, each shaped like the body of `POST /purchases` and
+    validated on its own."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    items: list[dict[str, Any]] = Field(
+        min_length=1,
+        max_length=5_000,
+        description="Purchases, each shaped like the body of `POST /purchases`",
+        examples=[
+            [
+                {
+                    "customer_id": "0b6f3c5e-8a47-4c1a-9d8e-3f2a1b4c5d6e",
+                    "channel": "store",
+                    "source_system": "till-042",
+                    "external_id": "R-2026-11-23-0001",
+                    "currency": "EUR",
+                    "occurred_at": "2026-11-23T09:30:00Z",
+                    "lines": [{"sku": "SKU-1", "quantity": 2, "unit_price_minor": 1250}],
+                }
+            ]
+        ],
+    )
+
+
 class BulkItemResult(BaseModel):
     index: int
     status: Literal["created", "duplicate", "rejected"]

@@ -1,0 +1,170 @@
+"""Many purchases in one request and one transaction (`POST /purchases/bulk`): a till's or a web shop's
+batch, an import. Each item is validated on its own (same schema as `POST /purchases`); a bad one is
+reported with its index, field and reason and never blocks the valid ones. A purchase whose
+(source system, external id) is already recorded — or came earlier in the same request — is a
+duplicate, not a second purchase. Rows are written with bulk statements (COPY on PostgreSQL) and one
+`purchase_recorded` event per purchase goes to the outbox in the same transaction."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any, cast
+
+from pydantic import ValidationError
+from sqlalchemy import Table, select, tuple_
+from sqlalchemy.exc import IntegrityError
+
+from services.interactions.directory import CustomerDirectory
+from services.interactions.domain import Direction, InteractionKind, format_money, order_total
+from services.interactions.models import InteractionRow, Purchase, PurchaseLineRow
+from services.interactions.schemas import BulkItemResult, BulkResult, PurchaseCreate
+from shared.contracts.interactions import PurchaseLine, PurchaseRecorded
+from shared.db import insert_rows
+from shared.errors import Conflict
+from shared.uow import UnitOfWork
+
+PURCHASES = cast(Table, Purchase.__table__)
+LINES = cast(Table, PurchaseLineRow.__table__)
+INTERACTIONS = cast(Table, InteractionRow.__table__)
+
+
+def _field(loc: tuple[Any, ...], index: int) -> str:
+    return ".".join(["body", "items", str(index), *(str(part) for part in loc)])
+
+
+async def _stored(uow: UnitOfWork, pairs: list[tuple[str, str]]) -> dict[tuple[str, str], str]:
+    """Purchases already recorded under these (source system, external id) pairs, by pair."""
+    found: dict[tuple[str, str], str] = {}
+    for start in range(0, len(pairs), 500):
+        batch = pairs[start : start + 500]
+        rows = await uow.session.execute(
+            select(Purchase.source_system, Purchase.external_id, Purchase.id).where(
+                tuple_(Purchase.source_system, Purchase.external_id).in_(batch)
+            )
+        )
+        found.update({(str(s), str(e)): str(i) for s, e, i in rows})
+    return found
+
+
+async def record_purchases_bulk(
+    uow: UnitOfWork, directory: CustomerDirectory, items: list[dict[str, Any]]
+) -> BulkResult:
+    results: list[BulkItemResult | None] = [None] * len(items)
+    valid: list[tuple[int, PurchaseCreate]] = []
+    for index, raw in enumerate(items):
+        try:
+            valid.append((index, PurchaseCreate.model_validate(raw)))
+        except ValidationError as exc:
+            errors = [{"field": _field(e["loc"], index), "message": e["msg"]} for e in exc.errors()]
+            results[index] = BulkItemResult(index=index, status="rejected", errors=errors)
+    async with uow:
+        session = uow.session
+        keyed = sorted({(d.source_system, d.external_id) for _, d in valid if d.external_id is not None})
+        stored = await _stored(uow, keyed)
+        known = await directory.known_roots(session, [d.customer_id for _, d in valid])
+        now = datetime.now(UTC)
+        purchases: list[dict[str, Any]] = []
+        lines: list[dict[str, Any]] = []
+        timeline: list[dict[str, Any]] = []
+        events: list[PurchaseRecorded] = []
+        for index, data in valid:
+            key = (data.source_system, data.external_id) if data.external_id is not None else None
+            if key is not None and key in stored:
+                results[index] = BulkItemResult(index=index, status="duplicate", id=stored[key])
+                continue
+            found = known.get(data.customer_id) or await directory.lookup(session, data.customer_id)
+            if found is None or found.erased:
+                why = "was erased" if found is not None else "is unknown"
+                errors = [{"field": f"body.items.{index}.customer_id", "message": f"customer {why}"}]
+                results[index] = BulkItemResult(index=index, status="rejected", errors=errors)
+                continue
+            purchase_id = str(uuid.uuid4())
+            total = order_total([(line.quantity, line.unit_price_minor) for line in data.lines])
+            purchases.append(
+                {
+                    "id": purchase_id,
+                    "customer_id": found.customer_id,
+                    "origin_customer_id": data.customer_id,
+                    "external_id": data.external_id,
+                    "source_system": data.source_system,
+                    "channel": data.channel.value,
+                    "occurred_at": data.occurred_at,
+                    "currency": data.currency,
+                    "total_minor": total,
+                    "created_at": now,
+                    "payment_status": data.payment_status.value,
+                    "payment_status_at": data.occurred_at,
+                    "refunded_total_minor": 0,
+                }
+            )
+            lines.extend(
+                {
+                    "purchase_id": purchase_id,
+                    "line_no": line_no,
+                    "sku": line.sku,
+                    "category": line.category,
+                    "quantity": line.quantity,
+                    "unit_price_minor": line.unit_price_minor,
+                    "returned_quantity": 0,
+                }
+                for line_no, line in enumerate(data.lines, start=1)
+            )
+            timeline.append(
+                {
+                    "id": str(uuid.uuid4()),
+                    "customer_id": found.customer_id,
+                    "origin_customer_id": data.customer_id,
+                    "kind": InteractionKind.PURCHASE.value,
+                    "channel": data.channel.value,
+                    "direction": Direction.INBOUND.value,
+                    "occurred_at": data.occurred_at,
+                    "recorded_at": now,
+                    "source_system": data.source_system,
+                    "idempotency_key": None,
+                    "agent_id": None,
+                    "summary": f"Purchase of {sum(line.quantity for line in data.lines)} item(s), "
+                    f"{format_money(total, data.currency)}",
+                    "text": None,
+                    "tags": [],
+                    "attributes": {},
+                    "subject_type": "purchase",
+                    "subject_id": purchase_id,
+                    "erased": False,
+                }
+            )
+            events.append(
+                PurchaseRecorded(
+                    purchase_id=purchase_id,
+                    customer_id=found.customer_id,
+                    external_id=data.external_id,
+                    channel=data.channel.value,
+                    occurred_at=data.occurred_at,
+                    currency=data.currency,
+                    total_minor=total,
+                    lines=[PurchaseLine(**line.model_dump()) for line in data.lines],
+                    payment_status=data.payment_status.value,
+                )
+            )
+            if key is not None:
+                stored[key] = purchase_id
+            results[index] = BulkItemResult(index=index, status="created", id=purchase_id)
+        if purchases:
+            try:
+                await insert_rows(session, PURCHASES, purchases)
+                await insert_rows(session, LINES, lines)
+                await insert_rows(session, INTERACTIONS, timeline)
+            except IntegrityError as exc:
+                raise Conflict(
+                    "another request recorded some of these external ids at the same moment: send the "
+                    "batch again (those purchases will be reported as duplicates)"
+                ) from exc
+            await uow.publish_many(events)
+        await uow.commit()
+    done = [r for r in results if r is not None]
+    return BulkResult(
+        created=sum(r.status == "created" for r in done),
+        duplicates=sum(r.status == "duplicate" for r in done),
+        rejected=sum(r.status == "rejected" for r in done),
+        items=done,
+    )
