@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | sha1su
 .DEFAULT_GOAL := help
 BENCH_SIZE ?= small
 
-.PHONY: help install bench run demo test test-unit test-integration test-e2e lint format up down status clean
+.PHONY: help install bench run demo test test-unit test-integration test-e2e lint format up down status clean chaos
 
 help: ## Show the commands
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -48,33 +48,12 @@ format: install ## Apply ruff's formatting and safe fixes
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-bench: install ## Benchmarks with figures against baselines (BENCH_SIZE=small|medium|full); report in bench/out
+bench: install ## Every benchmark against baselines, then bench/report.md (BENCH_SIZE=small|medium|full)
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev,bench]"
-	deploy/postgres.sh start
-	$(BIN)/python -m bench.identity --size $(BENCH_SIZE) --out bench/out \
-		--postgres postgresql+asyncpg://crm:crm@127.0.0.1:$${PG_PORT:-55432}/postgres
-	$(BIN)/python -m bench.interactions.timeline --out bench/out \
-		--postgres postgresql+asyncpg://crm:crm@127.0.0.1:$${PG_PORT:-55432}/postgres \
-		$(if $(filter small,$(BENCH_SIZE)),--events 20000 --others 20000 --requests 300,)
-	$(BIN)/python -m bench.segmentation.features --out bench/out \
-		--postgres postgresql+asyncpg://crm:crm@127.0.0.1:$${PG_PORT:-55432}/postgres \
-		$(if $(filter small,$(BENCH_SIZE)),--customers 10000 --purchases 100000 --events 300,) \
-		$(if $(filter full,$(BENCH_SIZE)),--customers 1000000 --purchases 20000000,)
-	$(BIN)/python -m bench.segmentation.batch_rule --out bench/out \
-		--postgres postgresql+asyncpg://crm:crm@127.0.0.1:$${PG_PORT:-55432}/postgres \
-		$(if $(filter small,$(BENCH_SIZE)),--customers 10000 --purchases 100000,) \
-		$(if $(filter full,$(BENCH_SIZE)),--customers 1000000 --purchases 20000000,)
-	$(BIN)/python -m bench.loyalty.ledger --out bench/out \
-		--postgres postgresql+asyncpg://crm:crm@127.0.0.1:$${PG_PORT:-55432}/postgres \
-		$(if $(filter small,$(BENCH_SIZE)),--members 2000 --seconds 5 --hot 500 --redemptions 100,)
-	$(BIN)/python -m bench.loyalty.redemption --out bench/out \
-		--postgres postgresql+asyncpg://crm:crm@127.0.0.1:$${PG_PORT:-55432}/postgres \
-		$(if $(filter small,$(BENCH_SIZE)),--redemptions 100,)
-	@# Bulk ingestion through the gateway needs the distributed topology: started here (and stopped
-	@# after) unless `make up` already runs it.
-	@if curl -fsS http://127.0.0.1:8000/ready >/dev/null 2>&1; then was_up=1; else was_up=0; deploy/up.sh; fi; \
-	$(BIN)/python -m bench.interactions.ingest --out bench/out $(if $(filter small,$(BENCH_SIZE)),--items 20000,); \
-	rc=$$?; if [ $$was_up = 0 ]; then deploy/down.sh; fi; exit $$rc
+	@# Starts PostgreSQL and, unless a gateway answers on CRM_PORT_BASE, the distributed topology
+	@# (deploy/up.sh); stops what it started. Ports: PG_PORT, KAFKA_PORT, KAFKA_CONTROLLER_PORT,
+	@# CRM_PORT_BASE, CRM_VAR_DIR. Results in bench/out/*.json, charts in bench/out/charts.
+	BENCH_SIZE=$(BENCH_SIZE) bench/run.sh
 
 up: install ## Distributed mode on this machine: Kafka, PostgreSQL, each service its own process (logs in var/log)
 	deploy/up.sh
@@ -86,6 +65,11 @@ status: ## What is running
 	@deploy/kafka.sh status || true
 	@deploy/postgres.sh status || true
 	@deploy/up.sh status || true
+
+CHAOS_SIZE ?= short
+CHAOS_SEED ?= 1
+chaos: install ## Crash test: purchases while services, Kafka and PostgreSQL crash; exactly-once checks (CHAOS_SIZE=short|full, CHAOS_SEED)
+	$(BIN)/python -m bench.chaos --size $(CHAOS_SIZE) --seed $(CHAOS_SEED) --out var/chaos-$(CHAOS_SIZE).json
 
 clean: down ## Remove var/ (databases, Kafka data, logs)
 	rm -rf var

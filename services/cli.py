@@ -32,6 +32,12 @@ app.add_typer(db, name="db")
 app.add_typer(identity, name="identity")
 app.add_typer(interactions, name="interactions")
 app.add_typer(loyalty, name="loyalty")
+users_cli = typer.Typer(help="Staff users who log in to the gateway.", no_args_is_help=True)
+keys_cli = typer.Typer(help="API keys for integrations (stored hashed; shown once).", no_args_is_help=True)
+auth_cli = typer.Typer(help="Authentication: token-signing keys.", no_args_is_help=True)
+app.add_typer(users_cli, name="users")
+app.add_typer(keys_cli, name="keys")
+app.add_typer(auth_cli, name="auth")
 console = Console()
 
 SERVICE_APPS = {
@@ -65,10 +71,11 @@ def run(
     """Embedded mode: the whole platform in this process (SQLite under var/, in-process bus)."""
     import uvicorn
 
-    from services.platform import create_embedded_app
+    from services.platform import build_platform
 
     _logging()
-    config = uvicorn.Config(create_embedded_app(), host=host, port=port, log_config=None, access_log=False)
+    platform = build_platform()
+    config = uvicorn.Config(platform.gateway(), host=host, port=port, log_config=None, access_log=False)
     server = uvicorn.Server(config)
 
     async def main() -> None:
@@ -81,7 +88,9 @@ def run(
         if demo:
             from services.demo import load
 
-            counts = await load(f"http://{host}:{port}", customers=demo_customers)
+            token = await platform.service_token()  # in-process: no password needed
+            headers = {"authorization": f"Bearer {token}"} if token else None
+            counts = await load(f"http://{host}:{port}", customers=demo_customers, headers=headers)
             console.print(f"Demo data loaded: {counts}")
         await serving
 
@@ -119,11 +128,17 @@ def demo(
     url: Annotated[str, typer.Option(help="The gateway's address")] = "http://127.0.0.1:8000",
     customers: Annotated[int, typer.Option(help="How many customers")] = 200,
     seed: Annotated[int, typer.Option(help="Random seed: the same seed makes the same data")] = 42,
+    token: Annotated[str | None, typer.Option(envvar="CRM_TOKEN", help="A bearer access token")] = None,
+    api_key: Annotated[
+        str | None, typer.Option(envvar="CRM_API_KEY", help="An API key (crm keys create)")
+    ] = None,
 ) -> None:
-    """Load the demo data set through the gateway (with a progress bar)."""
+    """Load the demo data set through the gateway (with a progress bar). Authenticate with `--token`
+    or `--api-key` (or CRM_TOKEN / CRM_API_KEY); `crm run --demo` needs neither."""
     from services.demo import load
 
-    counts = asyncio.run(load(url, customers=customers, seed=seed))
+    headers = {"authorization": f"Bearer {token}"} if token else {"x-api-key": api_key} if api_key else None
+    counts = asyncio.run(load(url, customers=customers, seed=seed, headers=headers))
     console.print(f"Loaded: {counts}")
     if counts["errors"]:
         raise typer.Exit(1)
@@ -280,12 +295,14 @@ async def _with_interactions(job: Any) -> Any:
     from services.identity.app import build as build_identity
     from services.interactions.app import build as build_interactions
     from services.platform import in_process_client
+    from shared.auth.setup import in_process_service_token
     from shared.messaging.bus import InProcessBus
     from shared.migrations import upgrade
 
     identity_runtime = build_identity(bus=InProcessBus())
     identity_client = in_process_client(identity_runtime.app, "identity")
-    runtime = build_interactions(bus=InProcessBus(), identity=identity_client)
+    token = in_process_service_token(identity_runtime.settings, identity_runtime.app)
+    runtime = build_interactions(bus=InProcessBus(), identity=identity_client, service_token=token)
     try:
         await upgrade(identity_runtime.settings.database_url, identity_runtime.migrations)
         await upgrade(runtime.settings.database_url, runtime.migrations)
@@ -452,6 +469,151 @@ def loyalty_expire(
     console.print(table)
     if any(result.failed for result in results):
         raise typer.Exit(1)
+
+
+def _gateway_database_url() -> tuple[Any, str]:
+    """The gateway's settings and database: CRM_GATEWAY_DATABASE_URL, else the one deploy/up.sh
+    recorded in var/run/gateway.database_url, else embedded mode's var/gateway.db."""
+    from services.gateway.settings import load_settings
+
+    settings = load_settings()
+    if settings.database_url:
+        return settings, settings.database_url
+    recorded = settings.var_dir / "run" / "gateway.database_url"
+    if recorded.exists() and recorded.read_text().strip():
+        return settings, recorded.read_text().strip()
+    url = settings.gateway_database_url(embedded=True)
+    assert url is not None
+    return settings, url
+
+
+def _with_auth_store(action: Any) -> Any:
+    """Run `action(store)` against the gateway's database (migrated first)."""
+    from services.gateway.auth.store import AuthStore
+    from services.gateway.webhooks.hub import MIGRATIONS
+    from shared.auth.keys import LocalKeySet
+    from shared.db import create_engine
+    from shared.migrations import upgrade
+
+    settings, url = _gateway_database_url()
+
+    async def main() -> Any:
+        await upgrade(url, MIGRATIONS)
+        engine = create_engine(url, pool_size=1)
+        try:
+            return await action(AuthStore(settings, engine, LocalKeySet()))
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(main())
+
+
+def _table(rows: list[dict[str, Any]], columns: list[str], title: str) -> None:
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column, no_wrap=column in ("id", "username"))
+    for row in rows:
+        table.add_row(*[str(row.get(c) if row.get(c) is not None else "") for c in columns])
+    console.print(table)
+
+
+@users_cli.command("create")
+def users_create(
+    username: Annotated[str, typer.Argument()],
+    role: Annotated[list[str], typer.Option("--role", help="admin, marketer, support, analyst, integration")],
+    branch: Annotated[str | None, typer.Option(help="Limit the user to one branch/store")] = None,
+    password: Annotated[
+        str | None, typer.Option(envvar="CRM_NEW_USER_PASSWORD", help="Prompted for when omitted")
+    ] = None,
+) -> None:
+    """Create a staff user (the password is argon2-hashed)."""
+    secret = password or typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    user = _with_auth_store(lambda store: store.create_user(username, secret, role, branch))
+    console.print(f"Created user {user['username']} with roles {', '.join(user['roles'])}")
+
+
+@users_cli.command("list")
+def users_list() -> None:
+    """Every staff user."""
+    rows = _with_auth_store(lambda store: store.list_users())
+    _table(rows, ["username", "roles", "branch", "disabled", "created_at", "last_login_at"], "Users")
+
+
+@users_cli.command("disable")
+def users_disable(username: Annotated[str, typer.Argument()]) -> None:
+    """Disable a user: no more logins, refresh tokens revoked (access tokens expire within minutes)."""
+    _with_auth_store(lambda store: store.update_user(username, disabled=True))
+    console.print(f"Disabled {username}")
+
+
+@keys_cli.command("create")
+def keys_create(
+    name: Annotated[str, typer.Option(help="What the key is for")],
+    role: Annotated[list[str] | None, typer.Option("--role", help="Default: integration")] = None,
+    scope: Annotated[list[str] | None, typer.Option("--scope", help="Narrow to these permissions")] = None,
+    expires_days: Annotated[int | None, typer.Option(help="Expire after this many days")] = None,
+) -> None:
+    """Create an API key. The key is printed once, on the last line; only its hash is stored."""
+    from datetime import UTC, timedelta
+
+    expires = datetime.now(UTC) + timedelta(days=expires_days) if expires_days else None
+    created = _with_auth_store(
+        lambda store: store.create_api_key(name, role or ["integration"], scope, expires, created_by="cli")
+    )
+    console.print(f"Created API key {created['id']} ({', '.join(created['roles'])}); send it as X-API-Key.")
+    print(f"API key: {created['key']}")
+
+
+@keys_cli.command("list")
+def keys_list() -> None:
+    """Every API key (never the secrets)."""
+    rows = _with_auth_store(lambda store: store.list_api_keys())
+    _table(rows, ["id", "name", "roles", "scopes", "expires_at", "revoked_at", "created_at"], "API keys")
+
+
+@keys_cli.command("revoke")
+def keys_revoke(key_id: Annotated[str, typer.Argument()]) -> None:
+    """Revoke an API key (gateways stop accepting it within CRM_GATEWAY_AUTH_APIKEY_CACHE_SECONDS)."""
+    _with_auth_store(lambda store: store.revoke_api_key(key_id))
+    console.print(f"Revoked {key_id}")
+
+
+@auth_cli.command("token")
+def auth_token(
+    role: Annotated[list[str] | None, typer.Option("--role", help="Default: service")] = None,
+    subject: Annotated[str, typer.Option(help="The token's subject")] = "cli",
+    ttl_seconds: Annotated[int, typer.Option(min=30, max=86_400, help="Lifetime")] = 3600,
+) -> None:
+    """Mint an access token with the current signing key (needs the gateway's database and
+    CRM_SECRET_KEY). It is accepted by the gateway and by every service directly — for tools and
+    benchmarks that call services without the gateway. Printed on the last line."""
+    from shared.auth import policy
+    from shared.auth.tokens import Principal
+
+    roles = policy.valid_roles(role or ["service"])
+    kind = "service" if roles == ["service"] else "client"
+
+    async def mint(store: Any) -> str:
+        await store.load_keys()
+        principal = Principal(sub=subject, kind=kind, roles=frozenset(roles))
+        token: str = store.issue(principal, ttl_seconds=ttl_seconds)[0]
+        return token
+
+    print(_with_auth_store(mint))
+
+
+@auth_cli.command("rotate-keys")
+def auth_rotate_keys() -> None:
+    """Rotate the token-signing key now. The old key stays in the JWKS until its tokens have expired;
+    running gateways pick the new one up at their next key check (they also rotate by age)."""
+
+    async def rotate(store: Any) -> str:
+        await store.load_keys()
+        kid: str = await store.rotate()
+        return kid
+
+    kid = _with_auth_store(rotate)
+    console.print(f"New signing key {kid}")
 
 
 def _print_report(data: dict[str, Any], path: Path | None) -> None:

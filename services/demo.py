@@ -155,9 +155,16 @@ def generate(customers: int, seed: int, now: datetime | None = None) -> list[Dem
     return out
 
 
-async def load(base_url: str, customers: int = 200, seed: int = 42, concurrency: int = 8) -> dict[str, int]:
+async def load(
+    base_url: str,
+    customers: int = 200,
+    seed: int = 42,
+    concurrency: int = 8,
+    headers: dict[str, str] | None = None,
+) -> dict[str, int]:
     """Post the demo data set through the gateway, with a progress bar. Safe to run twice: purchases
-    carry external ids, so a second run records no purchase twice."""
+    carry external ids, so a second run records no purchase twice. `headers` authenticate the calls
+    (`crm run --demo` passes an in-process service token; `crm demo` a token or an API key)."""
     data = generate(customers, seed)
     total_purchases = sum(len(c.purchases) + len(c.other_records) for c in data)
     counts = {
@@ -168,7 +175,7 @@ async def load(base_url: str, customers: int = 200, seed: int = 42, concurrency:
         "duplicates not matched": 0,
     }
     semaphore = asyncio.Semaphore(concurrency)
-    async with httpx.AsyncClient(base_url=base_url, timeout=30) as client:
+    async with httpx.AsyncClient(base_url=base_url, timeout=30, headers=headers) as client:
         with Progress(
             TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()
         ) as progress:

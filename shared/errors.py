@@ -64,6 +64,7 @@ class DomainError(Exception):
         self.detail = detail
         self.errors = list(errors)
         self.extensions = extensions
+        self.headers: dict[str, str] | None = None  # e.g. WWW-Authenticate on a 401
 
 
 class InvalidInput(DomainError):
@@ -123,6 +124,39 @@ class ServiceUnavailable(DomainError):
     title = "Service unavailable"
 
 
+# SQLSTATEs that say "the database cannot serve you right now", not "your request is wrong": class 08
+# (connection exceptions), 53300 too many connections, 57P01–57P03 administrator/crash shutdown and
+# "the database system is starting up".
+_UNAVAILABLE_SQLSTATES = frozenset({"53300", "57P01", "57P02", "57P03"})
+
+
+def sqlstate(exc: BaseException) -> str | None:
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        code = getattr(current, "sqlstate", None) or getattr(current, "pgcode", None)
+        if isinstance(code, str):
+            return code
+        current = getattr(current, "orig", None) or current.__cause__
+    return None
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """Whether `exc` means the database (or the network to it) is down or restarting: worth a retry
+    later (503 with Retry-After for HTTP callers; a redelivery, not a dead letter, for consumers)."""
+    from sqlalchemy import exc as sa_exc
+
+    if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
+        return True
+    if isinstance(exc, (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.DisconnectionError)):
+        return True
+    if isinstance(exc, (sa_exc.TimeoutError, ConnectionError, TimeoutError)):
+        return True  # no connection from the pool in time; refused or reset connections
+    code = sqlstate(exc)
+    return code is not None and (code.startswith("08") or code in _UNAVAILABLE_SQLSTATES)
+
+
 def problem_response(
     request: Request | None,
     *,
@@ -174,6 +208,7 @@ def install_problem_handlers(app: FastAPI) -> None:
             title=exc.title,
             detail=exc.detail,
             errors=exc.errors,
+            headers=exc.headers,
             **exc.extensions,
         )
 
@@ -206,6 +241,27 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        from sqlalchemy.orm.exc import StaleDataError
+
+        if isinstance(exc, StaleDataError):  # a concurrent writer changed the row first
+            return problem_response(
+                request,
+                status=409,
+                slug="conflict",
+                title="Conflict",
+                detail="The record was changed by another request at the same moment; nothing was "
+                "changed by this one. Retry it.",
+            )
+        if database_unavailable(exc):
+            log.warning("database_unavailable", path=request.url.path, error=repr(exc)[:300])
+            return problem_response(
+                request,
+                status=503,
+                slug="service-unavailable",
+                title="Service unavailable",
+                detail="The database is unavailable or restarting; nothing was changed. Retry shortly.",
+                headers={"Retry-After": "2"},
+            )
         log.exception("unhandled_error", path=request.url.path)
         return problem_response(
             request,

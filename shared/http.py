@@ -6,14 +6,16 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from shared.auth.guard import authorize, principal_var
 from shared.context import actor_var, new_request_id, request_id_var
 from shared.errors import install_problem_handlers, problem_response
 from shared.metrics import HTTP_LATENCY, HTTP_REQUESTS
+from shared.telemetry import TracingMiddleware
 
 REQUEST_ID_HEADER = "x-request-id"
 
@@ -36,12 +38,14 @@ class RequestContextMiddleware:
                 break
         request_id = incoming or new_request_id()
         token = request_id_var.set(request_id)
-        # Who is acting, for audit trails. Until authentication lands (the gateway will set it from
-        # the verified token and drop any client-sent value), it is taken from `x-actor`.
+        # Who is acting, for audit trails: the authorisation guard (shared.auth.guard) replaces it with
+        # the verified token's principal on every protected route. Only with authentication switched
+        # off (development) does a client-sent `x-actor` survive.
         actor = next(
             (v.decode("latin-1")[:200] for n, v in scope.get("headers", ()) if n == b"x-actor"), None
         )
         actor_token = actor_var.set(actor)
+        principal_token = principal_var.set(None)
         status = 500
         started = time.perf_counter()
 
@@ -64,6 +68,7 @@ class RequestContextMiddleware:
             HTTP_LATENCY.labels(self.service, method, path).observe(time.perf_counter() - started)
             request_id_var.reset(token)
             actor_var.reset(actor_token)
+            principal_var.reset(principal_token)
 
 
 ReadinessCheck = Callable[[], Awaitable[dict[str, bool]]]
@@ -105,9 +110,14 @@ def operations_router(readiness: ReadinessCheck) -> APIRouter:
 
 
 def create_app(*, service: str, title: str, description: str, version: str, **kwargs: Any) -> FastAPI:
-    app = FastAPI(title=title, description=description, version=version, **kwargs)
+    """A service app (or the gateway). Every route runs the authorisation guard first: deny by default,
+    see `shared.auth.policy`. `app.state.auth` (an `AuthContext`) says how tokens are verified."""
+    dependencies = [Depends(authorize), *kwargs.pop("dependencies", [])]
+    app = FastAPI(title=title, description=description, version=version, dependencies=dependencies, **kwargs)
+    app.state.service_name = service
     install_problem_handlers(app)
     app.add_middleware(RequestContextMiddleware, service=service)
+    app.add_middleware(TracingMiddleware, service=service)  # outside it: the span covers it all
     return app
 
 

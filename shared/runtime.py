@@ -22,6 +22,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, FastAPI, Request
 from sqlalchemy import MetaData, text
 
+from shared.auth.setup import install_service_auth
 from shared.db import create_engine, session_factory
 from shared.http import create_app, operations_router
 from shared.logging import get_logger
@@ -29,15 +30,19 @@ from shared.messaging.bus import EventBus
 from shared.messaging.consumer import EventConsumer
 from shared.messaging.relay import OutboxRelay
 from shared.messaging.tables import MessagingTables
-from shared.metrics import OUTBOX_BACKLOG
+from shared.metrics import DEAD_LETTERS, OUTBOX_BACKLOG
 from shared.migrations import upgrade
 from shared.settings import ServiceSettings
+from shared.telemetry import configure_from as configure_telemetry
 from shared.uow import UnitOfWork, UnitOfWorkFactory
 
 log = get_logger(__name__)
 
 
 class ServiceRuntime:
+    metrics_interval: float = 5.0
+    """Seconds between refreshes of the gauges that need a query (the outbox backlog)."""
+
     def __init__(
         self,
         *,
@@ -54,6 +59,7 @@ class ServiceRuntime:
     ) -> None:
         self.settings = settings
         self.name = settings.service_name
+        self.telemetry = configure_telemetry(self.name, settings)
         self.metadata = metadata
         self.migrations = migrations
         self.bus = bus
@@ -72,7 +78,7 @@ class ServiceRuntime:
         )
         self.uow.on_commit(self.relay.wake)
         self.consumer = EventConsumer(
-            settings.consumer_group, self.uow, max_attempts=settings.consumer_max_attempts
+            settings.consumer_group, self.uow, max_attempts=settings.consumer_max_attempts, service=self.name
         )
         self._subscribed = False
         self._background: list[Callable[[], Coroutine[Any, Any, None]]] = []
@@ -86,6 +92,7 @@ class ServiceRuntime:
             openapi_tags=openapi_tags,
         )
         self.app.state.runtime = self
+        self.auth = install_service_auth(self.app, settings, self.name)
         self.app.include_router(operations_router(self.readiness))
 
     @classmethod
@@ -127,6 +134,9 @@ class ServiceRuntime:
         if not self._subscribed and self.consumer.event_types:
             self.bus.subscribe(self.consumer)
             self._subscribed = True
+            # Zero-valued series from the start: "no dead letters yet" reads as 0, not as absent.
+            for event_type in self.consumer.event_types:
+                DEAD_LETTERS.labels(self.consumer.group, event_type)
 
     async def start(self) -> None:
         self.subscribe()
@@ -136,6 +146,7 @@ class ServiceRuntime:
             await self.bus.start()
         self.relay.start()
         self._tasks = [asyncio.create_task(job(), name=f"{self.name}-background") for job in self._background]
+        self._tasks.append(asyncio.create_task(self._report_backlog(), name=f"{self.name}-outbox-backlog"))
         # Everything loaded so far (modules, models, metadata) lives as long as the process: moved out
         # of the garbage collector's generations, it is no longer traversed by every full collection,
         # which keeps those pauses short (they set the p99 latency of request handling).
@@ -158,6 +169,17 @@ class ServiceRuntime:
         if self.owns_bus:
             await self.bus.stop()
         await self.engine.dispose()
+
+    async def _report_backlog(self) -> None:
+        """Keep `crm_outbox_backlog` current: counted every `metrics_interval` seconds while running."""
+        while True:
+            try:
+                OUTBOX_BACKLOG.labels(self.name).set(await self.relay.backlog())
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the database is away: readiness says so; keep the last figure
+                log.debug("outbox_backlog_unavailable", service=self.name, error=repr(exc))
+            await asyncio.sleep(self.metrics_interval)
 
     async def readiness(self) -> dict[str, bool]:
         database = True

@@ -50,6 +50,51 @@ class PlatformSettings(BaseSettings):
     log_level: str = "INFO"
     log_json: bool = True
 
+    # --- tracing (see shared/telemetry.py) -------------------------------------------------------
+    otel_exporter: str = Field(
+        default="none",
+        pattern="^(none|console|otlp|memory)$",
+        description=(
+            "`CRM_OTEL_EXPORTER`: where spans go: none (tracing off, a no-op tracer), console, otlp "
+            "(OTLP/HTTP to `CRM_OTEL_ENDPOINT`) or memory (tests and benchmarks)"
+        ),
+    )
+    otel_endpoint: str = Field(
+        default="http://127.0.0.1:4318/v1/traces", description="`CRM_OTEL_ENDPOINT`: the OTLP/HTTP traces URL"
+    )
+    otel_sample_ratio: float = Field(
+        default=1.0, ge=0, le=1, description="Share of new traces recorded (parent-based: a trace is whole)"
+    )
+
+    # --- authentication (see shared/auth) ------------------------------------------------------
+    auth_enabled: bool = Field(
+        default=True,
+        description=(
+            "Every request needs a valid token (`CRM_AUTH_ENABLED`). Switching it off is for local "
+            "development only: refused when CRM_ENVIRONMENT=production, and loudly logged."
+        ),
+    )
+    auth_issuer: str = "crm-gateway"
+    auth_audience: str = "crm"
+    auth_jwks_url: str = Field(
+        default="http://127.0.0.1:8000/auth/jwks.json",
+        description="Where a service alone (distributed mode) fetches the gateway's public keys",
+    )
+    auth_jwks_cache_seconds: float = Field(default=300.0, gt=0, le=86_400)
+    auth_jwks_min_refetch_seconds: float = Field(
+        default=10.0, ge=0, le=3600, description="At most one JWKS fetch this often (unknown `kid`s)"
+    )
+    auth_leeway_seconds: float = Field(default=5.0, ge=0, le=300)
+    auth_client_id: str = Field(
+        default="", description="A service's own client credentials, for calls outside a request"
+    )
+    auth_client_secret: SecretStr = SecretStr("")
+    auth_token_url: str = Field(default="http://127.0.0.1:8000/auth/token")
+    admin_password: SecretStr = Field(
+        default=SecretStr(""),
+        description="`CRM_ADMIN_PASSWORD`: the first `admin` user's password (else generated, printed once)",
+    )
+
     @property
     def is_development(self) -> bool:
         return self.environment is not Environment.PRODUCTION
@@ -65,6 +110,8 @@ class PlatformSettings(BaseSettings):
                 problems.append("CRM_SECRET_KEY must be set to a random value of at least 32 characters")
             if self.bus is BusBackend.IN_PROCESS:
                 problems.append("CRM_BUS=inprocess is for embedded development only; use kafka")
+            if not self.auth_enabled:
+                problems.append("CRM_AUTH_ENABLED=false is for local development only")
             if problems:
                 raise ValueError("; ".join(problems))
         return self

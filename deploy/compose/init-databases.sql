@@ -23,13 +23,16 @@ CREATE ROLE crm_identity     LOGIN PASSWORD :'db_password';
 CREATE ROLE crm_interactions LOGIN PASSWORD :'db_password';
 CREATE ROLE crm_segmentation LOGIN PASSWORD :'db_password';
 CREATE ROLE crm_loyalty      LOGIN PASSWORD :'db_password';
+CREATE ROLE crm_gateway      LOGIN PASSWORD :'db_password';
 
 CREATE DATABASE crm_identity     OWNER crm_identity;
 CREATE DATABASE crm_interactions OWNER crm_interactions;
 CREATE DATABASE crm_segmentation OWNER crm_segmentation;
 CREATE DATABASE crm_loyalty      OWNER crm_loyalty;
+CREATE DATABASE crm_gateway      OWNER crm_gateway;
 
 REVOKE CONNECT, TEMPORARY ON DATABASE crm_identity     FROM PUBLIC;
 REVOKE CONNECT, TEMPORARY ON DATABASE crm_interactions FROM PUBLIC;
 REVOKE CONNECT, TEMPORARY ON DATABASE crm_segmentation FROM PUBLIC;
 REVOKE CONNECT, TEMPORARY ON DATABASE crm_loyalty      FROM PUBLIC;
+REVOKE CONNECT, TEMPORARY ON DATABASE crm_gateway      FROM PUBLIC;

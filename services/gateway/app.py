@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import Any
 
 import httpx
 from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
-from services.gateway import customer360, routes
+from services.gateway import console, customer360, routes
+from services.gateway.auth import me
+from services.gateway.auth import routes as auth_routes
+from services.gateway.auth import setup as auth_setup
+from services.gateway.auth.setup import GatewayAuth
 from services.gateway.limits import (
     BodyLimitMiddleware,
     PageSizeMiddleware,
@@ -20,9 +25,12 @@ from services.gateway.limits import (
 from services.gateway.settings import GatewaySettings, load_settings
 from services.gateway.upstreams import CircuitBreaker, Upstream, http_client
 from services.gateway.webhooks import routes as webhook_routes
-from services.gateway.webhooks.hub import WebhookHub
+from services.gateway.webhooks.hub import MIGRATIONS, WebhookHub
+from shared.auth.keys import LocalKeySet
 from shared.http import create_app
 from shared.messaging.bus import EventBus
+from shared.migrations import upgrade
+from shared.telemetry import configure_from as configure_telemetry
 
 Hook = Callable[[], Awaitable[None]]
 
@@ -35,6 +43,7 @@ def build(
     on_shutdown: Hook | None = None,
     bus: EventBus | None = None,
     webhook_transport: httpx.AsyncBaseTransport | None = None,
+    keys: LocalKeySet | None = None,
 ) -> FastAPI:
     """The gateway app. `clients` replaces the HTTP clients to the services (embedded mode passes
     in-process transports); the hooks start and stop what the gateway hosts (embedded mode: all services).
@@ -42,8 +51,13 @@ def build(
     `bus` is the platform's shared bus in embedded mode: the webhook consumer subscribes to it and the
     gateway's database defaults to `<var_dir>/gateway.db`. Without it (distributed mode) webhooks run
     on a bus of their own only when `CRM_GATEWAY_DATABASE_URL` is set. `webhook_transport` replaces
-    the transport webhooks are sent with (tests)."""
+    the transport webhooks are sent with (tests).
+
+    Authentication (on unless `CRM_AUTH_ENABLED=false` in development) needs the gateway's database:
+    `<var_dir>/gateway.db` in embedded mode, `CRM_GATEWAY_DATABASE_URL` in distributed mode. `keys`
+    is the key set the gateway publishes and fills (embedded mode shares it with the services)."""
     settings = settings or load_settings()
+    configure_telemetry("gateway", settings)  # CRM_OTEL_* / CRM_GATEWAY_OTEL_*: see shared/telemetry.py
     urls = settings.upstream_urls()
     chosen = (
         dict(clients)
@@ -66,11 +80,16 @@ def build(
     }
 
     webhooks = _webhook_hub(settings, bus, webhook_transport)
+    auth: GatewayAuth | None = None
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         if webhooks is not None:
             await webhooks.migrate()  # before any event can reach the webhook consumer
+        if auth is not None:
+            if settings.run_migrations and (webhooks is None or webhooks.database_url != auth.database_url):
+                await upgrade(auth.database_url, MIGRATIONS)
+            await auth.start()
         if on_startup is not None:
             await on_startup()
         if webhooks is not None:
@@ -84,6 +103,8 @@ def build(
                 await on_shutdown()
             if webhooks is not None:
                 await webhooks.stop()
+            if auth is not None:
+                await auth.stop()  # flushes the audit log: nothing is lost on a clean shutdown
 
     app = create_app(
         service="gateway",
@@ -98,12 +119,64 @@ def build(
     app.state.upstreams = upstreams
     app.state.settings = settings
     app.state.webhooks = webhooks
+    auth = auth_setup.install(app, settings, embedded=bus is not None, keys=keys)
     # The gateway's own routes before the proxy's catch-all `/api/{service}/{path}`.
+    app.include_router(auth_routes.router)
+    app.include_router(auth_routes.admin)
+    app.include_router(me.router)
     app.include_router(customer360.router)
     app.include_router(webhook_routes.router)
     app.include_router(routes.router)
+    console.install(app)  # the staff console at /console (static files over the public API)
+    _document_security(app)
     _install_limits(app, settings)
     return app
+
+
+SECURITY_SCHEMES: dict[str, Any] = {
+    "bearer": {
+        "type": "http",
+        "scheme": "bearer",
+        "bearerFormat": "JWT",
+        "description": "An EdDSA-signed access token from `/auth/token` or `/auth/member/token`",
+    },
+    "oauth2": {
+        "type": "oauth2",
+        "description": "Staff users (password) and integration clients (client credentials)",
+        "flows": {
+            "password": {"tokenUrl": "/auth/token", "refreshUrl": "/auth/token", "scopes": {}},
+            "clientCredentials": {"tokenUrl": "/auth/token", "scopes": {}},
+        },
+    },
+    "apiKey": {
+        "type": "apiKey",
+        "in": "header",
+        "name": "X-API-Key",
+        "description": "An API key (`crm_<id>.<secret>`): `crm keys create` or `POST /api/admin/api-keys`",
+    },
+}
+PUBLIC_OPERATIONS = {"/auth/token", "/auth/member/token", "/auth/revoke", "/auth/jwks.json", "/asyncapi.json"}
+
+
+def _document_security(app: FastAPI) -> None:
+    """The security schemes in the OpenAPI document; every operation but the public ones needs one."""
+    original = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        document = original()
+        document.setdefault("components", {})["securitySchemes"] = SECURITY_SCHEMES
+        document["security"] = [{"bearer": []}, {"oauth2": []}, {"apiKey": []}]
+        for path, item in document.get("paths", {}).items():
+            if path in PUBLIC_OPERATIONS:
+                for operation in item.values():
+                    if isinstance(operation, dict):
+                        operation["security"] = []
+        app.openapi_schema = document
+        return document
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _webhook_hub(

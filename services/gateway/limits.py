@@ -3,9 +3,10 @@
 Rate limits are token buckets kept in this process's memory, one per (rule, client). The client is
 the API key (`X-API-Key`) or bearer token presented — identified by a hash of it, never stored — or
 else the client's IP address (`X-Forwarded-For` only when `CRM_GATEWAY_TRUST_FORWARDED_FOR` says the
-gateway sits behind a trusted proxy). Stricter rules apply to login (`/api/auth/...`), referrals (any
-`/referrals` path, and enrolments carrying a `referral_code` query or body field are counted on the
-enrolment path) and redemptions (`/redemptions`). Over the limit: 429 problem+json with Retry-After.
+gateway sits behind a trusted proxy). Stricter rules apply to login (`/auth/token` and
+`/auth/member/token`), referrals (any `/referrals` path, and enrolments carrying a `referral_code`
+query or body field are counted on the enrolment path) and redemptions (`/redemptions`). Over the
+limit: 429 problem+json with Retry-After.
 Rate limits are on outside development unless `CRM_GATEWAY_RATE_LIMIT_ENABLED` says otherwise (in
 development `crm demo` and the benchmarks load data through the gateway from one address).
 
@@ -75,7 +76,7 @@ def default_rules(
     """The stricter rules first; the last rule (everything) is the default."""
     writes = frozenset({"POST", "PUT", "PATCH", "DELETE"})
     return [
-        RateRule("login", login, login, re.compile(r"^/api/(auth|identity/auth)(/|$)")),
+        RateRule("login", login, login, re.compile(r"^/auth/(token|member/token)$")),
         RateRule("referral", referral, referral, re.compile(r"/referrals(/|$)|[?&]referral_code="), writes),
         RateRule(
             "referral",

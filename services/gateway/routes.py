@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from services.gateway.openapi import merge_openapi
 from services.gateway.upstreams import Upstream
@@ -35,6 +36,11 @@ router = APIRouter()
 def upstreams(request: Request) -> dict[str, Upstream]:
     result: dict[str, Upstream] = request.app.state.upstreams
     return result
+
+
+@router.get("/metrics", summary="Prometheus metrics", include_in_schema=False)
+async def metrics() -> Response:
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
 
 @router.get("/health", tags=["operations"], summary="Liveness of the gateway")
@@ -164,7 +170,15 @@ async def proxy(service: str, path: str, request: Request) -> Response:
     upstream = upstreams(request).get(service)
     if upstream is None:
         raise NotFound(f"no service named {service!r}; known: {', '.join(sorted(upstreams(request)))}")
-    headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}
+    # The caller's credentials are replaced by its verified JWT (see Upstream.request); a client-sent
+    # actor is never trusted (services take it from the token).
+    headers = {
+        k: v
+        for k, v in request.headers.items()
+        if (k.lower() not in HOP_BY_HOP and k.lower() not in ("authorization", "x-api-key", "x-actor"))
+        or (k.lower() == "x-actor" and not request.app.state.auth.enabled)
+        or (k.lower() == "authorization" and not request.app.state.auth.enabled)
+    }
     headers["x-request-id"] = request_id_var.get() or headers.get("x-request-id", "")
     headers["x-forwarded-for"] = request.client.host if request.client else ""
     body = await request.body()

@@ -77,6 +77,26 @@ class GatewaySettings(PlatformSettings):
     webhook_poll_interval: float = Field(default=1.0, gt=0, le=60)
     webhook_batch_size: int = Field(default=50, ge=1, le=1000)
 
+    # --- authentication (see services/gateway/auth) ---------------------------------------------
+    auth_access_ttl_seconds: int = Field(default=900, ge=30, le=86_400, description="Access-token lifetime")
+    auth_refresh_ttl_seconds: int = Field(default=14 * 86_400, ge=60, le=365 * 86_400)
+    auth_apikey_token_ttl_seconds: int = Field(
+        default=300, ge=10, le=3600, description="Lifetime of the JWT minted for an API-key request"
+    )
+    auth_key_max_age_seconds: int = Field(
+        default=30 * 86_400, ge=60, le=365 * 86_400, description="Signing keys are rotated past this age"
+    )
+    auth_key_check_interval_seconds: float = Field(
+        default=600.0, gt=0, le=86_400, description="How often the key store checks age and reloads keys"
+    )
+    auth_branch_cache_seconds: float = Field(
+        default=30.0, ge=0, le=3600, description="How long a customer's branch is cached"
+    )
+    auth_apikey_cache_seconds: float = Field(
+        default=5.0, ge=0, le=300, description="How long a verified API key is cached (revocation delay)"
+    )
+    audit_flush_interval: float = Field(default=0.2, gt=0, le=60)
+
     @property
     def rate_limits_on(self) -> bool:
         if self.rate_limit_enabled is not None:
@@ -85,6 +105,19 @@ class GatewaySettings(PlatformSettings):
 
     def upstream_urls(self) -> dict[str, str]:
         return {name: getattr(self, f"{name}_url") for name in SERVICES}
+
+    def gateway_database_url(self, *, embedded: bool) -> str | None:
+        """The gateway's own database: required when authentication is on (users, keys, audit)."""
+        if self.database_url:
+            return self.database_url
+        if embedded:
+            return f"sqlite+aiosqlite:///{self.var_dir / 'gateway.db'}"
+        if self.auth_enabled:
+            raise ValueError(
+                "CRM_GATEWAY_DATABASE_URL is required in distributed mode: the gateway keeps users, "
+                "keys and the audit log there"
+            )
+        return None
 
     def webhook_database_url(self, *, embedded: bool) -> str | None:
         """Where webhooks are stored, or None when they are off (distributed mode without a database)."""

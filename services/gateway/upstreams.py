@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 
 import httpx
 
+from shared.auth.guard import principal_var
 from shared.errors import ServiceUnavailable
+from shared.telemetry import trace_client
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 
@@ -57,7 +59,7 @@ class Upstream:
         self, name: str, client: httpx.AsyncClient, *, retries: int, breaker: CircuitBreaker
     ) -> None:
         self.name = name
-        self.client = client
+        self.client = trace_client(client, "gateway")  # client spans + `traceparent` when tracing is on
         self.retries = retries
         self.breaker = breaker
 
@@ -72,6 +74,7 @@ class Upstream:
     ) -> httpx.Response:
         if not self.breaker.allow():
             raise ServiceUnavailable(f"{self.name} service is unavailable (circuit open)", service=self.name)
+        headers = _with_caller_token(headers)
         attempts = 1 + (self.retries if method.upper() in IDEMPOTENT_METHODS else 0)
         last: Exception | None = None
         for attempt in range(attempts):
@@ -102,6 +105,17 @@ class Upstream:
 
     async def close(self) -> None:
         await self.client.aclose()
+
+
+def _with_caller_token(headers: dict[str, str] | None) -> dict[str, str] | None:
+    """Services verify tokens themselves: forward the caller's JWT (for an API key, the short-lived
+    JWT minted for its principal) unless the call already carries one (a service token)."""
+    principal = principal_var.get()
+    if principal is None or principal.token is None:
+        return headers
+    if headers is not None and any(k.lower() == "authorization" for k in headers):
+        return headers
+    return {**(headers or {}), "authorization": f"Bearer {principal.token}"}
 
 
 def http_client(base_url: str, *, timeout: float, max_connections: int) -> httpx.AsyncClient:

@@ -48,12 +48,42 @@ def build(settings: IdentitySettings | None = None, bus: EventBus | None = None)
     runtime.app.state.exporters = {name: package.export_customer_data for name, package in extras.items()}
     runtime.app.state.erasers = [package.erase_customer_data for package in extras.values()]
     runtime.app.state.validate_attributes = _attribute_validator(runtime)
+    runtime.auth.customer_guard = _branch_guard(runtime)
     if settings.auto_train:
         from services.identity.batch import auto_train
 
         runtime.add_background(lambda: auto_train(runtime))
     runtime.subscribe()
     return runtime
+
+
+def _branch_guard(runtime: ServiceRuntime) -> Any:
+    """Staff limited to a branch (`branch` claim) see only that branch's customers: identity checks its
+    own records (the gateway checks too, before proxying). Unknown ids are left to the route (404)."""
+    from sqlalchemy import select
+
+    from services.identity.models import CustomerRow
+    from shared.auth.tokens import Principal
+    from shared.errors import Forbidden
+
+    async def guard(principal: Principal, customer_id: str) -> None:
+        async with runtime.sessions() as session:
+            current = customer_id
+            for _ in range(32):  # a merged id belongs to its survivor's branch
+                row = (
+                    await session.execute(
+                        select(CustomerRow.branch_id, CustomerRow.merged_into).where(
+                            CustomerRow.id == current
+                        )
+                    )
+                ).first()
+                if row is None or row.merged_into is None:
+                    break
+                current = row.merged_into
+        if row is not None and row.branch_id != principal.branch:
+            raise Forbidden("this customer belongs to another branch")
+
+    return guard
 
 
 def _attribute_validator(runtime: ServiceRuntime) -> Any:

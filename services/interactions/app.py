@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import httpx
@@ -18,8 +19,11 @@ from services.interactions.reports import routes as report_routes
 from services.interactions.settings import InteractionsSettings, load_settings
 from services.interactions.surveys import models as _survey_models  # noqa: F401
 from services.interactions.surveys import routes as survey_routes
+from shared.auth.guard import ForwardingAuth
+from shared.auth.setup import service_token_provider
 from shared.messaging.bus import EventBus
 from shared.runtime import ServiceRuntime
+from shared.telemetry import trace_client
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -28,7 +32,11 @@ def build(
     settings: InteractionsSettings | None = None,
     bus: EventBus | None = None,
     identity: httpx.AsyncClient | None = None,
+    service_token: Callable[[], Awaitable[str | None]] | None = None,
 ) -> ServiceRuntime:
+    """`service_token` gives a service principal's token for calls to identity made outside a request
+    (embedded mode: minted in-process; otherwise client credentials from `CRM_AUTH_CLIENT_ID`/`_SECRET`).
+    Within a request the caller's own token is forwarded."""
     settings = settings or load_settings()
     runtime = ServiceRuntime.create(
         settings,
@@ -42,6 +50,8 @@ def build(
     identity = identity or httpx.AsyncClient(
         base_url=settings.identity_url, timeout=settings.identity_timeout
     )
+    identity.auth = ForwardingAuth(service_token or service_token_provider(settings))
+    trace_client(identity, runtime.name)  # client spans + `traceparent` on calls to identity
     runtime.app.state.directory = CustomerDirectory(identity)
     runtime.include_router(routes.router)
     runtime.include_router(routes.contacts_router)

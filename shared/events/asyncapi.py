@@ -33,6 +33,13 @@ _HEADERS = {
         "ce_time": {"type": "string", "format": "date-time"},
         "ce_dataschema": {"type": "string", "format": "uri"},
         "ce_requestid": {"type": "string", "description": "The HTTP request that caused the event"},
+        "ce_traceparent": {
+            "type": "string",
+            "description": "W3C trace context of the span that wrote the event (CloudEvents tracing)",
+        },
+        "ce_tracestate": {"type": "string", "description": "W3C tracestate that goes with ce_traceparent"},
+        "traceparent": {"type": "string", "description": "The same trace context as a plain W3C header"},
+        "tracestate": {"type": "string", "description": "The same tracestate as a plain W3C header"},
         "content-type": {"type": "string", "const": "application/json"},
     },
     "required": ["ce_specversion", "ce_id", "ce_source", "ce_type", "ce_time"],

@@ -18,6 +18,7 @@ from typing import Any, ClassVar, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.context import request_id_var
+from shared.telemetry import current_trace_headers
 
 SCHEMA_BASE = "/api/catalog/events/"
 
@@ -91,7 +92,9 @@ def event_class(full_type: str) -> type[EventPayload] | None:
 
 
 class CloudEvent(BaseModel):
-    """A CloudEvents 1.0 event (structured form). `requestid` is an extension attribute."""
+    """A CloudEvents 1.0 event (structured form). Extension attributes: `requestid`, and the
+    distributed-tracing extension's `traceparent`/`tracestate` (W3C Trace Context) naming the span
+    the event was written in. All optional: envelopes stored before they existed still load."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -105,6 +108,8 @@ class CloudEvent(BaseModel):
     dataschema: str | None = None
     data: dict[str, Any] = Field(default_factory=dict)
     requestid: str | None = None
+    traceparent: str | None = None
+    tracestate: str | None = None
 
     def payload(self, cls: builtins.type[PayloadT]) -> PayloadT:
         """The data as its typed payload (validates it)."""
@@ -122,7 +127,8 @@ class UnknownEventType(LookupError):
 
 
 def new_event(payload: EventPayload, *, source: str, time: datetime | None = None) -> CloudEvent:
-    """Wrap a payload in an envelope, stamped with the current request id."""
+    """Wrap a payload in an envelope, stamped with the current request id and trace context."""
+    traceparent, tracestate = current_trace_headers()
     return CloudEvent(
         source=source,
         type=payload.full_type(),
@@ -131,4 +137,6 @@ def new_event(payload: EventPayload, *, source: str, time: datetime | None = Non
         dataschema=payload.dataschema(),
         data=payload.model_dump(mode="json"),
         requestid=request_id_var.get(),
+        traceparent=traceparent,
+        tracestate=tracestate,
     )

@@ -24,6 +24,7 @@ from sqlalchemy import select, update
 from shared.events.envelope import CloudEvent
 from shared.logging import get_logger
 from shared.messaging.consumer import DeadLetter, Delivery, EventConsumer
+from shared.metrics import DEAD_LETTERS
 
 log = get_logger(__name__)
 
@@ -123,6 +124,8 @@ class InProcessBus(EventBus):
                 ],
             )
             await uow.commit()
+        for letter in letters:
+            DEAD_LETTERS.labels(letter.consumer_group, letter.delivery.event.type).inc()
 
     def _consumers(self, group: str | None) -> list[EventConsumer]:
         return [c for c in self.consumers if group is None or c.group == group]

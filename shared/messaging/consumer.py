@@ -17,11 +17,13 @@ The caller commits the source position (Kafka offset, outbox row) only after thi
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
+from opentelemetry.trace import SpanKind, Status, StatusCode
 from pydantic import ValidationError
 from sqlalchemy import Table, delete, select
 from sqlalchemy import exc as sa_exc
@@ -29,8 +31,11 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.context import request_id_var
+from shared.errors import database_unavailable, sqlstate
 from shared.events.envelope import CloudEvent, EventPayload
 from shared.logging import get_logger
+from shared.metrics import EVENTS_HANDLED
+from shared.telemetry import event_span, telemetry
 from shared.uow import UnitOfWork, UnitOfWorkFactory
 
 log = get_logger(__name__)
@@ -56,9 +61,9 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
 
 
 def is_transient(exc: BaseException) -> bool:
-    if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
+    if isinstance(exc, TRANSIENT_ERRORS) or database_unavailable(exc):
         return True
-    return isinstance(exc, TRANSIENT_ERRORS)
+    return sqlstate(exc) in {"40001", "40P01"}  # serialization failure, deadlock: try again
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,10 +97,19 @@ class _Registration(Generic[P]):
 class EventConsumer:
     """One service's consumer group: which events it handles and how."""
 
-    def __init__(self, group: str, uow_factory: UnitOfWorkFactory, *, max_attempts: int = 3) -> None:
+    def __init__(
+        self,
+        group: str,
+        uow_factory: UnitOfWorkFactory,
+        *,
+        max_attempts: int = 3,
+        service: str | None = None,
+    ) -> None:
         self.group = group
         self.uow_factory = uow_factory
         self.max_attempts = max_attempts
+        # Whose tracing the consumer spans belong to (`crm-loyalty` → loyalty).
+        self.service = service or group.removeprefix("crm-")
         self._registrations: dict[str, _Registration[Any]] = {}
 
     def on(self, payload_class: type[P]) -> Callable[[Handler[P]], Handler[P]]:
@@ -127,6 +141,7 @@ class EventConsumer:
         if not relevant:
             return []
         dead: list[DeadLetter] = []
+        handled: Counter[str] = Counter()
         async with self.uow_factory() as uow:
             fresh = await self._claim(uow.session, [d.event for d in relevant])
             for delivery in relevant:
@@ -134,10 +149,32 @@ class EventConsumer:
                     letter = await self._handle_one(uow, delivery)
                     if letter is not None:
                         dead.append(letter)
+                    else:
+                        handled[delivery.event.type] += 1
             await uow.commit()
+        for event_type, count in handled.items():
+            EVENTS_HANDLED.labels(self.group, event_type).inc(count)
         return dead
 
     async def _handle_one(self, uow: UnitOfWork, delivery: Delivery) -> DeadLetter | None:
+        event = delivery.event
+        if not telemetry(self.service).enabled:
+            return await self._handle_traced(uow, delivery)
+        with event_span(
+            self.service,
+            f"process {delivery.topic}",
+            kind=SpanKind.CONSUMER,
+            traceparent=event.traceparent,
+            tracestate=event.tracestate,
+            attributes=_span_attributes(self.group, delivery),
+        ) as span:
+            letter = await self._handle_traced(uow, delivery)
+            if letter is not None and span is not None:
+                span.set_status(Status(StatusCode.ERROR, f"dead-lettered: {letter.error_type}"))
+                span.set_attribute("crm.dead_lettered", True)
+            return letter
+
+    async def _handle_traced(self, uow: UnitOfWork, delivery: Delivery) -> DeadLetter | None:
         event = delivery.event
         registration = self._registrations[event.type]
         token = request_id_var.set(event.requestid)
@@ -212,6 +249,31 @@ class EventConsumer:
             )
         )
         return row.first() is not None
+
+
+def _span_attributes(group: str, delivery: Delivery) -> dict[str, Any]:
+    """OpenTelemetry messaging (and CloudEvents) semantic-convention attributes of a consumer span."""
+    event = delivery.event
+    attributes: dict[str, Any] = {
+        "messaging.system": "kafka" if delivery.partition is not None else "crm.inprocess",
+        "messaging.operation.type": "process",
+        "messaging.operation.name": "process",
+        "messaging.destination.name": delivery.topic,
+        "messaging.consumer.group.name": group,
+        "messaging.message.id": event.id,
+        "cloudevents.event_id": event.id,
+        "cloudevents.event_source": event.source,
+        "cloudevents.event_type": event.type,
+    }
+    if event.subject is not None:
+        attributes["cloudevents.event_subject"] = event.subject
+    if delivery.partition is not None:
+        attributes["messaging.destination.partition.id"] = str(delivery.partition)
+    if delivery.offset is not None:
+        attributes["messaging.kafka.offset"] = delivery.offset
+    if event.requestid is not None:
+        attributes["crm.request_id"] = event.requestid
+    return attributes
 
 
 def _unique(deliveries: Sequence[Delivery]) -> list[Delivery]:

@@ -13,9 +13,11 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from services.gateway.settings import load_settings as gateway_settings
 from services.gateway.upstreams import Upstream
-from services.platform import Platform, build_platform
+from services.platform import Platform
+from tests.support.auth import auth_gateway, auth_platform, authed
+
+pytestmark = pytest.mark.auth  # authentication on: a real login as the bootstrap admin
 
 PURCHASE = {
     "currency": "EUR",
@@ -26,12 +28,12 @@ PURCHASE = {
 
 @pytest.fixture
 def platform(tmp_path: Path) -> Platform:
-    return build_platform(var_dir=tmp_path)
+    return auth_platform(tmp_path)
 
 
 @pytest.fixture
 def app(platform: Platform, tmp_path: Path) -> FastAPI:
-    return platform.gateway(gateway_settings(var_dir=tmp_path, customer360_part_timeout=0.5))
+    return auth_gateway(platform, tmp_path, customer360_part_timeout=0.5)
 
 
 @pytest.fixture
@@ -40,6 +42,7 @@ async def gw(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
         app.router.lifespan_context(app),
         httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as c,
     ):
+        await authed(c)
         yield c
 
 

@@ -1,5 +1,7 @@
 """End to end in distributed mode: each service its own process (`crm serve`), real Kafka and
-PostgreSQL (a fresh database per service), the slice driven through the gateway over HTTP."""
+PostgreSQL (a fresh database per service and one for the gateway), the slice driven through the
+gateway over HTTP with authentication on: a real login, services verifying tokens with the JWKS they
+fetch from the gateway, and refusing direct calls without one."""
 
 from __future__ import annotations
 
@@ -17,7 +19,10 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from shared.contracts.loyalty import POINTS
 from shared.messaging.kafka import KafkaBus
+from tests.support.auth import ADMIN_PASSWORD, TestKeys, bearer, login
 from tests.support.servers import KAFKA, PG_ADMIN_DSN, create_database, drop_database, sqlalchemy_url
+
+pytestmark = pytest.mark.auth
 
 SERVICES = ("identity", "interactions", "segmentation", "loyalty")
 
@@ -54,7 +59,15 @@ class Cluster:
             env[f"CRM_{name.upper()}_DATABASE_URL"] = sqlalchemy_url(PG_ADMIN_DSN, self.databases[name])
             env[f"CRM_GATEWAY_{name.upper()}_URL"] = f"http://127.0.0.1:{self.ports[name]}"
         env["CRM_INTERACTIONS_IDENTITY_URL"] = f"http://127.0.0.1:{self.ports['identity']}"
+        env["CRM_AUTH_ENABLED"] = "true"
+        env["CRM_GATEWAY_DATABASE_URL"] = sqlalchemy_url(PG_ADMIN_DSN, self.databases["gateway"])
+        env["CRM_ADMIN_PASSWORD"] = ADMIN_PASSWORD
+        env["CRM_AUTH_JWKS_URL"] = f"{self.gateway_url}/auth/jwks.json"
+        env["CRM_AUTH_JWKS_MIN_REFETCH_SECONDS"] = "1"
         return env
+
+    def url(self, name: str) -> str:
+        return f"http://127.0.0.1:{self.ports[name]}"
 
     def start(self, name: str) -> None:
         log = (self.log_dir / f"{name}.log").open("ab")
@@ -81,7 +94,7 @@ class Cluster:
 @pytest.fixture
 async def cluster(tmp_path: Path, kafka: str) -> AsyncIterator[Cluster]:
     cluster = Cluster(tmp_path)
-    for name in SERVICES:
+    for name in (*SERVICES, "gateway"):
         cluster.databases[name] = await create_database(f"e2e_{name}")
     try:
         for name in (*SERVICES, "gateway"):
@@ -124,6 +137,8 @@ async def test_slice_across_processes(cluster: Cluster) -> None:
     reader = await points_topic_reader(KAFKA)
     try:
         async with httpx.AsyncClient(base_url=cluster.gateway_url, timeout=10) as client:
+            assert (await client.get("/api/identity/attribute-definitions")).status_code == 401
+            client.headers["authorization"] = f"Bearer {await login(client)}"
             created = await client.post(
                 "/api/identity/customers", json={"given_name": "Jonas", "email": "jonas@example.de"}
             )
@@ -176,3 +191,35 @@ async def test_slice_across_processes(cluster: Cluster) -> None:
         assert found["ce_requestid"] == ("e2e-" + customer_id).encode()
     finally:
         await reader.stop()
+
+
+async def test_services_verify_with_the_gateways_jwks_and_refuse_direct_calls(cluster: Cluster) -> None:
+    async with httpx.AsyncClient(base_url=cluster.gateway_url, timeout=10) as gateway:
+        token = await login(gateway)
+        paths = {
+            "identity": "/attribute-definitions",
+            "interactions": "/complaints",
+            "segmentation": "/segments",
+            "loyalty": "/programs",
+        }
+        for name, path in paths.items():
+            async with httpx.AsyncClient(base_url=cluster.url(name), timeout=10) as direct:
+                # Inside the network, straight to the service: no token, no entry.
+                refused = await direct.get(path)
+                assert refused.status_code == 401, (name, refused.text)
+                assert refused.headers["www-authenticate"].startswith("Bearer")
+                forged = await direct.get(path, headers=bearer(TestKeys().token(roles=("admin",))))
+                assert forged.status_code == 401, name
+                # The gateway's token verifies: the service fetched the gateway's JWKS.
+                accepted = await direct.get(path, headers=bearer(token))
+                assert accepted.status_code == 200, (name, accepted.text)
+
+        # After a rotation the services meet an unknown kid and fetch the JWKS again.
+        admin = bearer(token)
+        rotated = await gateway.post("/api/admin/signing-keys/rotate", headers=admin)
+        assert rotated.status_code == 200
+        await asyncio.sleep(1.1)  # CRM_AUTH_JWKS_MIN_REFETCH_SECONDS=1 in this cluster
+        fresh = await login(gateway)
+        async with httpx.AsyncClient(base_url=cluster.url("loyalty"), timeout=10) as direct:
+            assert (await direct.get("/programs", headers=bearer(fresh))).status_code == 200
+            assert (await direct.get("/programs", headers=admin)).status_code == 200  # old key still valid

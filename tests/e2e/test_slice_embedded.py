@@ -11,7 +11,9 @@ from typing import Any
 import httpx
 import pytest
 
-from services.platform import build_platform
+from tests.support.auth import auth_gateway, auth_platform, authed
+
+pytestmark = pytest.mark.auth  # authentication on: a real login as the bootstrap admin
 
 PURCHASE = {
     "currency": "EUR",
@@ -22,12 +24,13 @@ PURCHASE = {
 
 @pytest.fixture
 async def gateway(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
-    platform = build_platform(var_dir=tmp_path)
-    app = platform.gateway()
+    platform = auth_platform(tmp_path)
+    app = auth_gateway(platform, tmp_path)
     async with (
         app.router.lifespan_context(app),
         httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gateway") as client,
     ):
+        await authed(client)
         yield client
 
 

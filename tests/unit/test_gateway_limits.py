@@ -76,7 +76,7 @@ class TestRateLimits:
         assert (await client.get("/health")).status_code == 200
 
     async def test_login_is_stricter(self, client: httpx.AsyncClient) -> None:
-        codes = [(await client.post("/api/auth/login", json={})).status_code for _ in range(3)]
+        codes = [(await client.post("/auth/token", json={})).status_code for _ in range(3)]
         assert codes[2] == 429
         assert codes[:2] != [429, 429]
         # The default bucket is separate: other calls still pass.

@@ -137,7 +137,9 @@ class WebhookHub:
         self.uow = UnitOfWorkFactory(self.sessions, models.MESSAGING, source="/crm/gateway")
         self.bus = bus
         self.owns_bus = owns_bus
-        self.consumer = EventConsumer(CONSUMER_GROUP, self.uow, max_attempts=settings.consumer_max_attempts)
+        self.consumer = EventConsumer(
+            CONSUMER_GROUP, self.uow, max_attempts=settings.consumer_max_attempts, service="gateway"
+        )
         for payload_class in event_types().values():
             self.consumer.on(payload_class)(self._record)
         self.bus.subscribe(self.consumer)

@@ -74,3 +74,6 @@ attempts = Table(
     Column("error", Text, nullable=True),
     Column("duration_ms", Integer, nullable=False),
 )
+
+# The gateway database's other tables (authentication, audit log) live on the same metadata.
+from services.gateway.auth import models as _auth_models  # noqa: E402, F401

@@ -1,0 +1,182 @@
+"""Wiring authentication into the gateway: the store, the key set, API keys, branch limits, the audit
+log, the first admin user and the signing-key maintenance loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import secrets
+import sys
+import time
+from typing import Any
+
+from fastapi import FastAPI, Request
+
+from services.gateway.auth.audit import AuditMiddleware, AuditWriter
+from services.gateway.auth.store import API_KEY_PREFIX, AuthStore
+from services.gateway.settings import GatewaySettings
+from services.gateway.upstreams import Upstream
+from shared.auth.guard import AuthContext, bearer_token
+from shared.auth.keys import LocalKeySet
+from shared.auth.setup import verifier_for, warn_if_disabled
+from shared.auth.tokens import Principal
+from shared.db import create_engine
+from shared.errors import Forbidden, Unauthorized
+from shared.logging import get_logger
+
+log = get_logger(__name__)
+
+
+class GatewayAuth:
+    """Everything authentication needs in the gateway, started and stopped with it."""
+
+    def __init__(self, app: FastAPI, settings: GatewaySettings, database_url: str, keys: LocalKeySet) -> None:
+        self.app = app
+        self.settings = settings
+        self.database_url = database_url
+        self.engine = create_engine(database_url, pool_size=settings.db_pool_size)
+        self.keys = keys
+        self.store = AuthStore(settings, self.engine, keys)
+        self.audit = AuditWriter(self.engine, flush_interval=settings.audit_flush_interval)
+        self.api_key_cache: dict[str, tuple[Principal, float]] = {}
+        self.branch_cache: dict[str, tuple[str | None, float]] = {}
+        self._maintenance: asyncio.Task[None] | None = None
+        app.state.gateway_auth = self
+        app.state.auth_store = self.store
+        app.state.audit = self.audit
+        app.state.api_key_cache = self.api_key_cache
+        app.state.auth = AuthContext(
+            service="gateway",
+            enabled=True,
+            verifier=verifier_for(settings, keys),
+            authenticate=self.authenticate_api_key,
+            customer_guard=self.branch_guard,
+        )
+        app.add_middleware(AuditMiddleware, writer=self.audit)
+
+    async def start(self) -> None:
+        await self.store.load_keys()
+        await self.bootstrap_admin()
+        self.audit.start()
+        self._maintenance = asyncio.create_task(self._maintain(), name="signing-key-maintenance")
+
+    async def stop(self) -> None:
+        if self._maintenance is not None:
+            self._maintenance.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._maintenance
+        await self.audit.stop()
+        await self.engine.dispose()
+
+    async def _maintain(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.auth_key_check_interval_seconds)
+            try:
+                await self.store.maintain_keys()
+            except Exception as exc:
+                log.error("signing_key_maintenance_failed", error=repr(exc))
+
+    async def bootstrap_admin(self) -> None:
+        """First start with no users: an `admin` user, its password from `CRM_ADMIN_PASSWORD` or made
+        up and printed once."""
+        if await self.store.count_users() > 0:
+            return
+        given = self.settings.admin_password.get_secret_value()
+        password = given or secrets.token_urlsafe(15)
+        try:
+            await self.store.create_user("admin", password, ["admin"])
+        except Exception as exc:  # another replica won the race
+            log.info("admin_bootstrap_skipped", reason=repr(exc))
+            return
+        if given:
+            log.warning("admin_user_created", username="admin", password_from="CRM_ADMIN_PASSWORD")
+        else:
+            banner = (
+                "\n" + "=" * 72 + "\n"
+                "  First start: created user 'admin' with password\n\n"
+                f"      {password}\n\n"
+                "  It is shown only this once. Get a token:\n"
+                "    curl -d grant_type=password -d username=admin -d password=... "
+                "http://127.0.0.1:8000/auth/token\n" + "=" * 72 + "\n"
+            )
+            print(banner, file=sys.stderr, flush=True)
+            log.warning("admin_user_created", username="admin", password_from="generated (printed once)")
+
+    # --- API keys: X-API-Key (or a bearer starting with crm_) -> a short-lived JWT for its principal ---
+
+    async def authenticate_api_key(self, request: Request) -> Principal | None:
+        presented = request.headers.get("x-api-key")
+        if presented is None:
+            bearer = bearer_token(request)
+            if bearer is None or not bearer.startswith(API_KEY_PREFIX):
+                return None
+            presented = bearer
+        key = hashlib.sha256(presented.encode()).hexdigest()
+        cached = self.api_key_cache.get(key)
+        now = time.monotonic()
+        if cached is not None and cached[1] > now:
+            return cached[0]
+        principal = await self.store.verify_api_key(presented)
+        if principal is None:
+            self.api_key_cache.pop(key, None)
+            exc = Unauthorized("invalid, expired or revoked API key")
+            exc.headers = {"WWW-Authenticate": 'Bearer realm="crm", error="invalid_token"'}
+            raise exc
+        token, ttl = self.store.issue(principal, ttl_seconds=self.settings.auth_apikey_token_ttl_seconds)
+        minted = Principal(
+            sub=principal.sub,
+            kind=principal.kind,
+            roles=principal.roles,
+            scopes=principal.scopes,
+            token=token,
+        )
+        if len(self.api_key_cache) > 10_000:
+            self.api_key_cache.clear()
+        self.api_key_cache[key] = (minted, now + min(self.settings.auth_apikey_cache_seconds, ttl / 2))
+        return minted
+
+    # --- branch limits: staff with a `branch` claim see only that branch's customers ---------------
+
+    async def branch_guard(self, principal: Principal, customer_id: str) -> None:
+        branch = await self._branch_of(customer_id)
+        if branch is _UNKNOWN:
+            return  # no such customer: the route answers 404 itself
+        if branch != principal.branch:
+            raise Forbidden("this customer belongs to another branch")
+
+    async def _branch_of(self, customer_id: str) -> Any:
+        now = time.monotonic()
+        cached = self.branch_cache.get(customer_id)
+        if cached is not None and cached[1] > now:
+            return cached[0]
+        upstream: Upstream = self.app.state.upstreams["identity"]
+        response = await upstream.request(
+            "GET",
+            f"/customers/{customer_id}",
+            headers={"authorization": f"Bearer {self.store.service_token()}"},
+        )
+        if response.status_code in (404, 410):
+            return _UNKNOWN
+        if response.status_code != 200:
+            raise Forbidden("the customer's branch cannot be checked right now")
+        branch = response.json().get("branch_id")
+        if len(self.branch_cache) > 100_000:
+            self.branch_cache.clear()
+        self.branch_cache[customer_id] = (branch, now + self.settings.auth_branch_cache_seconds)
+        return branch
+
+
+_UNKNOWN: Any = object()
+
+
+def install(
+    app: FastAPI, settings: GatewaySettings, *, embedded: bool, keys: LocalKeySet | None
+) -> GatewayAuth | None:
+    warn_if_disabled(settings, "gateway")
+    if not settings.auth_enabled:
+        app.state.auth = AuthContext(service="gateway", enabled=False)
+        return None
+    url = settings.gateway_database_url(embedded=embedded)
+    assert url is not None
+    return GatewayAuth(app, settings, url, keys or LocalKeySet())

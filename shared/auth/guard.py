@@ -1,0 +1,184 @@
+"""The app-level dependency every service app and the gateway run before any endpoint
+(installed by `shared.http.create_app`): authenticate the caller, then ask `shared.auth.policy`.
+
+* No policy entry for the matched route: 403 for everyone (deny by default).
+* Public routes (operations, documentation, token endpoints, JWKS): no token needed.
+* Otherwise a valid `Authorization: Bearer <JWT>` is required — 401 problem+json with
+  `WWW-Authenticate: Bearer` when it is missing or invalid; 403 when the policy says no.
+
+What an app needs is in its `AuthContext` (`app.state.auth`): the verifier (a local key set in
+embedded mode, the gateway's JWKS in distributed mode), plus optional hooks: `authenticate` (the
+gateway: API keys), `customer_guard` (branch limits), `resolve_proxy` (the gateway: which service
+route a proxied request will reach).
+"""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import AsyncGenerator, Awaitable, Callable, Generator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from fastapi import Request
+
+from shared.auth import policy
+from shared.auth.tokens import InvalidToken, Principal, TokenVerifier
+from shared.context import actor_var
+from shared.errors import Forbidden, NotFound, Unauthorized
+from shared.logging import get_logger
+
+log = get_logger(__name__)
+
+principal_var: contextvars.ContextVar[Principal | None] = contextvars.ContextVar("principal", default=None)
+
+Authenticator = Callable[[Request], Awaitable[Principal | None]]
+CustomerGuard = Callable[[Principal, str], Awaitable[None]]
+"""Raises Forbidden (or NotFound) when `principal` may not see customer `customer_id`."""
+
+
+@dataclass
+class AuthContext:
+    service: str
+    enabled: bool
+    verifier: TokenVerifier | None = None
+    authenticate: Authenticator | None = None
+    customer_guard: CustomerGuard | None = None
+    realm: str = "crm"
+
+
+@dataclass(frozen=True, slots=True)
+class Access:
+    """What the guard decided, kept on `request.state.access` (the gateway's audit log reads it)."""
+
+    principal: Principal | None
+    rule: policy.Rule
+    template: str
+    customer_id: str | None
+
+
+def route_template(request: Request) -> str:
+    """The matched route's full path template (`/customers/{customer_id}`), prefixes included."""
+    scope = request.scope
+    try:
+        from fastapi.routing import _get_scope_effective_route_context
+
+        context = _get_scope_effective_route_context(scope)
+    except ImportError:  # pragma: no cover - other FastAPI versions
+        context = None
+    if context is not None:
+        starlette_route = getattr(context, "starlette_route", None)
+        template = getattr(starlette_route, "path_format", None) or getattr(context, "path_format", None)
+        if template:
+            return str(template)
+    route = scope.get("route")
+    return str(getattr(route, "path_format", None) or getattr(route, "path", ""))
+
+
+def _challenge(detail: str, realm: str, *, error: str | None = "invalid_token") -> Unauthorized:
+    header = f'Bearer realm="{realm}"'
+    if error:
+        header += f', error="{error}", error_description="{detail}"'
+    exc = Unauthorized(detail)
+    exc.headers = {"WWW-Authenticate": header}
+    return exc
+
+
+def bearer_token(request: Request) -> str | None:
+    value = request.headers.get("authorization")
+    if not value:
+        return None
+    scheme, _, token = value.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+def context_of(request: Request) -> AuthContext:
+    auth: AuthContext | None = getattr(request.app.state, "auth", None)
+    if auth is None:
+        # An app nobody configured: on unless the platform settings switch it off (development).
+        from shared.settings import PlatformSettings
+
+        auth = AuthContext(service=getattr(request.app.state, "service_name", "unknown"), enabled=True)
+        auth.enabled = PlatformSettings().auth_enabled
+        request.app.state.auth = auth
+    return auth
+
+
+async def authenticate(request: Request, auth: AuthContext) -> Principal:
+    if auth.authenticate is not None:
+        found = await auth.authenticate(request)
+        if found is not None:
+            return found
+    token = bearer_token(request)
+    if token is None:
+        raise _challenge("a bearer token is required", auth.realm, error=None)
+    if auth.verifier is None:
+        raise _challenge("this service cannot verify tokens (no key set configured)", auth.realm)
+    try:
+        return await auth.verifier.verify(token)
+    except InvalidToken as exc:
+        raise _challenge(str(exc), auth.realm) from exc
+
+
+async def authorize(request: Request) -> None:
+    """The dependency. Sets `request.state.access`, `principal_var` and the audit actor (the request
+    context middleware resets both when the request ends)."""
+    auth = context_of(request)
+    if not auth.enabled:
+        return
+    template = route_template(request)
+    rule = policy.rule_for(auth.service, request.method, template)
+    if rule is None:
+        log.warning("route_without_policy", service=auth.service, method=request.method, route=template)
+        raise Forbidden("no access policy covers this route")
+    if rule.public:
+        return
+    principal = await authenticate(request, auth)
+    params: dict[str, Any] = dict(request.path_params)
+    if rule.permission == policy.PROXY:
+        service = str(params.get("service", ""))
+        matched = policy.match_service_route(service, request.method, "/" + str(params.get("path", "")))
+        if matched is None:
+            raise NotFound("no such route")
+        template, rule, params = matched
+        template = f"/api/{service}{template}"
+    customer_id = str(params[rule.customer_param]) if rule.customer_param in params else None
+    if customer_id is None and rule.permission in (policy.Perm.SELF_READ, policy.Perm.SELF_WRITE):
+        customer_id = principal.customer_id
+    request.state.access = Access(principal, rule, template, customer_id)
+    principal_var.set(principal)
+    actor_var.set(principal.actor)
+    decision = policy.decide(principal, rule, params)
+    if decision is policy.Decision.DENY:
+        raise Forbidden("not allowed for this caller")
+    if decision is policy.Decision.CHECK_BRANCH and customer_id is not None and auth.customer_guard:
+        # Branches are identity's data: the gateway (cached lookups) and identity check them; the
+        # other services, which hold no branch, rely on those two checks.
+        await auth.customer_guard(principal, customer_id)
+
+
+def current_principal() -> Principal | None:
+    return principal_var.get()
+
+
+class ForwardingAuth(httpx.Auth):
+    """For service-to-service calls: forward the caller's token; outside a request (or for an API-key
+    caller at the gateway, already swapped for a JWT) use `fallback()` — a service principal's token."""
+
+    def __init__(self, fallback: Callable[[], Awaitable[str | None]] | None = None) -> None:
+        self.fallback = fallback
+
+    def sync_auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        raise RuntimeError("ForwardingAuth is for async clients")
+
+    async def async_auth_flow(self, request: httpx.Request) -> AsyncGenerator[httpx.Request, httpx.Response]:
+        if "authorization" not in request.headers:
+            principal = principal_var.get()
+            token = principal.token if principal is not None else None
+            if token is None and self.fallback is not None:
+                token = await self.fallback()
+            if token:
+                request.headers["authorization"] = f"Bearer {token}"
+        yield request
