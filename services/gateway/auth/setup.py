@@ -98,7 +98,7 @@ class GatewayAuth:
                 f"      {password}\n\n"
                 "  It is shown only this once. Get a token:\n"
                 "    curl -d grant_type=password -d username=admin -d password=... "
-                "http://127.0.0.1:8000/auth/token\n" + "=" * 72 + "\n"
+                "http://<gateway>/auth/token   (sign in to the console at /console/)\n" + "=" * 72 + "\n"
             )
             print(banner, file=sys.stderr, flush=True)
             log.warning("admin_user_created", username="admin", password_from="generated (printed once)")
