@@ -234,13 +234,7 @@ async def record_bulk(
                 ) from exc
             await uow.publish_many(events)
         await uow.commit()
-    done = [r for r in results if r is not None]
-    return BulkResult(
-        created=sum(r.status == "created" for r in done),
-        duplicates=sum(r.status == "duplicate" for r in done),
-        rejected=sum(r.status == "rejected" for r in done),
-        items=done,
-    )
+    return BulkResult.of(results)
 
 
 async def get(uow: UnitOfWork, interaction_id: str) -> InteractionRow:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -453,3 +454,14 @@ class BulkResult(BaseModel):
     duplicates: int
     rejected: int
     items: list[BulkItemResult]
+
+    @classmethod
+    def of(cls, results: Sequence[BulkItemResult | None]) -> BulkResult:
+        """The summary of a bulk request's per-item results (in request order)."""
+        done = [r for r in results if r is not None]
+        return cls(
+            created=sum(r.status == "created" for r in done),
+            duplicates=sum(r.status == "duplicate" for r in done),
+            rejected=sum(r.status == "rejected" for r in done),
+            items=done,
+        )

@@ -301,3 +301,45 @@ async def test_the_right_of_access_holds_every_table_with_the_customer(gw: httpx
         export["tables"]
     )
     assert export["tables"]["communications"][0]["address"] == "ana.mir@example.com"
+
+
+async def test_bulk_purchases_record_each_once_and_earn_points(
+    gw: httpx.AsyncClient, platform: Platform
+) -> None:
+    ana = await customer(gw, {"given_name": "Ana", "family_name": "Bulk", "email": "ana.bulk@example.com"})
+
+    def sale(external_id: str, **extra: Any) -> dict[str, Any]:
+        return {
+            "customer_id": ana,
+            "source_system": "till-7",
+            "external_id": external_id,
+            "currency": "EUR",
+            "lines": [{"sku": "SKU-1", "quantity": 2, "unit_price_minor": 1250}],
+            **extra,
+        }
+
+    single = await gw.post("/api/interactions/purchases", json=sale("R-0"))
+    assert single.status_code == 201, single.text
+    items = [
+        sale("R-1"),
+        sale("R-2", lines=[{"sku": "SKU-2", "quantity": 0, "unit_price_minor": 100}]),  # quantity 0
+        sale("R-1"),  # repeated within the request
+        sale("R-0"),  # recorded before, one by one
+        sale("R-3", customer_id="ghost"),
+    ]
+    response = await gw.post("/api/interactions/purchases/bulk", json={"items": items})
+    assert response.status_code == 200, response.text
+    result = response.json()
+    assert [i["status"] for i in result["items"]] == [
+        "created",
+        "rejected",
+        "duplicate",
+        "duplicate",
+        "rejected",
+    ]
+    assert (result["created"], result["duplicates"], result["rejected"]) == (1, 2, 2)
+    assert result["items"][1]["errors"][0]["field"].startswith("body.items.1.lines.0.quantity")
+    assert result["items"][3]["id"] == single.json()["id"]
+    await platform.drain()
+    balance = (await gw.get(f"/api/loyalty/members/{ana}/balance")).json()
+    assert balance["points"] == 50, balance  # 25 points each, each earned once
