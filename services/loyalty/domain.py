@@ -133,3 +133,9 @@ class LoyaltyRuleRefused(DomainError):
 
     def __init__(self, rule: str, detail: str, **extensions: Any) -> None:
         super().__init__(detail, rule=rule, **extensions)
+
+
+# Upper bounds of what one request may ask for: far above any real posting or price, far below the
+# 64-bit integers the database and the JSON encoder hold (a bigger number is a 422, not a crash).
+MAX_POSTING = 1_000_000_000  # points in one posting
+MAX_MINOR = 10**15  # money in minor units (10 trillion in a 2-decimal currency)

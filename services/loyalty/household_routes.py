@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.loyalty import households, programs
+from services.loyalty.domain import MAX_POSTING
 from services.loyalty.routes import REFUSALS, idempotent_write, transaction_out
 from services.loyalty.schemas import TransactionOut
 from services.loyalty.tables import Household
@@ -46,7 +47,7 @@ class PoolTransferIn(BaseModel):
 
     from_member_id: str = Field(examples=["5d0b2a7e-..."])
     to_member_id: str = Field(examples=["9a41c0de-..."])
-    points: int = Field(gt=0, examples=[1200])
+    points: int = Field(gt=0, le=MAX_POSTING, examples=[1200])
     reason: str | None = Field(default=None, max_length=500, examples=["Pooling for a family reward"])
 
 

@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from services.loyalty.domain import MAX_POSTING
 from services.loyalty.models import LedgerTransaction, Member, Program
 
 
@@ -157,7 +158,12 @@ class LedgerLineOut(BaseModel):
 class AdjustIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    points: int = Field(description="Signed whole points: positive credits, negative debits", examples=[500])
+    points: int = Field(
+        ge=-MAX_POSTING,
+        le=MAX_POSTING,
+        description="Signed whole points: positive credits, negative debits",
+        examples=[500],
+    )
     reason: str = Field(min_length=3, max_length=500, examples=["Goodwill: late delivery"])
 
 
@@ -171,7 +177,7 @@ class TransferIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     to_member_id: str = Field(examples=["5d0b2a7e-..."])
-    points: int = Field(gt=0, examples=[300])
+    points: int = Field(gt=0, le=MAX_POSTING, examples=[300])
     reason: str | None = Field(default=None, max_length=500)
 
 

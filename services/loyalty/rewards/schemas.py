@@ -8,6 +8,7 @@ from typing import Any, Literal, Self
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
+from services.loyalty.domain import MAX_MINOR, MAX_POSTING
 from services.loyalty.rewards.models import Partner, Redemption, Reward
 
 RewardKind = Literal["discount", "voucher", "free_product", "upgrade", "experience", "partner"]
@@ -55,17 +56,29 @@ class RewardIn(BaseModel):
     kind: RewardKind = Field(description="What the member gets")
     name: str = Field(min_length=1, max_length=200, examples=["10 EUR voucher"])
     description: str | None = Field(default=None, max_length=4000)
-    cost_points: int = Field(strict=True, ge=1, description="Points to pay (whole points)", examples=[1000])
+    cost_points: int = Field(
+        strict=True, ge=1, le=MAX_POSTING, description="Points to pay (whole points)", examples=[1000]
+    )
     cash_minor: int = Field(
-        default=0, strict=True, ge=0, description="Money on top of the points (points + money), minor units"
+        default=0,
+        strict=True,
+        ge=0,
+        le=MAX_MINOR,
+        description="Money on top of the points (points + money), minor units",
     )
     currency: str | None = Field(default=None, pattern=r"^[A-Z]{3}$", examples=["EUR"])
     fees_minor: int = Field(
-        default=0, strict=True, ge=0, description="Fees charged on redemption (shown up front), minor units"
+        default=0,
+        strict=True,
+        ge=0,
+        le=MAX_MINOR,
+        description="Fees charged on redemption (shown up front), minor units",
     )
     terms: str | None = Field(default=None, max_length=4000, description="Terms shown before redemption")
-    stock: int | None = Field(default=None, strict=True, ge=0, description="Units left; null: unlimited")
-    per_member_limit: int | None = Field(default=None, strict=True, ge=1)
+    stock: int | None = Field(
+        default=None, strict=True, ge=0, le=MAX_MINOR, description="Units left; null: unlimited"
+    )
+    per_member_limit: int | None = Field(default=None, strict=True, ge=1, le=1_000_000)
     limit_period: Literal["lifetime", "day", "week", "month", "year"] = Field(
         default="lifetime", description="Calendar period of the per-member limit (program time zone)"
     )
@@ -279,7 +292,9 @@ class AccrualIn(BaseModel):
     )
 
     member_id: str = Field(min_length=1, max_length=36)
-    points: int = Field(strict=True, ge=1, description="Whole points the partner grants", examples=[750])
+    points: int = Field(
+        strict=True, ge=1, le=MAX_POSTING, description="Whole points the partner grants", examples=[750]
+    )
     reference: str = Field(
         min_length=1, max_length=120, description="The partner's id of the activity: credited once"
     )

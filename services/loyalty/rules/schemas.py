@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from services.loyalty.domain import MAX_MINOR
 from services.loyalty.earning import Earning
 from services.loyalty.rules.models import EarningRule
 
@@ -107,15 +108,15 @@ class LineIn(BaseModel):
 
     sku: str = Field(min_length=1, max_length=64, examples=["SKU-1001"])
     category: str | None = Field(default=None, max_length=64, examples=["shoes"])
-    quantity: int = Field(ge=1, examples=[2])
-    unit_price_minor: int = Field(ge=0, examples=[4999])
+    quantity: int = Field(ge=1, le=1_000_000, examples=[2])
+    unit_price_minor: int = Field(ge=0, le=MAX_MINOR, examples=[4999])
 
 
 class PurchaseIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     currency: str = Field(pattern=r"^[A-Z]{3}$", examples=["EUR"])
-    total_minor: int = Field(ge=0, description="Order total in minor units", examples=[9998])
+    total_minor: int = Field(ge=0, le=MAX_MINOR, description="Order total in minor units", examples=[9998])
     channel: str = Field(default="store", min_length=1, max_length=20, examples=["store"])
     occurred_at: AwareDatetime | None = Field(default=None, description="Defaults to now")
     lines: list[LineIn] = Field(default_factory=list)
