@@ -17,6 +17,11 @@ EVENTS_PUBLISHED = Counter(
     "crm_events_published_total", "Events relayed from the outbox", ["service", "topic"]
 )
 EVENTS_HANDLED = Counter("crm_events_handled_total", "Events handled by a consumer", ["group", "type"])
+BATCH_ISOLATION_FALLBACKS = Counter(
+    "crm_consumer_batch_isolation_fallbacks_total",
+    "Event batches handled again one savepoint per event after a handler failed",
+    ["group"],
+)
 DEAD_LETTERS = Counter("crm_dead_letters_total", "Events sent to the dead-letter store", ["group", "type"])
 OUTBOX_BACKLOG = Gauge("crm_outbox_backlog", "Outbox rows not yet relayed", ["service"])
 CONSUMER_LAG = Gauge("crm_consumer_lag", "Records behind the partition end", ["group", "topic", "partition"])

@@ -75,15 +75,21 @@ async def resolve(session: AsyncSession, customer_id: str, *, lock: bool = False
     memberships. So a purchase and a merge handled at the same moment by two replicas serialise: the
     purchase either sees the merge and earns for the survivor, or commits first and its membership
     is then moved by the merge — never points left on a merged-away customer."""
-    if lock:
-        await session.execute(
-            _insert(session)(KnownCustomer).values(customer_id=customer_id).on_conflict_do_nothing()
-        )
     seen = {customer_id}
     current = customer_id
-    for _ in range(16):
-        query = select(KnownCustomer.merged_into).where(KnownCustomer.customer_id == current)
-        into = await session.scalar(query.with_for_update() if lock else query)
+    for step in range(16):
+        query = select(KnownCustomer.customer_id, KnownCustomer.merged_into).where(
+            KnownCustomer.customer_id == current
+        )
+        row = (await session.execute(query.with_for_update() if lock else query)).first()
+        if row is None and lock and step == 0:
+            # Not known yet (the purchase came before the registration): create the row to lock it. The
+            # common case — a known customer — costs one statement, the locking read.
+            await session.execute(
+                _insert(session)(KnownCustomer).values(customer_id=current).on_conflict_do_nothing()
+            )
+            row = (await session.execute(query.with_for_update())).first()
+        into = row.merged_into if row is not None else None
         if into is None or into in seen:
             return current
         seen.add(into)

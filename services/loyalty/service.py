@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 
 from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.loyalty import earning, known_customers, ledger, programs
 from services.loyalty.domain import Posting, clawback_due
@@ -44,15 +45,19 @@ async def programs_for(uow: UnitOfWork, customer_id: str) -> list[tuple[Program,
     """The programs a customer's purchase earns in: every active program they belong to, plus those
     that enrol buyers automatically."""
     session = uow.session
-    await programs.ensure_default_program(session)
-    rows = (
-        await session.execute(
-            select(Program, Member)
-            .outerjoin(Member, (Member.program_id == Program.id) & (Member.customer_id == customer_id))
-            .where(Program.status == "active")
-            .order_by(Program.id)
-        )
-    ).all()
+    query = (
+        select(Program, Member)
+        .outerjoin(Member, (Member.program_id == Program.id) & (Member.customer_id == customer_id))
+        .where(Program.status == "active")
+        .order_by(Program.id)
+    )
+    rows = (await session.execute(query)).all()
+    # Only when the default program is not among the active ones: it may not exist yet.
+    if (
+        not any(program.id == programs.DEFAULT_PROGRAM for program, _ in rows)
+        and (await programs.ensure_default_program(session)).status == "active"
+    ):
+        rows = (await session.execute(query)).all()
     return [
         (program, member)
         for program, member in rows
@@ -90,6 +95,14 @@ async def enrol_and_announce(
         )
         await rules.grant_event_bonus(uow, program, member, "enrolment", member.id, now=member.enrolled_at)
     return member, created
+
+
+async def _available_after(session: AsyncSession, member: Member, posted: ledger.Posted) -> int:
+    """The member's available balance after a posting: the one it returned when it moved the account."""
+    account = ledger.member_account(member.id)
+    if account in posted.balances:
+        return posted.balances[account]
+    return (await ledger.balances(session, member.id))["available"]
 
 
 async def earn_for_purchase(
@@ -147,7 +160,7 @@ async def earn_for_purchase(
                     pending=pending,
                     reason="purchase",
                     reference=purchase.purchase_id,
-                    balance_after=(await ledger.balances(session, member.id))["available"],
+                    balance_after=await _available_after(session, member, posted),
                     occurred_at=at,
                 )
             )
@@ -228,7 +241,7 @@ async def claw_back_for_refund(uow: UnitOfWork, refund: PurchaseRefunded) -> int
                     reason="refund",
                     reference=refund.refund_id,
                     uncollected=uncollected,
-                    balance_after=(await ledger.balances(session, member.id))["available"],
+                    balance_after=await _available_after(session, member, posted),
                     occurred_at=now,
                 )
             )

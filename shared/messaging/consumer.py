@@ -5,11 +5,18 @@ functions registered per event class. `handle_batch` is what both bus backends c
 
 1. one transaction for the batch; the inbox rows (consumer group, event id) are inserted first
    with ON CONFLICT DO NOTHING, so an event already handled — a redelivery — is skipped;
-2. each new event is handled inside a savepoint: a handler that fails permanently (bad data, a
-   bug) rolls back only its own changes and its inbox row, and is returned as a dead letter so the
-   rest of the partition keeps flowing;
-3. a transient failure (database or network unavailable) aborts the whole batch: nothing is
+2. optimistically, the new events are handled one after the other in that transaction with no
+   savepoints (two statements fewer per event — a quarter of a typical handler's round trips);
+3. if a handler fails permanently (bad data, a bug), that whole attempt is rolled back and the
+   batch is handled again with each event inside its own savepoint: the failing handler rolls back
+   only its own changes and its inbox row, and is returned as a dead letter so the rest of the
+   partition keeps flowing (a batch of one event goes straight to this mode);
+4. a transient failure (database or network unavailable) aborts the whole batch: nothing is
    committed and the caller retries later, so nothing is lost.
+
+Handlers that catch a database error themselves must do so inside their own savepoint
+(`session.begin_nested()`), as they must in the isolated mode too (PostgreSQL refuses every further
+statement of a transaction after an error, a savepoint release included).
 
 The caller commits the source position (Kafka offset, outbox row) only after this returns.
 """
@@ -17,6 +24,7 @@ The caller commits the source position (Kafka offset, outbox row) only after thi
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -34,7 +42,7 @@ from shared.context import request_id_var
 from shared.errors import database_unavailable, sqlstate
 from shared.events.envelope import CloudEvent, EventPayload
 from shared.logging import get_logger
-from shared.metrics import EVENTS_HANDLED
+from shared.metrics import BATCH_ISOLATION_FALLBACKS, EVENTS_HANDLED
 from shared.telemetry import event_span, telemetry
 from shared.uow import UnitOfWork, UnitOfWorkFactory
 
@@ -42,6 +50,10 @@ log = get_logger(__name__)
 
 P = TypeVar("P", bound=EventPayload)
 Handler = Callable[[UnitOfWork, P, CloudEvent], Awaitable[None]]
+
+
+class _HandlerFailed(Exception):
+    """A handler failed permanently in the optimistic mode: redo the batch one savepoint per event."""
 
 
 class TransientError(Exception):
@@ -140,13 +152,21 @@ class EventConsumer:
         relevant = _unique([d for d in deliveries if d.event.type in self._registrations])
         if not relevant:
             return []
+        if len(relevant) > 1:
+            try:
+                return await self._handle_all(relevant, isolated=False)
+            except _HandlerFailed:
+                BATCH_ISOLATION_FALLBACKS.labels(self.group).inc()
+        return await self._handle_all(relevant, isolated=True)
+
+    async def _handle_all(self, relevant: Sequence[Delivery], *, isolated: bool) -> list[DeadLetter]:
         dead: list[DeadLetter] = []
         handled: Counter[str] = Counter()
         async with self.uow_factory() as uow:
             fresh = await self._claim(uow.session, [d.event for d in relevant])
             for delivery in relevant:
                 if delivery.event.id in fresh:
-                    letter = await self._handle_one(uow, delivery)
+                    letter = await self._handle_one(uow, delivery, isolated)
                     if letter is not None:
                         dead.append(letter)
                     else:
@@ -156,8 +176,11 @@ class EventConsumer:
             EVENTS_HANDLED.labels(self.group, event_type).inc(count)
         return dead
 
-    async def _handle_one(self, uow: UnitOfWork, delivery: Delivery) -> DeadLetter | None:
+    async def _handle_one(self, uow: UnitOfWork, delivery: Delivery, isolated: bool) -> DeadLetter | None:
         event = delivery.event
+        if not isolated:
+            await self._handle_shared(uow, delivery)
+            return None
         if not telemetry(self.service).enabled:
             return await self._handle_traced(uow, delivery)
         with event_span(
@@ -173,6 +196,33 @@ class EventConsumer:
                 span.set_status(Status(StatusCode.ERROR, f"dead-lettered: {letter.error_type}"))
                 span.set_attribute("crm.dead_lettered", True)
             return letter
+
+    async def _handle_shared(self, uow: UnitOfWork, delivery: Delivery) -> None:
+        """The optimistic mode: no savepoint; a permanent failure abandons the whole attempt."""
+        event = delivery.event
+        registration = self._registrations[event.type]
+        token = request_id_var.set(event.requestid)
+        try:
+            with (
+                event_span(
+                    self.service,
+                    f"process {delivery.topic}",
+                    kind=SpanKind.CONSUMER,
+                    traceparent=event.traceparent,
+                    tracestate=event.tracestate,
+                    attributes=_span_attributes(self.group, delivery),
+                )
+                if telemetry(self.service).enabled
+                else contextlib.nullcontext()
+            ):
+                payload = registration.payload_class.model_validate(event.data)
+                await registration.handler(uow, payload, event)
+        except Exception as exc:
+            if is_transient(exc):
+                raise
+            raise _HandlerFailed(event.id) from exc
+        finally:
+            request_id_var.reset(token)
 
     async def _handle_traced(self, uow: UnitOfWork, delivery: Delivery) -> DeadLetter | None:
         event = delivery.event

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import pytest
+from sqlalchemy import event as sa_event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import select
 
 from shared.events.envelope import EventPayload, new_event
 from shared.messaging.consumer import Delivery
+from shared.metrics import BATCH_ISOLATION_FALLBACKS
 from tests.support.testbed import Side, make_consumer
 
 
@@ -55,6 +57,34 @@ class TestHandleBatch:
         assert await consumer_side.totals_by_subject() == {"c1": (5, 1), "c2": (7, 1)}
         # Its inbox row was removed, so a replay after a fix is handled, not skipped as a duplicate.
         assert not await _in_inbox(consumer_side, "g1", poison.event.id)
+
+    async def test_a_clean_batch_takes_no_savepoints(
+        self, consumer_side: Side, note_class: type[EventPayload]
+    ) -> None:
+        consumer = make_consumer(consumer_side, note_class, "g1")
+        statements: list[str] = []
+        listener = lambda *args: statements.append(args[2])  # noqa: E731  (conn, cursor, statement, ...)
+        sa_event.listen(consumer_side.engine.sync_engine, "before_cursor_execute", listener)
+        try:
+            await consumer.handle_batch([delivery(note_class, f"c{i}", i) for i in range(1, 6)])
+        finally:
+            sa_event.remove(consumer_side.engine.sync_engine, "before_cursor_execute", listener)
+        assert await consumer_side.totals_by_subject() == {f"c{i}": (i, 1) for i in range(1, 6)}
+        assert not [s for s in statements if "SAVEPOINT" in s.upper()]
+
+    async def test_a_failing_handler_makes_the_batch_run_again_isolated_and_counts_each_event_once(
+        self, consumer_side: Side, note_class: type[EventPayload]
+    ) -> None:
+        consumer = make_consumer(consumer_side, note_class, "g-fallback")
+        before = BATCH_ISOLATION_FALLBACKS.labels("g-fallback")._value.get()
+        poison = delivery(note_class, "c9", 1, poison=True)
+        # The poison comes last: the optimistic pass has applied the other two before it fails.
+        dead = await consumer.handle_batch(
+            [delivery(note_class, "c1", 5), delivery(note_class, "c2", 7), poison]
+        )
+        assert [d.delivery.event.id for d in dead] == [poison.event.id]
+        assert await consumer_side.totals_by_subject() == {"c1": (5, 1), "c2": (7, 1)}
+        assert BATCH_ISOLATION_FALLBACKS.labels("g-fallback")._value.get() == before + 1
 
     async def test_invalid_payload_is_dead_lettered_without_retrying(
         self, consumer_side: Side, note_class: type[EventPayload]

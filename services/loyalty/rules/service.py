@@ -58,12 +58,26 @@ def as_rule(row: EarningRule) -> engine.Rule:
     )
 
 
+_RULES_CACHE = "loyalty.rules"
+
+
 async def load_rules(session: AsyncSession, program_id: str) -> list[engine.Rule]:
-    """The program's active rules (validity windows are checked by the engine at the event's time)."""
-    rows = await session.scalars(
-        select(EarningRule).where(EarningRule.program_id == program_id, EarningRule.active.is_(True))
-    )
-    return [as_rule(r) for r in rows]
+    """The program's active rules (validity windows are checked by the engine at the event's time).
+
+    Read once per session (a consumer's batch of events is one transaction): every rule write below
+    goes through `_rules_changed`, which drops the session's copy."""
+    cache: dict[str, list[engine.Rule]] = session.info.setdefault(_RULES_CACHE, {})
+    rules = cache.get(program_id)
+    if rules is None:
+        rows = await session.scalars(
+            select(EarningRule).where(EarningRule.program_id == program_id, EarningRule.active.is_(True))
+        )
+        rules = cache[program_id] = [as_rule(r) for r in rows]
+    return list(rules)
+
+
+def _rules_changed(session: AsyncSession) -> None:
+    session.info.pop(_RULES_CACHE, None)
 
 
 async def earned_in_period(
@@ -417,6 +431,7 @@ async def create_rule(session: AsyncSession, program: Program, values: dict[str,
     )
     session.add(rule)
     await session.flush()
+    _rules_changed(session)
     return rule
 
 
@@ -445,6 +460,7 @@ async def replace_rule(
     rule.version += 1
     rule.updated_at = datetime.now(UTC)
     await session.flush()
+    _rules_changed(session)
     return rule
 
 
@@ -455,6 +471,7 @@ async def deactivate_rule(session: AsyncSession, program_id: str, rule_id: str) 
         rule.version += 1
         rule.updated_at = datetime.now(UTC)
         await session.flush()
+        _rules_changed(session)
     return rule
 
 
