@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | sha1su
 .DEFAULT_GOAL := help
 BENCH_SIZE ?= small
 
-.PHONY: help install bench run demo test test-unit test-integration test-e2e lint format up down status clean chaos
+.PHONY: help install bench run demo test test-unit test-integration test-e2e lint format up down status clean chaos screenshots
 
 help: ## Show the commands
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -70,6 +70,9 @@ CHAOS_SIZE ?= short
 CHAOS_SEED ?= 1
 chaos: install ## Crash test: purchases while services, Kafka and PostgreSQL crash; exactly-once checks (CHAOS_SIZE=short|full, CHAOS_SEED)
 	$(BIN)/python -m bench.chaos --size $(CHAOS_SIZE) --seed $(CHAOS_SEED) --out var/chaos-$(CHAOS_SIZE).json
+
+screenshots: install ## Screenshots of the staff console's main pages into docs/console/ (needs Debian's chromium)
+	$(BIN)/python -m tests.e2e.console_screenshots
 
 clean: down ## Remove var/ (databases, Kafka data, logs)
 	rm -rf var
