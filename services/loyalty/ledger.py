@@ -968,12 +968,33 @@ async def reverse(
     ).all()
     postings = [Posting(e.account_id, -e.amount) for e in entries]
     available = member_account(member.id)
+    pending = member_account(member.id, "pending")
+    own_lots = list((await session.scalars(select(Lot).where(Lot.transaction_id == transaction_id))).all())
+    # Points it credited as pending that have been released since are available points now: those are
+    # taken back from the available balance, not from pending (which holds other earnings' points).
+    credited_pending = -sum(p.amount for p in postings if p.account_id == pending)
+    if credited_pending > 0 and own_lots:
+        released = sum(
+            int((details or {}).get("points", 0))
+            for details in await session.scalars(
+                select(LedgerTransaction.details).where(
+                    LedgerTransaction.kind == "release",
+                    LedgerTransaction.reference.in_([f"release:{lot.id}" for lot in own_lots]),
+                )
+            )
+        )
+        moved = min(released, credited_pending)
+        if moved:
+            postings = [p for p in postings if p.account_id != pending]
+            if credited_pending - moved:
+                postings.append(Posting(pending, -(credited_pending - moved)))
+            postings.append(Posting(available, -moved))
     delta = sum(p.amount for p in postings if p.account_id == available)
     floor = -program.negative_limit if program.negative_policy == "within_limit" else 0
-    pending_delta = sum(p.amount for p in postings if p.account_id == member_account(member.id, "pending"))
+    pending_delta = sum(p.amount for p in postings if p.account_id == pending)
     floors = {
         available: floor,
-        member_account(member.id, "pending"): 0,
+        pending: 0,
         member_account(member.id, "reserved"): 0,
     }
     current = int(await session.scalar(select(Account.balance).where(Account.id == available)) or 0)
@@ -991,7 +1012,6 @@ async def reverse(
         details={"reversed_kind": original.kind, "points": -delta - pending_delta},
         now=now,
     )
-    own_lots = list((await session.scalars(select(Lot).where(Lot.transaction_id == transaction_id))).all())
     if pending_delta < 0:
         left = -pending_delta
         moves = []

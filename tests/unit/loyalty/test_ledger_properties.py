@@ -9,7 +9,7 @@ import asyncio
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
@@ -208,5 +208,8 @@ async def _scenario(ops: list[tuple], negative: bool, pending_days: int) -> None
     negative=st.booleans(),
     pending_days=st.sampled_from([0, 3]),
 )
+# Found by this test: reversing an earning whose pending points were released since took them from the
+# pending balance (another earning's points), which then went below zero when that one was released.
+@example(ops=[("earn", 0, 300), ("reverse", 0), ("advance", 3)], negative=False, pending_days=3)
 def test_any_sequence_keeps_the_books_balanced(ops: list[tuple], negative: bool, pending_days: int) -> None:  # type: ignore[type-arg]
     asyncio.run(_scenario(ops, negative, pending_days))
