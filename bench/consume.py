@@ -1,16 +1,18 @@
-"""Loyalty's purchase consumer on PostgreSQL: events/s as Kafka hands them over, in batches.
+"""A service's purchase consumer on PostgreSQL: events/s as Kafka hands them over, in batches.
 
-On a fresh database with loyalty's schema: `--customers` customers (known, registered), then
-`--events` `purchase_recorded` events handled by loyalty's own consumer (`EventConsumer.handle_batch`,
-exactly what the Kafka backend calls for each polled partition batch: inbox claim, one savepoint per
-event, earning rules, ledger posting, lots, outbox) in batches of `--batch` — events/s and the time per
+On a fresh database with the service's schema (`--service loyalty` or `segmentation`): `--customers`
+customers (registered), then `--events` `purchase_recorded` events handled by the service's own
+consumer (`EventConsumer.handle_batch`, exactly what the Kafka backend calls for each polled partition
+batch: inbox claim, then each event's handler — for loyalty earning rules, ledger posting, lots,
+outbox; for segmentation the fact, features, value, risk, stage, segments) in batches of `--batch` —
+events/s and the time per
 event, the SQL statements per event and the service process's CPU time per event (both independent of
 what else the machine is doing). `--profile` writes a cProfile of the run (to see where the time goes).
 
 Baseline, same database, same run: the same number of rows inserted one statement each, one
 transaction per batch of the same size (the least any handler writing one row per event can cost).
 
-    python -m bench.loyalty.consume --postgres postgresql+asyncpg://crm:crm@127.0.0.1:55432/postgres
+    python -m bench.consume --service loyalty --postgres postgresql+asyncpg://crm:crm@127.0.0.1:55432/postgres
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import importlib
 import json
 import pstats
 import random
@@ -30,8 +33,6 @@ from typing import Any
 from sqlalchemy import event, text
 
 from bench.identity.databases import fresh_databases
-from services.loyalty.app import MIGRATIONS, build
-from services.loyalty.settings import load_settings
 from shared.contracts.identity import CustomerRegistered
 from shared.contracts.interactions import PurchaseLine, PurchaseRecorded
 from shared.events.envelope import new_event
@@ -67,10 +68,12 @@ def purchases(customers: list[str], count: int, seed: int) -> list[Delivery]:
 
 
 async def run(
-    url: str, customers: int, events: int, batch: int, profile: Path | None, trace: bool = False
+    service: str, url: str, customers: int, events: int, batch: int, profile: Path | None, trace: bool = False
 ) -> dict[str, Any]:
-    await upgrade(url, MIGRATIONS)
-    runtime = build(load_settings(database_url=url, run_migrations=False), bus=InProcessBus())
+    app = importlib.import_module(f"services.{service}.app")
+    settings = importlib.import_module(f"services.{service}.settings")
+    await upgrade(url, app.MIGRATIONS)
+    runtime = app.build(settings.load_settings(database_url=url, run_migrations=False), bus=InProcessBus())
     consumer = runtime.consumer
     ids = [str(uuid.uuid4()) for _ in range(customers)]
     now = datetime.now(UTC)
@@ -112,10 +115,12 @@ async def run(
         profiler.dump_stats(profile)
         pstats.Stats(str(profile)).sort_stats("cumulative").print_stats(40)
     async with runtime.engine.connect() as conn:
-        earned = (await conn.execute(text("SELECT count(*) FROM ledger_transactions"))).scalar_one()
+        inbox = runtime.tables.inbox.name
+        handled = (await conn.execute(text(f"SELECT count(*) FROM {inbox}"))).scalar_one()
     baseline = await _baseline(runtime.engine, events, batch)
     await runtime.engine.dispose()
     return {
+        "service": service,
         "events": events,
         "batch": batch,
         "seconds": round(elapsed, 3),
@@ -123,7 +128,7 @@ async def run(
         "ms_per_event": round(elapsed / events * 1000, 3),
         "statements_per_event": round(statements / events, 2),
         "python_cpu_ms_per_event": round(cpu / events * 1000, 3),
-        "ledger_transactions": earned,
+        "inbox_rows": handled,
         "baseline_rows_per_s": round(baseline, 1),
         "ratio_to_baseline": round((events / elapsed) / baseline, 4),
     }
@@ -144,6 +149,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    parser.add_argument("--service", choices=["loyalty", "segmentation"], default="loyalty")
     parser.add_argument("--postgres", default="postgresql+asyncpg://crm:crm@127.0.0.1:55432/postgres")
     parser.add_argument("--customers", type=int, default=2000)
     parser.add_argument("--events", type=int, default=3000)
@@ -154,7 +160,9 @@ def main() -> None:
     args = parser.parse_args()
     with fresh_databases(args.postgres, 1) as (url,):
         assert url is not None
-        result = asyncio.run(run(url, args.customers, args.events, args.batch, args.profile, args.trace))
+        result = asyncio.run(
+            run(args.service, url, args.customers, args.events, args.batch, args.profile, args.trace)
+        )
     print(json.dumps(result, indent=2))
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))

@@ -568,7 +568,11 @@ def keys_create(
 def keys_list() -> None:
     """Every API key (never the secrets)."""
     rows = _with_auth_store(lambda store: store.list_api_keys())
-    _table(rows, ["id", "name", "roles", "scopes", "expires_at", "revoked_at", "created_at"], "API keys")
+    _table(
+        rows,
+        ["id", "name", "roles", "scopes", "expires_at", "revoked_at", "created_at", "last_used_at"],
+        "API keys",
+    )
 
 
 @keys_cli.command("revoke")

@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from shared.auth.guard import authorize, principal_var
+from shared.auth.guard import authorize, install_authentication_first, principal_var
 from shared.context import actor_var, new_request_id, request_id_var
 from shared.errors import install_problem_handlers, problem_response
 from shared.metrics import HTTP_LATENCY, HTTP_REQUESTS
@@ -116,6 +116,7 @@ def create_app(*, service: str, title: str, description: str, version: str, **kw
     app = FastAPI(title=title, description=description, version=version, dependencies=dependencies, **kwargs)
     app.state.service_name = service
     install_problem_handlers(app)
+    install_authentication_first(app)
     app.add_middleware(RequestContextMiddleware, service=service)
     app.add_middleware(TracingMiddleware, service=service)  # outside it: the span covers it all
     return app

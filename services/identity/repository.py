@@ -73,11 +73,15 @@ class CustomerRepository:
                 raise RuntimeError(f"customer {root_id} has implausibly many merged ids")
         return members
 
-    async def many(self, ids: Iterable[str]) -> list[CustomerRow]:
+    async def many(self, ids: Iterable[str], *, branch: str | None = None) -> list[CustomerRow]:
+        """The customers with these ids (only those of `branch`, when given: a branch-limited caller)."""
         ids = list(ids)
         if not ids:
             return []
-        return list(await self.session.scalars(select(CustomerRow).where(CustomerRow.id.in_(ids))))
+        query = select(CustomerRow).where(CustomerRow.id.in_(ids))
+        if branch is not None:
+            query = query.where(CustomerRow.branch_id == branch)
+        return list(await self.session.scalars(query))
 
 
 class SourceRecordRepository:
@@ -296,14 +300,22 @@ class IndexRepository:
             )
         )
 
-    async def search(self, keys: Sequence[str], *, limit: int) -> list[tuple[str, int]]:
-        """Customers sharing search keys, with how many keys they share (best first)."""
+    async def search(
+        self, keys: Sequence[str], *, limit: int, branch: str | None = None
+    ) -> list[tuple[str, int]]:
+        """Customers sharing search keys, with how many keys they share (best first); only customers
+        of `branch` when given (a branch-limited caller: the limit applies within the branch)."""
         if not keys:
             return []
+        query = select(
+            SearchKeyRow.customer_id, func.count(func.distinct(SearchKeyRow.key)).label("hits")
+        ).where(SearchKeyRow.key.in_(keys))
+        if branch is not None:
+            query = query.where(
+                SearchKeyRow.customer_id.in_(select(CustomerRow.id).where(CustomerRow.branch_id == branch))
+            )
         rows = await self.session.execute(
-            select(SearchKeyRow.customer_id, func.count(func.distinct(SearchKeyRow.key)).label("hits"))
-            .where(SearchKeyRow.key.in_(keys))
-            .group_by(SearchKeyRow.customer_id)
+            query.group_by(SearchKeyRow.customer_id)
             .order_by(func.count(func.distinct(SearchKeyRow.key)).desc())
             .limit(limit)
         )
@@ -387,10 +399,19 @@ class LineageRepository:
     async def review(self, review_id: str) -> MatchReviewRow | None:
         return await self.session.get(MatchReviewRow, review_id, with_for_update=True)
 
-    async def reviews(self, *, status: str | None, limit: int, offset: int) -> list[MatchReviewRow]:
+    async def reviews(
+        self, *, status: str | None, limit: int, offset: int, branch: str | None = None
+    ) -> list[MatchReviewRow]:
+        """The review queue; with `branch` (a branch-limited caller) only reviews whose two customers
+        both belong to it."""
         query = select(MatchReviewRow).order_by(MatchReviewRow.probability.desc(), MatchReviewRow.created_at)
         if status is not None:
             query = query.where(MatchReviewRow.status == status)
+        if branch is not None:
+            of_branch = select(CustomerRow.id).where(CustomerRow.branch_id == branch)
+            query = query.where(
+                MatchReviewRow.customer_id.in_(of_branch), MatchReviewRow.candidate_id.in_(of_branch)
+            )
         return list(await self.session.scalars(query.limit(limit).offset(offset)))
 
     async def pending_between(self, a: str, b: str) -> list[MatchReviewRow]:

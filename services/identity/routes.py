@@ -28,6 +28,7 @@ from services.identity.schemas import (
 )
 from services.identity.search import SearchQuery, search
 from services.identity.settings import IdentitySettings
+from shared.auth.guard import ListBranch
 from shared.errors import PROBLEM_RESPONSES, InvalidInput, Problem
 from shared.runtime import UowDep
 
@@ -181,6 +182,7 @@ async def resolve_record(source_system: str, source_id: str, uow: UowDep) -> Res
 )
 async def search_customers(
     uow: UowDep,
+    branch: ListBranch,
     q: Annotated[str | None, Query(max_length=200, examples=["ana garcia"])] = None,
     email: Annotated[str | None, Query(max_length=320)] = None,
     phone: Annotated[str | None, Query(max_length=40)] = None,
@@ -189,7 +191,8 @@ async def search_customers(
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Annotated[str | None, Query(max_length=100)] = None,
 ) -> SearchPage:
-    rows, next_cursor = await search(uow, SearchQuery(q, email, phone, card, external_id, limit, cursor))
+    query = SearchQuery(q, email, phone, card, external_id, limit, cursor, branch=branch)
+    rows, next_cursor = await search(uow, query)
     return SearchPage(items=[customer_out(r) for r in rows], next_cursor=next_cursor)
 
 
@@ -283,13 +286,14 @@ async def unmerge_customer(customer_id: str, body: UnmergeRequest, uow: UowDep) 
 )
 async def list_reviews(
     uow: UowDep,
+    branch: ListBranch,
     status_filter: Annotated[
         str | None, Query(alias="status", pattern="^(pending|merged|kept_apart|obsolete)$")
     ] = "pending",
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     offset: Annotated[int, Query(ge=0, le=100_000)] = 0,
 ) -> list[ReviewOut]:
-    return await service.reviews_out(uow, status_filter, limit, offset)
+    return await service.reviews_out(uow, status_filter, limit, offset, branch)
 
 
 @router.get(

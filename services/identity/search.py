@@ -26,6 +26,8 @@ class SearchQuery:
     external_id: str | None = None  # "system:id"
     limit: int = 20
     cursor: str | None = None
+    branch: str | None = None
+    """Only customers of this branch (the caller is limited to it: `shared.auth.guard.ListBranch`)."""
 
 
 def _offset(cursor: str | None) -> int:
@@ -76,13 +78,15 @@ async def search(uow: UnitOfWork, query: SearchQuery) -> tuple[list[CustomerRow]
             keys = query_search_keys(query.q)
             if not keys:
                 raise InvalidInput("query.q", "give at least two letters")
-            hits = await index.search(keys, limit=MAX_FUZZY_CANDIDATES)
+            hits = await index.search(keys, limit=MAX_FUZZY_CANDIDATES, branch=query.branch)
             candidates = [cid for cid, _ in hits]
             if ids is not None:
                 allowed = set(ids)
                 candidates = [c for c in candidates if c in allowed]
             rows = [
-                r for r in await customers.many(candidates) if r.erased_at is None and r.merged_into is None
+                r
+                for r in await customers.many(candidates, branch=query.branch)
+                if r.erased_at is None and r.merged_into is None
             ]
             target = normalise_name(query.q)
             ranked = sorted(
@@ -93,7 +97,9 @@ async def search(uow: UnitOfWork, query: SearchQuery) -> tuple[list[CustomerRow]
             roots: dict[str, CustomerRow] = {}
             for cid in ids or []:
                 root = await customers.resolve(cid)
-                if root is not None and root.erased_at is None:
+                if root is None or root.erased_at is not None:
+                    continue
+                if query.branch is None or root.branch_id == query.branch:
                     roots[root.id] = root
             ranked = sorted(roots.values(), key=lambda r: (r.created_at, r.id))
     page = ranked[offset : offset + query.limit]

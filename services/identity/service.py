@@ -842,9 +842,13 @@ async def _review_view(uow: UnitOfWork, review: MatchReviewRow) -> Any:
     )
 
 
-async def reviews_out(uow: UnitOfWork, status: str | None, limit: int, offset: int) -> list[Any]:
+async def reviews_out(
+    uow: UnitOfWork, status: str | None, limit: int, offset: int, branch: str | None = None
+) -> list[Any]:
     async with uow:
-        rows = await LineageRepository(uow.session).reviews(status=status, limit=limit, offset=offset)
+        rows = await LineageRepository(uow.session).reviews(
+            status=status, limit=limit, offset=offset, branch=branch
+        )
         return [await _review_view(uow, r) for r in rows]
 
 

@@ -31,7 +31,13 @@ async def _score(uow: UnitOfWork, customer_ids: list[str]) -> None:
 
 async def _segments(uow: UnitOfWork, customer_ids: list[str]) -> None:
     """Their segments, re-evaluated after value and risk (rules may use tier, risk and stage)."""
-    await segment_service.reevaluate(uow.session, uow, customer_ids, changed=feature_service.CHANGED.get())
+    await segment_service.reevaluate(
+        uow.session,
+        uow,
+        customer_ids,
+        changed=feature_service.CHANGED.get(),
+        cause=feature_service.CAUSE.get(),
+    )
 
 
 async def _score_everyone(uow: UnitOfWork) -> None:

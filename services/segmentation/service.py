@@ -89,6 +89,8 @@ _CONTACT_HOOKS: list[Hook] = []
 # What the event being handled can have changed, for the hooks (segments re-evaluate only the rules
 # reading one of these; `segments.compile.fields` names them): None while any feature may have changed.
 CHANGED: ContextVar[frozenset[str] | None] = ContextVar("segmentation_changed", default=None)
+# Why the hooks run, as segment history and `segment_entered`/`segment_exited` name it.
+CAUSE: ContextVar[str] = ContextVar("segmentation_cause", default="event")
 VALUE_FIELDS = frozenset({"value_tier", "risk_level", "ladder_stage"})
 PURCHASE_CHANGES = frozenset(
     {
@@ -184,15 +186,22 @@ async def merge_members(session: AsyncSession, root: str) -> set[str]:
     return members
 
 
-async def _fact(uow: UnitOfWork, model: Any, values: dict[str, Any], origin: str | None = None) -> bool:
-    """Store a fact once, under the customer's current id and with `origin` (by default the id the
-    event names) as the customer it was recorded for; False when it was stored before (a redelivered
-    event)."""
+async def _fact(
+    uow: UnitOfWork,
+    model: Any,
+    values: dict[str, Any],
+    origin: str | None = None,
+    *,
+    current: str | None = None,
+) -> bool:
+    """Store a fact once, under the customer's current id (`current`, if the caller has looked it up
+    already) and with `origin` (by default the id the event names) as the customer it was recorded
+    for; False when it was stored before (a redelivered event)."""
     session = uow.session
     values = {
         **values,
         "origin_customer_id": origin or values["customer_id"],
-        "customer_id": await current_id(session, values["customer_id"]),
+        "customer_id": current or await current_id(session, values["customer_id"]),
     }
     key = next(iter(model.__table__.primary_key.columns))
     result = await session.execute(
@@ -207,8 +216,8 @@ async def on_customer_registered(uow: UnitOfWork, event: CustomerRegistered) -> 
     survivor)."""
     session = uow.session
     values = {"customer_id": event.customer_id, "registered_at": event.registered_at}
-    await _fact(uow, RegistrationFact, values)
     customer = await current_id(session, event.customer_id)
+    await _fact(uow, RegistrationFact, values, current=customer)
     await FeatureRepository(session).ensure_customer(customer)
     await refreshed(uow, [customer])
 
@@ -222,9 +231,9 @@ async def on_purchase_recorded(uow: UnitOfWork, event: PurchaseRecorded) -> None
         "total_minor": event.total_minor,
         "channel": event.channel,
     }
-    if not await _fact(uow, PurchaseFact, values):
-        return
     customer = await current_id(uow.session, event.customer_id)
+    if not await _fact(uow, PurchaseFact, values, current=customer):
+        return
     quick = await feature_store.add_purchase(
         uow.session, customer, event.occurred_at, event.currency, event.total_minor, event.channel
     )
@@ -260,9 +269,9 @@ async def on_interaction_recorded(uow: UnitOfWork, event: InteractionRecorded) -
         "direction": event.direction,
         "occurred_at": event.occurred_at,
     }
-    if not await _fact(uow, ContactFact, values):
-        return
     customer = await current_id(uow.session, event.customer_id)
+    if not await _fact(uow, ContactFact, values, current=customer):
+        return
     if not await feature_store.add_contact(uow.session, customer, event.occurred_at, event.channel):
         await feature_store.refresh(uow.session, [customer])
         await _run_hooks(uow, _CONTACT_HOOKS, [customer], None)  # a first fact: anything
@@ -331,8 +340,9 @@ async def on_survey_answered(uow: UnitOfWork, event: SurveyAnswered) -> None:
         "nps": event.nps,
         "overall": event.overall,
     }
-    if await _fact(uow, SurveyFact, values):
-        await refreshed(uow, [await current_id(uow.session, event.customer_id)])
+    customer = await current_id(uow.session, event.customer_id)
+    if await _fact(uow, SurveyFact, values, current=customer):
+        await refreshed(uow, [customer])
 
 
 async def on_member_enrolled(uow: UnitOfWork, event: MemberEnrolled) -> None:
@@ -390,8 +400,9 @@ async def on_referral_completed(uow: UnitOfWork, event: ReferralCompleted) -> No
         "program_id": event.program_id,
         "completed_at": event.completed_at,
     }
-    if await _fact(uow, ReferralFact, values):
-        await _loyalty_refreshed(uow, await current_id(uow.session, event.customer_id), REFERRAL_CHANGES)
+    customer = await current_id(uow.session, event.customer_id)
+    if await _fact(uow, ReferralFact, values, current=customer):
+        await _loyalty_refreshed(uow, customer, REFERRAL_CHANGES)
 
 
 async def on_points(uow: UnitOfWork, event: PointsEarned | PointsRedeemed) -> None:
@@ -406,9 +417,9 @@ async def on_points(uow: UnitOfWork, event: PointsEarned | PointsRedeemed) -> No
         "points": event.points,
         "occurred_at": event.occurred_at,
     }
-    if not await _fact(uow, LoyaltyPointsFact, values):
-        return
     customer = await current_id(uow.session, event.customer_id)
+    if not await _fact(uow, LoyaltyPointsFact, values, current=customer):
+        return
     if await feature_store.add_points(uow.session, customer, kind, event.points):
         await _run_hooks(uow, _CONTACT_HOOKS, [customer], POINTS_CHANGES)
         return
@@ -450,8 +461,12 @@ async def on_customer_merged(uow: UnitOfWork, event: CustomerMerged) -> None:
     await session.execute(delete(CustomerFeatures).where(CustomerFeatures.customer_id == event.merged_id))
     await session.flush()
     await feature_store.refresh(session, [event.customer_id])
-    for hook in _HOOKS:  # the absorbed id too: its value row goes, it leaves its rule segments
-        await hook(uow, [event.customer_id, event.merged_id])
+    token = CAUSE.set("merge")
+    try:
+        for hook in _HOOKS:  # the absorbed id too: its value row goes, it leaves its rule segments
+            await hook(uow, [event.customer_id, event.merged_id])
+    finally:
+        CAUSE.reset(token)
 
 
 async def on_customer_unmerged(uow: UnitOfWork, event: CustomerUnmerged) -> None:
@@ -478,7 +493,11 @@ async def on_customer_unmerged(uow: UnitOfWork, event: CustomerUnmerged) -> None
         .values(registered_at=None)
     )
     await session.flush()
-    await refreshed(uow, [survivor, restored])
+    token = CAUSE.set("unmerge")
+    try:
+        await refreshed(uow, [survivor, restored])
+    finally:
+        CAUSE.reset(token)
 
 
 async def on_customer_erased(uow: UnitOfWork, event: CustomerErased) -> None:

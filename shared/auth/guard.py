@@ -8,24 +8,35 @@
 
 What an app needs is in its `AuthContext` (`app.state.auth`): the verifier (a local key set in
 embedded mode, the gateway's JWKS in distributed mode), plus optional hooks: `authenticate` (the
-gateway: API keys), `customer_guard` (branch limits), `resolve_proxy` (the gateway: which service
-route a proxied request will reach).
+gateway: API keys), `customer_guard` (branch limits), `member_guard` (branch limits on routes keyed by
+a loyalty member id: the gateway resolves the member's customer).
+
+Authentication and permission are decided before the request body is looked at: FastAPI parses a
+JSON body before it runs any dependency, so `install_authentication_first` makes a body error (422,
+400, 413) on a protected route answer 401 / 403 first when the caller may not call it at all.
+
+Lists of customers (`policy.Listing`): a `+branch` route reads the caller's branch limit with the
+`ListBranch` dependency and filters its query by it; a `+customers` route is refused to
+branch-limited staff here (unless narrowed to one customer of their branch by `?customer_id=`).
 """
 
 from __future__ import annotations
 
 import contextvars
-from collections.abc import AsyncGenerator, Awaitable, Callable, Generator
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Mapping
+from dataclasses import dataclass, replace
+from typing import Annotated, Any, cast
 
 import httpx
-from fastapi import Request
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
 
 from shared.auth import policy
 from shared.auth.tokens import InvalidToken, Principal, TokenVerifier
 from shared.context import actor_var
-from shared.errors import Forbidden, NotFound, Unauthorized
+from shared.errors import DomainError, Forbidden, NotFound, Unauthorized
 from shared.logging import get_logger
 
 log = get_logger(__name__)
@@ -35,6 +46,8 @@ principal_var: contextvars.ContextVar[Principal | None] = contextvars.ContextVar
 Authenticator = Callable[[Request], Awaitable[Principal | None]]
 CustomerGuard = Callable[[Principal, str], Awaitable[None]]
 """Raises Forbidden (or NotFound) when `principal` may not see customer `customer_id`."""
+MemberGuard = Callable[[Principal, str, Mapping[str, Any]], Awaitable[None]]
+"""Raises Forbidden when `principal` may not see loyalty member `member_id` (path params given)."""
 
 
 @dataclass
@@ -44,6 +57,7 @@ class AuthContext:
     verifier: TokenVerifier | None = None
     authenticate: Authenticator | None = None
     customer_guard: CustomerGuard | None = None
+    member_guard: MemberGuard | None = None
     realm: str = "crm"
 
 
@@ -55,6 +69,8 @@ class Access:
     rule: policy.Rule
     template: str
     customer_id: str | None
+    branch: str | None = None
+    """A `+branch` list must be limited to this branch (`ListBranch`)."""
 
 
 def route_template(request: Request) -> str:
@@ -127,6 +143,7 @@ async def authorize(request: Request) -> None:
     context middleware resets both when the request ends)."""
     auth = context_of(request)
     if not auth.enabled:
+        request.state.auth_checked = True
         return
     template = route_template(request)
     rule = policy.rule_for(auth.service, request.method, template)
@@ -134,6 +151,7 @@ async def authorize(request: Request) -> None:
         log.warning("route_without_policy", service=auth.service, method=request.method, route=template)
         raise Forbidden("no access policy covers this route")
     if rule.public:
+        request.state.auth_checked = True
         return
     principal = await authenticate(request, auth)
     params: dict[str, Any] = dict(request.path_params)
@@ -147,16 +165,81 @@ async def authorize(request: Request) -> None:
     customer_id = str(params[rule.customer_param]) if rule.customer_param in params else None
     if customer_id is None and rule.permission in (policy.Perm.SELF_READ, policy.Perm.SELF_WRITE):
         customer_id = principal.customer_id
-    request.state.access = Access(principal, rule, template, customer_id)
+    customer_filter = _customer_filter(request) if rule.listing is policy.Listing.CUSTOMERS else None
+    access = Access(principal, rule, template, customer_id or customer_filter)
+    request.state.access = access
     principal_var.set(principal)
     actor_var.set(principal.actor)
-    decision = policy.decide(principal, rule, params)
+    decision = policy.decide(principal, rule, params, customer_filter=customer_filter)
     if decision is policy.Decision.DENY:
         raise Forbidden("not allowed for this caller")
-    if decision is policy.Decision.CHECK_BRANCH and customer_id is not None and auth.customer_guard:
+    if decision is policy.Decision.DENY_BRANCH_LIST:
+        raise Forbidden(
+            f"this list is not limited to a branch, and this caller is limited to branch "
+            f"{principal.branch!r}: narrow it to one customer (customer_id) or use a branch-filtered search"
+        )
+    if decision is policy.Decision.FILTER_BRANCH:
+        request.state.access = replace(access, branch=policy.branch_filter(principal, rule))
+    if decision is policy.Decision.CHECK_BRANCH:
         # Branches are identity's data: the gateway (cached lookups) and identity check them; the
         # other services, which hold no branch, rely on those two checks.
-        await auth.customer_guard(principal, customer_id)
+        member_id = params.get(rule.member_param) if rule.member_param else None
+        if customer_id is not None or customer_filter is not None:
+            if auth.customer_guard:
+                await auth.customer_guard(principal, str(customer_id or customer_filter))
+        elif member_id is not None and auth.member_guard:
+            await auth.member_guard(principal, str(member_id), params)
+    request.state.auth_checked = True
+
+
+def _customer_filter(request: Request) -> str | None:
+    """The one customer a `+customers` list is narrowed to (`?customer_id=`); two different ones: 403."""
+    values = set(request.query_params.getlist("customer_id"))
+    if len(values) > 1:
+        raise Forbidden("give at most one customer_id")
+    return next(iter(values), None) or None
+
+
+def list_branch(request: Request) -> str | None:
+    """The branch a `+branch` list must be limited to (None: no limit), as the guard decided."""
+    access: Access | None = getattr(request.state, "access", None)
+    return access.branch if access is not None else None
+
+
+ListBranch = Annotated[str | None, Depends(list_branch)]
+_Handler = Callable[[Request, Exception], Awaitable[Response]]
+
+
+def install_authentication_first(app: FastAPI) -> None:
+    """Body errors happen before the guard ran (FastAPI parses the body first): decide authentication
+    and permission first, so a caller without a token gets 401 and one without the permission 403,
+    never a 422 / 400 / 413 about a body of a route it may not call. Call after the problem handlers
+    are installed."""
+    validation = cast(_Handler, app.exception_handlers[RequestValidationError])
+    http = cast(_Handler, app.exception_handlers[StarletteHTTPException])
+    domain = cast(_Handler, app.exception_handlers[DomainError])
+
+    async def refused(request: Request) -> Response | None:
+        if getattr(request.state, "auth_checked", False) or request.scope.get("route") is None:
+            return None
+        try:
+            await authorize(request)
+        except DomainError as exc:
+            return await domain(request, exc)
+        return None
+
+    async def on_validation(request: Request, exc: Exception) -> Response:
+        return await refused(request) or await validation(request, exc)
+
+    async def on_http(request: Request, exc: Exception) -> Response:
+        if isinstance(exc, StarletteHTTPException) and exc.status_code in (400, 413, 422):
+            early = await refused(request)
+            if early is not None:
+                return early
+        return await http(request, exc)
+
+    app.add_exception_handler(RequestValidationError, on_validation)
+    app.add_exception_handler(StarletteHTTPException, on_http)
 
 
 def current_principal() -> Principal | None:

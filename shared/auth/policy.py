@@ -9,7 +9,16 @@
 * Object level: a route whose template carries a customer id (`CUSTOMER_PARAMS`) is checked against
   the caller: a member reaches only routes marked `self_service`, and only with their own customer
   id; a staff user with a `branch` claim is checked against the customer's branch by the app's
-  `customer_guard` (the gateway: cached lookups to identity; identity: its own database).
+  `customer_guard` (the gateway: cached lookups to identity; identity: its own database). Routes keyed
+  by a loyalty member id (`MEMBER_PARAMS`) are checked the same way once the app's `member_guard` has
+  resolved the member's customer (the gateway asks loyalty).
+* Lists of customers' personal data, for a staff user with a `branch` claim (`branch_filter`):
+  - `+branch` routes are limited to the caller's branch by the service, in its query (so pagination
+    stays right): the guard puts the branch on `request.state.access`, the route reads it with
+    `shared.auth.guard.ListBranch`. Identity owns the customer's branch, so only identity can do this.
+  - `+customers` routes list customers' data in a service that does not know their branch: refused
+    to branch-limited staff (403 problem+json saying so), unless the request is narrowed to one
+    customer with a `customer_id` query parameter, which is then checked like a path id.
 
 Services enforce this themselves (defence in depth); the gateway enforces it too, before proxying,
 matching `/api/<service>/<path>` against the service's templates (`match_service_route`).
@@ -110,6 +119,15 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Perm]] = {
 
 STAFF_ROLES = frozenset({Role.ADMIN, Role.MARKETER, Role.SUPPORT, Role.ANALYST})
 CUSTOMER_PARAMS = ("customer_id", "organisation_id")
+MEMBER_PARAMS = ("member_id",)
+"""Loyalty member ids: the object is the member's customer (resolved by the app's `member_guard`)."""
+
+
+class Listing(StrEnum):
+    """How a route that lists customers' personal data meets a branch limit."""
+
+    BRANCH = "branch"  # the service filters its query by the caller's branch
+    CUSTOMERS = "customers"  # the service cannot: branch-limited staff are refused
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +136,9 @@ class Rule:
     self_service: bool = False
     """Members may call it with their own customer id."""
     customer_param: str | None = None
+    member_param: str | None = None
+    listing: Listing | None = None
+    """Lists customers' personal data (see `Listing`)."""
 
     @property
     def public(self) -> bool:
@@ -128,6 +149,7 @@ class Rule:
         """Reads or changes a customer's personal data (audited at the gateway)."""
         return (
             self.customer_param is not None
+            or self.listing is not None
             or self.permission.startswith(("profile.", "self.", "privacy."))
             or self.permission in (Perm.MEMBERS,)
         )
@@ -135,6 +157,7 @@ class Rule:
 
 _P = Perm
 _SELF = "+self"
+_LISTINGS = {"+" + listing.value: listing for listing in Listing}  # "+branch", "+customers"
 
 # --- the route table: service -> permission -> routes ("METHOD /template", "+self" marks self-service) --
 
@@ -142,7 +165,7 @@ _TABLE: dict[str, dict[str, list[str]]] = {
     "identity": {
         _P.PROFILE_READ: [
             "GET /records/{source_system}/{source_id}",
-            "GET /customers",
+            "GET /customers +branch",
             "GET /customers/{customer_id} +self",
             "GET /customers/{customer_id}/records",
             "GET /customers/{customer_id}/changes",
@@ -172,7 +195,7 @@ _TABLE: dict[str, dict[str, list[str]]] = {
         _P.PROFILE_MERGE: [
             "POST /customers/{customer_id}/merge",
             "POST /customers/{customer_id}/unmerge",
-            "GET /match-reviews",
+            "GET /match-reviews +branch",
             "GET /match-reviews/{review_id}",
             "POST /match-reviews/{review_id}/decision",
         ],
@@ -186,7 +209,7 @@ _TABLE: dict[str, dict[str, list[str]]] = {
             "GET /interactions/{interaction_id}",
             "GET /customers/{customer_id}/timeline +self",
             "GET /sla-policies",
-            "GET /complaints",
+            "GET /complaints +customers",
             "GET /complaints/{complaint_id}",
             "GET /customers/{customer_id}/complaints +self",
             "GET /surveys/attributes",
@@ -226,10 +249,11 @@ _TABLE: dict[str, dict[str, list[str]]] = {
         _P.SEGMENTS_READ: [
             "GET /customers/{customer_id}/features",
             "GET /segments/catalogue",
-            "POST /segments/preview",
+            "POST /segments/preview +customers",
             "GET /segments",
             "GET /segments/{segment_id}",
-            "GET /segments/{segment_id}/members",
+            "GET /segments/{segment_id}/members +customers",
+            "GET /segments/{segment_id}/history",
             "GET /customers/{customer_id}/segments",
             "GET /customers/{customer_id}/value",
             "GET /customers/{customer_id}/cluster",
@@ -364,11 +388,11 @@ _TABLE: dict[str, dict[str, list[str]]] = {
             "POST /api/admin/signing-keys/rotate",
         ],
         _P.MEMBERS: [
-            "GET /api/admin/members",
+            "GET /api/admin/members +customers",
             "POST /api/admin/members",
             "DELETE /api/admin/members/{credential_id}",
         ],
-        _P.AUDIT: ["GET /api/admin/audit"],
+        _P.AUDIT: ["GET /api/admin/audit +customers"],
     },
 }
 
@@ -391,6 +415,11 @@ def _customer_param(template: str) -> str | None:
     return next((name for name in names if name in CUSTOMER_PARAMS), None)
 
 
+def _member_param(template: str) -> str | None:
+    names = _PARAM.findall(template)
+    return next((name for name in names if name in MEMBER_PARAMS), None)
+
+
 def _build() -> dict[str, dict[tuple[str, str], Rule]]:
     routes: dict[str, dict[tuple[str, str], Rule]] = {}
     for service, by_permission in _TABLE.items():
@@ -405,8 +434,13 @@ def _build() -> dict[str, dict[tuple[str, str], Rule]]:
                 key = (method, path)
                 if key in table and not table[key].public:
                     raise ValueError(f"{service}: {entry} has two policy entries")
+                listings = [_LISTINGS[flag] for flag in parts[2:] if flag in _LISTINGS]
                 table[key] = Rule(
-                    str(permission), self_service=_SELF in parts[2:], customer_param=_customer_param(path)
+                    str(permission),
+                    self_service=_SELF in parts[2:],
+                    customer_param=_customer_param(path),
+                    member_param=_member_param(path),
+                    listing=listings[0] if listings else None,
                 )
         routes[service] = table
     return routes
@@ -463,11 +497,25 @@ class Decision(StrEnum):
     ALLOW = "allow"
     DENY = "deny"
     CHECK_BRANCH = "check_branch"
+    FILTER_BRANCH = "filter_branch"
+    DENY_BRANCH_LIST = "deny_branch_list"
 
 
-def decide(principal: Principal, rule: Rule, path_params: Mapping[str, str]) -> Decision:
-    """Role level, then object level (members: their own id only). `CHECK_BRANCH`: allowed if the
-    customer belongs to the caller's branch (the app's customer guard decides)."""
+def decide(
+    principal: Principal,
+    rule: Rule,
+    path_params: Mapping[str, str],
+    *,
+    customer_filter: str | None = None,
+) -> Decision:
+    """Role level, then object level (members: their own id only).
+
+    * `CHECK_BRANCH`: allowed if the customer (a path id, the customer of a path member id, or for a
+      `+customers` list the one customer the request is narrowed to, `customer_filter`) belongs to
+      the caller's branch (the app's customer / member guard decides).
+    * `FILTER_BRANCH`: allowed, the service limits the list to the caller's branch (`branch_filter`).
+    * `DENY_BRANCH_LIST`: a list the service cannot limit to a branch, asked by branch-limited staff.
+    """
     customer_id = path_params.get(rule.customer_param) if rule.customer_param else None
     if principal.kind == "member":
         if rule.permission in (Perm.SELF_READ, Perm.SELF_WRITE):
@@ -477,9 +525,23 @@ def decide(principal: Principal, rule: Rule, path_params: Mapping[str, str]) -> 
         return Decision.DENY
     if rule.permission not in permissions_of(principal):
         return Decision.DENY
-    if principal.branch is not None and customer_id is not None:
-        return Decision.CHECK_BRANCH
+    if principal.branch is not None:
+        if customer_id is not None:
+            return Decision.CHECK_BRANCH
+        if rule.member_param is not None and path_params.get(rule.member_param) is not None:
+            return Decision.CHECK_BRANCH
+        if rule.listing is Listing.BRANCH:
+            return Decision.FILTER_BRANCH
+        if rule.listing is Listing.CUSTOMERS:
+            return Decision.CHECK_BRANCH if customer_filter else Decision.DENY_BRANCH_LIST
     return Decision.ALLOW
+
+
+def branch_filter(principal: Principal | None, rule: Rule) -> str | None:
+    """The branch a `+branch` list must be limited to for this caller (None: no limit)."""
+    if principal is None or principal.kind == "member" or rule.listing is not Listing.BRANCH:
+        return None
+    return principal.branch
 
 
 def role_matrix() -> dict[str, list[str]]:

@@ -32,7 +32,8 @@ class SegmentEntered(EventPayload):
     at: datetime = Field(description="When the membership began")
     cause: str = Field(
         description="What changed it: event (real-time), backfill (definition saved), schedule "
-        "(time-relative rules re-evaluated), upload (static list), erasure or deletion",
+        "(time-relative rules re-evaluated), upload (static list), merge or unmerge (the customer's "
+        "records were joined or split), erasure or deletion",
         examples=["event"],
     )
 
@@ -47,4 +48,9 @@ class SegmentExited(EventPayload):
     segment_name: str = Field(examples=["Lapsing high spenders"])
     customer_id: str
     at: datetime = Field(description="When the membership ended")
-    cause: str = Field(examples=["schedule"])
+    cause: str = Field(
+        description="What changed it: event (real-time), backfill (definition saved), schedule "
+        "(time-relative rules re-evaluated), upload (static list), merge or unmerge (the customer's "
+        "records were joined or split), erasure or deletion",
+        examples=["schedule"],
+    )

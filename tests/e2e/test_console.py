@@ -204,7 +204,12 @@ def test_create_a_segment_and_see_its_count(server: Server, data: Seed, driver: 
     h1(driver, "Repeat buyers")
     text_in(driver, "#segment-count", "1")
     text_in(driver, "main", "Membership over time")
-    assert driver.find_elements(By.CSS_SELECTOR, "main svg.chart")
+    # From the recorded history: members per day, and the backfill's entry today.
+    wait(driver).until(ec.presence_of_element_located((By.CSS_SELECTOR, "#segment-history svg.chart")))
+    text_in(driver, "#segment-history", "Entries and exits per day")
+    Select(driver.find_element(By.ID, "segment-history-interval")).select_by_value("month")
+    text_in(driver, "#segment-history", "Members at the end of each month")
+    wait(driver).until(lambda d: d.switch_to.active_element.get_attribute("id") == "segment-history-interval")
 
 
 def test_redeem_a_reward_for_a_member(server: Server, data: Seed, driver: WebDriver) -> None:

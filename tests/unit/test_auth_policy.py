@@ -155,6 +155,36 @@ def test_branch_limited_staff_need_the_branch_check() -> None:
     assert decide(p("user", "support"), rule, {"customer_id": "x"}) is Decision.ALLOW
 
 
+def test_branch_limited_staff_lists_and_member_ids() -> None:
+    marta = p("user", "support", branch="MAD")
+    search = rule_for("identity", "GET", "/customers")
+    assert search is not None
+    assert decide(marta, search, {}) is Decision.FILTER_BRANCH
+    assert policy.branch_filter(marta, search) == "MAD"
+    assert decide(p("user", "support"), search, {}) is Decision.ALLOW
+    assert policy.branch_filter(p("user", "support"), search) is None
+    complaints = rule_for("interactions", "GET", "/complaints")
+    assert complaints is not None
+    assert decide(marta, complaints, {}) is Decision.DENY_BRANCH_LIST
+    assert decide(marta, complaints, {}, customer_filter="c1") is Decision.CHECK_BRANCH
+    assert decide(p("user", "support"), complaints, {}) is Decision.ALLOW
+    assert policy.branch_filter(marta, complaints) is None
+    member = rule_for("loyalty", "GET", "/programs/{program_id}/members/{member_id}")
+    assert member is not None
+    assert member.member_param == "member_id"
+    assert decide(marta, member, {"program_id": "p", "member_id": "m"}) is Decision.CHECK_BRANCH
+    assert decide(p("user", "support"), member, {"program_id": "p", "member_id": "m"}) is Decision.ALLOW
+    # Every route listing customers' personal data says how a branch limit applies to it.
+    listings = {
+        (service, method, template): rule.listing
+        for service, table in policy.ROUTES.items()
+        for (method, template), rule in table.items()
+        if rule.listing is not None
+    }
+    assert listings[("identity", "GET", "/customers")] is policy.Listing.BRANCH
+    assert listings[("segmentation", "GET", "/segments/{segment_id}/members")] is policy.Listing.CUSTOMERS
+
+
 def test_scopes_only_narrow() -> None:
     scoped = p("apikey", "integration", scopes=frozenset({"interactions.write", "users.manage"}))
     assert permissions_of(scoped) == {"interactions.write"}

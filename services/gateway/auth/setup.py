@@ -9,7 +9,9 @@ import hashlib
 import secrets
 import sys
 import time
+from collections.abc import Mapping
 from typing import Any
+from urllib.parse import quote
 
 from fastapi import FastAPI, Request
 
@@ -41,6 +43,9 @@ class GatewayAuth:
         self.audit = AuditWriter(self.engine, flush_interval=settings.audit_flush_interval)
         self.api_key_cache: dict[str, tuple[Principal, float]] = {}
         self.branch_cache: dict[str, tuple[str | None, float]] = {}
+        self.member_cache: dict[tuple[str, str], tuple[str | None, float]] = {}
+        self.api_key_touched: dict[str, float] = {}
+        self.api_key_touch_seconds = API_KEY_TOUCH_SECONDS
         self._maintenance: asyncio.Task[None] | None = None
         app.state.gateway_auth = self
         app.state.auth_store = self.store
@@ -52,6 +57,7 @@ class GatewayAuth:
             verifier=verifier_for(settings, keys),
             authenticate=self.authenticate_api_key,
             customer_guard=self.branch_guard,
+            member_guard=self.member_branch_guard,
         )
         app.add_middleware(AuditMiddleware, writer=self.audit)
 
@@ -116,6 +122,7 @@ class GatewayAuth:
         cached = self.api_key_cache.get(key)
         now = time.monotonic()
         if cached is not None and cached[1] > now:
+            await self._touch_api_key(cached[0].sub, now)
             return cached[0]
         principal = await self.store.verify_api_key(presented)
         if principal is None:
@@ -134,7 +141,22 @@ class GatewayAuth:
         if len(self.api_key_cache) > 10_000:
             self.api_key_cache.clear()
         self.api_key_cache[key] = (minted, now + min(self.settings.auth_apikey_cache_seconds, ttl / 2))
+        await self._touch_api_key(minted.sub, now)
         return minted
+
+    async def _touch_api_key(self, key_id: str, now: float) -> None:
+        """`last_used_at`, written at most once per `api_key_touch_seconds` per key and gateway process
+        (not a database write per request); a failed write never fails the request."""
+        last = self.api_key_touched.get(key_id)
+        if last is not None and now - last < self.api_key_touch_seconds:
+            return
+        if len(self.api_key_touched) > 10_000:
+            self.api_key_touched.clear()
+        self.api_key_touched[key_id] = now
+        try:
+            await self.store.touch_api_key(key_id)
+        except Exception as exc:
+            log.warning("api_key_touch_failed", key_id=key_id, error=repr(exc))
 
     # --- branch limits: staff with a `branch` claim see only that branch's customers ---------------
 
@@ -144,6 +166,46 @@ class GatewayAuth:
             return  # no such customer: the route answers 404 itself
         if branch != principal.branch:
             raise Forbidden("this customer belongs to another branch")
+
+    async def member_branch_guard(
+        self, principal: Principal, member_id: str, params: Mapping[str, Any]
+    ) -> None:
+        """Routes keyed by a loyalty member id: the member's customer must be of the caller's branch.
+        Fails closed: a member that cannot be resolved (unknown, another program, loyalty down) is a 403
+        for branch-limited staff, never a pass (some routes do not check the program themselves)."""
+        customer_id = await self._customer_of_member(str(params.get("program_id", "")), member_id)
+        if customer_id is None:
+            raise Forbidden("this member's branch cannot be checked (no such member in this program?)")
+        await self.branch_guard(principal, customer_id)
+
+    async def _customer_of_member(self, program_id: str, member_id: str) -> str | None:
+        now = time.monotonic()
+        cached = self.member_cache.get((program_id, member_id))
+        if cached is not None and cached[1] > now:
+            return cached[0]
+        if not program_id:
+            return None
+        upstream: Upstream | None = self.app.state.upstreams.get("loyalty")
+        if upstream is None:
+            return None
+        response = await upstream.request(
+            "GET",
+            f"/programs/{quote(program_id, safe='')}/members/{quote(member_id, safe='')}",
+            headers={"authorization": f"Bearer {self.store.service_token()}"},
+        )
+        if response.status_code != 200:
+            return None
+        customer_id = response.json().get("customer_id")
+        if not isinstance(customer_id, str):
+            return None
+        if len(self.member_cache) > 100_000:
+            self.member_cache.clear()
+        # A member's customer changes only on a merge (to the survivor): as short-lived as branches.
+        self.member_cache[(program_id, member_id)] = (
+            customer_id,
+            now + self.settings.auth_branch_cache_seconds,
+        )
+        return customer_id
 
     async def _branch_of(self, customer_id: str) -> Any:
         now = time.monotonic()
@@ -168,6 +230,7 @@ class GatewayAuth:
 
 
 _UNKNOWN: Any = object()
+API_KEY_TOUCH_SECONDS = 60.0
 
 
 def install(

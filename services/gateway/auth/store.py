@@ -592,6 +592,13 @@ class AuthStore:
         if result.rowcount == 0:  # type: ignore[attr-defined]
             raise NotFound(f"no active API key {key_id}")
 
+    async def touch_api_key(self, key_id: str, when: datetime | None = None) -> None:
+        """Record that a key was used (the gateway throttles this: at most once a minute per key)."""
+        async with self.sessions() as session, session.begin():
+            await session.execute(
+                update(api_keys).where(api_keys.c.id == key_id).values(last_used_at=when or now())
+            )
+
     async def verify_api_key(self, presented: str) -> Principal | None:
         """The key's principal, or None when it is unknown, wrong, revoked or expired."""
         if not presented.startswith(API_KEY_PREFIX):

@@ -157,7 +157,7 @@ async def complaint_queue(
     directory: DirectoryDep,
     status_: Annotated[list[ComplaintStatus] | None, Query(alias="status")] = None,
     owner_id: Annotated[str | None, Query(max_length=100)] = None,
-    customer_id: Annotated[str | None, Query(max_length=36)] = None,
+    customer_id: Annotated[str | None, Query(min_length=1, max_length=36)] = None,
     priority: Annotated[list[Priority] | None, Query()] = None,
     channel: Annotated[list[Channel] | None, Query()] = None,
     overdue: Annotated[bool | None, Query(description="Only overdue (true) or only not overdue")] = None,

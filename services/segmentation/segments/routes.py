@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query, Response, status
 
+from services.segmentation.analytics.periods import Interval, resolve_range
 from services.segmentation.segments import rules, service
 from services.segmentation.segments.schemas import (
     EXAMPLE_RULES,
@@ -17,11 +19,12 @@ from services.segmentation.segments.schemas import (
     MembersUpload,
     PreviewIn,
     PreviewOut,
+    SegmentHistoryOut,
     SegmentIn,
     SegmentList,
     SegmentOut,
 )
-from shared.errors import PROBLEM_RESPONSES, Problem
+from shared.errors import PROBLEM_RESPONSES, InvalidInput, Problem
 from shared.runtime import UowDep
 
 router = APIRouter(tags=["segments"])
@@ -136,6 +139,60 @@ async def members(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> MemberPage:
     return await service.members(uow, segment_id, cursor, limit)
+
+
+HISTORY_SPAN = timedelta(days=90)
+HISTORY_START = datetime(1970, 1, 1, tzinfo=UTC)  # no membership is older
+HISTORY_END = datetime(9000, 1, 1, tzinfo=UTC)  # far enough; keeps every period's end a valid date
+
+
+@router.get(
+    "/segments/{segment_id}/history",
+    response_model=SegmentHistoryOut,
+    summary="A segment's membership over time",
+    description=(
+        "From the recorded history of every entry and exit (real-time re-evaluation, backfill, the "
+        "scheduled pass, uploads, merges, erasure, deletion): for each day, ISO week or calendar month "
+        "(UTC) that `[since, until)` touches, the members at its end, and the entries and exits during "
+        "it. Computed in the database. `since`/`until` need a time zone (default: the 90 days before "
+        "now; at most three years apart); naive times, `since` ≥ `until`, a longer range or an unknown "
+        "`interval` are a 422 naming the query field. An erased customer's history is removed."
+    ),
+    responses={**PROBLEM_RESPONSES, **NOT_FOUND},
+)
+async def history(
+    segment_id: str,
+    uow: UowDep,
+    since: Annotated[
+        datetime | None,
+        Query(
+            description="Start of the range, inclusive, with a time zone; default: 90 days before `until`",
+            examples=["2026-11-01T00:00:00Z"],
+        ),
+    ] = None,
+    until: Annotated[
+        datetime | None,
+        Query(
+            description="End of the range, exclusive, with a time zone; default: now",
+            examples=["2026-12-01T00:00:00Z"],
+        ),
+    ] = None,
+    interval: Annotated[
+        Interval, Query(description="Length of each period: day, week (ISO, from Monday) or month (UTC)")
+    ] = Interval.DAY,
+) -> SegmentHistoryOut:
+    now = datetime.now(UTC)
+    for name, moment in (("until", until), ("since", since)):
+        if moment is None:
+            continue
+        if moment.tzinfo is None:
+            raise InvalidInput(f"query.{name}", "give a time zone (e.g. Z or +01:00)")
+        if not HISTORY_START <= moment < HISTORY_END:
+            raise InvalidInput(f"query.{name}", "must lie between 1970 and the year 9000")
+    if since is None:
+        since = max((until or now) - HISTORY_SPAN, HISTORY_START)
+    window = resolve_range(since, until, now=now)
+    return await service.history(uow, segment_id, window, interval)
 
 
 @router.post(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -180,3 +180,52 @@ class Catalogue(BaseModel):
         description="Time-window rules and the keys each takes",
         examples=[{"purchases": ["within_days", "at_least", "at_most", "channel"]}],
     )
+
+
+class HistoryBucket(BaseModel):
+    """One period of a segment's membership history."""
+
+    start: date = Field(description="First day of the period (UTC)", examples=["2026-11-02"])
+    end: date = Field(description="First day after the period (UTC)", examples=["2026-11-03"])
+    members: int = Field(
+        description="Members at the end of the period (at `until` for a period that ends later)",
+        examples=[1180],
+    )
+    entered: int = Field(description="Entries during the period (within the range)", examples=[42])
+    exited: int = Field(description="Exits during the period (within the range)", examples=[7])
+
+
+class SegmentHistoryOut(BaseModel):
+    """Members, entries and exits per period, from the recorded history of every entry and exit."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "segment_id": "6f1c2a9e-8b1d-4a5e-9a63-1f0c7d2b4e11",
+                    "interval": "day",
+                    "since": "2026-11-01T00:00:00Z",
+                    "until": "2026-11-04T00:00:00Z",
+                    "members_at_start": 1145,
+                    "buckets": [
+                        {"start": f"2026-11-0{d}", "end": f"2026-11-0{d + 1}", **figures}
+                        for d, figures in enumerate(
+                            [
+                                {"members": 1145, "entered": 0, "exited": 0},
+                                {"members": 1180, "entered": 42, "exited": 7},
+                                {"members": 1176, "entered": 3, "exited": 7},
+                            ],
+                            start=1,
+                        )
+                    ],
+                }
+            ]
+        }
+    )
+
+    segment_id: str
+    interval: str = Field(description="day, week (ISO, from Monday) or month (UTC)", examples=["day"])
+    since: datetime = Field(description="Start of the range (inclusive, UTC)")
+    until: datetime = Field(description="End of the range (exclusive, UTC)")
+    members_at_start: int = Field(description="Members at `since`", examples=[1145])
+    buckets: list[HistoryBucket] = Field(description="Every period the range touches, oldest first")

@@ -3,10 +3,14 @@
 Batch evaluation of a segment is two statements inside the database, whatever the number of
 customers: ``INSERT INTO segment_members SELECT … WHERE <rule> AND NOT EXISTS (member)`` and
 ``DELETE FROM segment_members WHERE segment_id = :id AND NOT EXISTS (customer matching <rule>)``,
-both ``RETURNING`` the customers that changed, which become history rows and `SegmentEntered` /
-`SegmentExited` events in the same transaction (outbox). Real-time evaluation (`reevaluate`) asks
-one SELECT per dependency level for all segments at once, restricted to the affected customers.
-Segments referring to other segments are evaluated after them (topological order).
+both ``RETURNING`` the customers that changed, which become `SegmentEntered` / `SegmentExited` events
+in the same transaction (outbox); their `segment_history` rows are written set-based, by ``INSERT …
+SELECT`` (on PostgreSQL in the very statement of the change: a data-modifying CTE). Every other path
+(real time, uploads, deletion, erasure) writes its history rows with its events, in the transaction of
+the change; an erased customer's history rows are then deleted. `history` reads them back as a series.
+Real-time evaluation (`reevaluate`) asks one SELECT per dependency level for all segments at once,
+restricted to the affected customers. Segments referring to other segments are evaluated after them
+(topological order).
 """
 
 from __future__ import annotations
@@ -19,23 +23,28 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import delete, exists, false, func, literal, select
+from sqlalchemy import case, delete, exists, false, func, literal, literal_column, select
+from sqlalchemy import insert as sql_insert
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.segmentation.analytics.periods import Interval, Range, indexes, start_of
+from services.segmentation.analytics.queries import period_index
 from services.segmentation.segments import compile as compiler
 from services.segmentation.segments import rules
 from services.segmentation.segments.models import Segment, SegmentHistory
 from services.segmentation.segments.schemas import (
     CustomerSegmentOut,
     CustomerSegments,
+    HistoryBucket,
     MemberOut,
     MemberPage,
     MembershipResult,
     MembersUpload,
     PreviewIn,
     PreviewOut,
+    SegmentHistoryOut,
     SegmentIn,
     SegmentOut,
 )
@@ -213,27 +222,31 @@ async def _record(
     exited: Sequence[str],
     at: datetime,
     cause: str,
+    *,
+    history: bool = True,
 ) -> list[MembershipChange]:
-    """History rows and outbox events for changes already applied to `segment_members`."""
+    """History rows (unless written already, set-based: `history=False`) and outbox events for changes
+    already applied to `segment_members`."""
     changes = [MembershipChange(segment.id, segment.name, c, "entered", at) for c in entered] + [
         MembershipChange(segment.id, segment.name, c, "exited", at) for c in exited
     ]
     for start in range(0, len(changes), CHUNK):
         chunk = changes[start : start + CHUNK]
-        await insert_rows(
-            uow.session,
-            HISTORY,  # type: ignore[arg-type]
-            [
-                {
-                    "segment_id": c.segment_id,
-                    "customer_id": c.customer_id,
-                    "change": c.change,
-                    "cause": cause,
-                    "at": at,
-                }
-                for c in chunk
-            ],
-        )
+        if history:
+            await insert_rows(
+                uow.session,
+                HISTORY,  # type: ignore[arg-type]
+                [
+                    {
+                        "segment_id": c.segment_id,
+                        "customer_id": c.customer_id,
+                        "change": c.change,
+                        "cause": cause,
+                        "at": at,
+                    }
+                    for c in chunk
+                ],
+            )
         await uow.publish_many(
             [
                 (SegmentEntered if c.change == "entered" else SegmentExited)(
@@ -269,17 +282,61 @@ async def apply_rule(
         .on_conflict_do_nothing()
         .returning(MEMBERS.c.customer_id)
     )
-    entered = list((await session.execute(insert)).scalars())
     still = exists().where(
         FEATURES.c.customer_id == MEMBERS.c.customer_id, FEATURES.c.erased == false(), predicate
     )
-    removal = (
-        delete(MEMBERS).where(MEMBERS.c.segment_id == segment.id, ~still).returning(MEMBERS.c.customer_id)
-    )
-    exited = list((await session.execute(removal)).scalars())
+    leaving = [MEMBERS.c.segment_id == segment.id, ~still]
+    removal = delete(MEMBERS).where(*leaving).returning(MEMBERS.c.customer_id)
+    if dialect == "postgresql":  # each change and its history rows in one statement
+        entered = await _with_history(session, insert, segment.id, "entered", cause, now)
+        exited = await _with_history(session, removal, segment.id, "exited", cause, now)
+    else:  # one writer at a time: the history rows from the members table, next to the change
+        entered = list((await session.execute(insert)).scalars())
+        if entered:  # the members who entered now (nobody else entered this segment at `now`)
+            await session.execute(
+                _history_from(
+                    select(MEMBERS.c.customer_id)
+                    .where(MEMBERS.c.segment_id == segment.id, MEMBERS.c.since == literal(now, UTCDateTime()))
+                    .subquery(),
+                    segment.id,
+                    "entered",
+                    cause,
+                    now,
+                )
+            )
+        await session.execute(
+            _history_from(
+                select(MEMBERS.c.customer_id).where(*leaving).subquery(), segment.id, "exited", cause, now
+            )
+        )
+        exited = list((await session.execute(removal)).scalars())
     segment.evaluated_at = now
-    await _record(uow, segment, sorted(entered), sorted(exited), now, cause)
+    await _record(uow, segment, sorted(entered), sorted(exited), now, cause, history=False)
     return len(entered), len(exited)
+
+
+def _history_from(customers: Any, segment_id: str, change: str, cause: str, now: datetime) -> Any:
+    """INSERT INTO segment_history … SELECT over `customers` (a subquery or CTE with `customer_id`)."""
+    rows = select(
+        literal(segment_id),
+        customers.c.customer_id,
+        literal(change),
+        literal(cause),
+        literal(now, UTCDateTime()),
+    )
+    columns = ["segment_id", "customer_id", "change", "cause", "at"]
+    return sql_insert(SegmentHistory).from_select(columns, rows)
+
+
+async def _with_history(
+    session: AsyncSession, change: Any, segment_id: str, kind: str, cause: str, now: datetime
+) -> list[str]:
+    """PostgreSQL: `WITH moved AS (<change> RETURNING customer_id), written AS (INSERT INTO
+    segment_history SELECT … FROM moved) SELECT customer_id FROM moved` — the history rows are exactly
+    the members moved, in the same statement."""
+    moved = change.cte("moved")
+    written = _history_from(moved, segment_id, kind, cause, now).cte("written")
+    return list((await session.execute(select(moved.c.customer_id).add_cte(written))).scalars())
 
 
 async def _reapply(uow: UnitOfWork, targets: Sequence[Segment], *, cause: str, now: datetime) -> None:
@@ -409,6 +466,58 @@ async def members(uow: UnitOfWork, segment_id: str, cursor: str | None, limit: i
         more = len(rows) > limit
         items = [MemberOut(customer_id=c, since=s) for c, s in rows[:limit]]
         return MemberPage(items=items, next_cursor=items[-1].customer_id if more else None)
+
+
+async def history(uow: UnitOfWork, segment_id: str, window: Range, interval: Interval) -> SegmentHistoryOut:
+    """Members at the end of each period, entries and exits, from `segment_history`, in one statement:
+    the rows before `since` fold into one bucket (-1, the members at `since`), the rest are grouped by
+    period index, and a running sum over the buckets gives the members at each period's end. Periods
+    without a change are filled in here (at most one per period of the range)."""
+    async with uow:
+        session = uow.session
+        await _get(session, segment_id)
+        before = HISTORY.c.at < literal(window.since, UTCDateTime())
+        bucket = case((before, literal_column("-1")), else_=period_index(session, HISTORY.c.at, interval))
+        rows = (
+            select(bucket.label("bucket"), HISTORY.c.change)
+            .where(HISTORY.c.segment_id == segment_id, HISTORY.c.at < literal(window.until, UTCDateTime()))
+            .subquery()
+        )
+        entered = func.sum(case((rows.c.change == "entered", 1), else_=0))
+        exited = func.sum(case((rows.c.change == "exited", 1), else_=0))
+        per = (
+            select(rows.c.bucket, entered.label("entered"), exited.label("exited"))
+            .group_by(rows.c.bucket)
+            .subquery()
+        )
+        running = func.sum(per.c.entered - per.c.exited).over(order_by=per.c.bucket)
+        result = await session.execute(
+            select(per.c.bucket, per.c.entered, per.c.exited, running).order_by(per.c.bucket)
+        )
+        found = {int(b): (int(e or 0), int(x or 0), int(m or 0)) for b, e, x, m in result}
+    start = found.pop(-1, (0, 0, 0))[2]
+    members = start
+    buckets: list[HistoryBucket] = []
+    for index in indexes(window, interval):
+        entered_n, exited_n, running_n = found.get(index, (0, 0, members))
+        members = running_n
+        buckets.append(
+            HistoryBucket(
+                start=start_of(index, interval),
+                end=start_of(index + 1, interval),
+                members=members,
+                entered=entered_n,
+                exited=exited_n,
+            )
+        )
+    return SegmentHistoryOut(
+        segment_id=segment_id,
+        interval=interval.value,
+        since=window.since,
+        until=window.until,
+        members_at_start=start,
+        buckets=buckets,
+    )
 
 
 async def customer_segments(uow: UnitOfWork, customer_id: str) -> CustomerSegments:
@@ -548,6 +657,7 @@ async def _reevaluate_few(
     ids: list[str],
     now: datetime,
     changed: frozenset[str] | None,
+    cause: str = "event",
 ) -> list[MembershipChange] | None:
     """One customer or a few, none erased, all with features: the affected segments' rules and the
     current memberships in one SELECT (a segment built on another re-evaluated here reads that one's
@@ -583,7 +693,7 @@ async def _reevaluate_few(
             entered = sorted(row[0] for row in rows if row[5 + 2 * i] and not row[6 + 2 * i])
             exited = sorted(row[0] for row in rows if not row[5 + 2 * i] and row[6 + 2 * i])
             if entered or exited:
-                changes += await _apply_small(session, uow, s, entered, exited, now, "event")
+                changes += await _apply_small(session, uow, s, entered, exited, now, cause)
         return changes
     return None
 
@@ -595,6 +705,7 @@ async def reevaluate(
     *,
     now: datetime | None = None,
     changed: frozenset[str] | None = None,
+    cause: str = "event",
 ) -> list[MembershipChange]:
     """Re-evaluate every rule segment for these customers (after their features were refreshed, in
     the caller's transaction) and publish the entries and exits. Erased customers leave every
@@ -603,13 +714,17 @@ async def reevaluate(
     `changed` (the fields an event can have changed, as `compile.fields` names them; None: any) limits
     the work to the segments whose rules read one of them, or a segment among those. For a few live
     customers this is one SELECT (`_reevaluate_few`); time passing alone moves no one here (the
-    scheduled pass re-runs time-relative segments)."""
+    scheduled pass re-runs time-relative segments).
+
+    `cause` is what the history rows and events say moved the customers (`event`; `merge` or `unmerge`
+    for the re-evaluation after one); an erased customer's exits say `erasure`, and then every history
+    row of that customer is deleted (as the value package deletes its ladder history)."""
     ids = sorted(set(customer_ids))
     if not ids:
         return []
     now = now or datetime.now(UTC)
     if len(ids) <= SMALL:
-        done = await _reevaluate_few(session, uow, ids, now, changed)
+        done = await _reevaluate_few(session, uow, ids, now, changed, cause)
         if done is not None:
             return done
     dialect = _dialect(session)
@@ -659,9 +774,16 @@ async def reevaluate(
                 entered = sorted(matched[s.id] - held)
                 exited = sorted(held - matched[s.id])
                 if entered or exited:
-                    cause = "erasure" if exited and not entered and set(exited) <= erased else "event"
-                    changes += await _apply_small(session, uow, s, entered, exited, now, cause)
+                    why = "erasure" if exited and not entered and set(exited) <= erased else cause
+                    changes += await _apply_small(session, uow, s, entered, exited, now, why)
+    if erased:
+        await forget(session, sorted(erased))
     return changes
+
+
+async def forget(session: AsyncSession, customer_ids: Sequence[str] | Any) -> None:
+    """Erasure: the customers' membership history goes (`customer_ids`: ids, or a SELECT of them)."""
+    await session.execute(delete(SegmentHistory).where(SegmentHistory.customer_id.in_(customer_ids)))
 
 
 async def _apply_small(
@@ -711,10 +833,12 @@ async def reapply_all(uow: UnitOfWork, *, cause: str = "event", now: datetime | 
         if exited:
             await _record(uow, segment, [], exited, now, "erasure")
     done = 0
+    erased_ids = select(FEATURES.c.customer_id).where(FEATURES.c.erased != false())
     for level in evaluation_order(segments):
         for segment in level:
             await apply_rule(uow, segment, rules.parse(segment.definition), cause=cause, now=now)
             done += 1
+    await forget(session, erased_ids)
     return done
 
 

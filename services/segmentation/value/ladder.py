@@ -15,7 +15,6 @@ to `ladder_history` with the rule that now holds as its reason, and published as
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import and_, case, or_
@@ -23,7 +22,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from services.segmentation.models import CustomerFeatures as F
 from services.segmentation.value.config import ValueSettings
-from services.segmentation.value.sqltime import at, days_between
+from services.segmentation.value.sqltime import Moment, at, days_between
 
 STAGES = ("prospect", "customer", "client", "supporter", "advocate", "partner")
 RULES = {
@@ -36,9 +35,7 @@ RULES = {
 }
 
 
-def stage(
-    tier: ColumnElement[Any], now: datetime, dialect: str, settings: ValueSettings
-) -> ColumnElement[Any]:
+def stage(tier: ColumnElement[Any], now: Moment, dialect: str, settings: ValueSettings) -> ColumnElement[Any]:
     client = F.purchase_count >= 2
     supporter = and_(
         client,

@@ -27,13 +27,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
 from services.segmentation.models import CustomerFeatures as F
-from services.segmentation.value.sqltime import at, days_between
+from services.segmentation.value.sqltime import Moment, at, days_between
 
 QUINTILES = (0.2, 0.4, 0.6, 0.8)
 DIMENSIONS = ("recency", "frequency", "monetary")
 
 
-def dimension(name: str, now: datetime, dialect: str) -> Any:
+def dimension(name: str, now: Moment, dialect: str) -> Any:
     if name == "recency":
         return days_between(at(now), F.last_purchase_at, dialect)
     if name == "frequency":

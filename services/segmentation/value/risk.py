@@ -32,18 +32,20 @@ max(3 × own rhythm, 180) (settings `lapse_multiple`, `lapse_min_days`); otherwi
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Float, Integer, and_, case, cast, func, or_, select
-from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy import Float, Integer, and_, bindparam, case, cast, func, or_, select
+from sqlalchemy.sql.elements import BindParameter, ColumnElement
 from sqlalchemy.sql.selectable import Subquery
 
 from services.segmentation.models import CustomerFeatures as F
 from services.segmentation.models import PurchaseFact as P
 from services.segmentation.value.config import ValueSettings
-from services.segmentation.value.sqltime import at, clamp01, days_between
+from services.segmentation.value.sqltime import Moment, at, clamp01, days_between
+from shared.db import UTCDateTime
 
 WEIGHTS = {
     "recency": 35,
@@ -133,10 +135,23 @@ def satisfaction_reason(before: float, latest: float) -> str:
     return f"satisfaction fell from {before:.1f} to {latest:.1f}"
 
 
-def windows(now: datetime, settings: ValueSettings, ids: list[str] | None) -> Subquery:
-    """Per customer: purchases and main-currency spend in the recent window and the one before."""
+RECENT_FROM: ColumnElement[Any] = bindparam("recent_from", type_=UTCDateTime())
+PRIOR_FROM: ColumnElement[Any] = bindparam("prior_from", type_=UTCDateTime())
+
+
+def window_params(now: datetime, settings: ValueSettings) -> dict[str, datetime]:
+    """The parameters of a `windows(NOW, …)` template at `now`."""
     w = timedelta(days=settings.trend_window_days)
-    recent_from, prior_from = at(now - w), at(now - 2 * w)
+    return {"now": now, "recent_from": now - w, "prior_from": now - 2 * w}
+
+
+def windows(now: Moment, settings: ValueSettings, ids: Sequence[str] | BindParameter[Any] | None) -> Subquery:
+    """Per customer: purchases and main-currency spend in the recent window and the one before."""
+    if isinstance(now, datetime):
+        w = timedelta(days=settings.trend_window_days)
+        recent_from, prior_from = at(now - w), at(now - 2 * w)
+    else:  # a template: the window starts are parameters too (`window_params`)
+        recent_from, prior_from = RECENT_FROM, PRIOR_FROM
     is_recent = P.occurred_at >= recent_from
     is_prior = and_(P.occurred_at >= prior_from, P.occurred_at < recent_from)
     same_currency = P.currency == F.currency
@@ -163,7 +178,7 @@ def rhythm(settings: ValueSettings) -> ColumnElement[float]:
 
 
 def components(
-    win: Subquery, now: datetime, dialect: str, settings: ValueSettings
+    win: Subquery, now: Moment, dialect: str, settings: ValueSettings
 ) -> dict[str, ColumnElement[Any]]:
     """Each component's points as an integer SQL expression."""
     since = days_between(at(now), F.last_purchase_at, dialect)
@@ -225,7 +240,7 @@ def reasons_json(points: dict[str, ColumnElement[Any]], dialect: str) -> ColumnE
     return builder(*args)
 
 
-def active(now: datetime, dialect: str, settings: ValueSettings) -> ColumnElement[bool]:
+def active(now: Moment, dialect: str, settings: ValueSettings) -> ColumnElement[bool]:
     since = days_between(at(now), F.last_purchase_at, dialect)
     limit = settings.lapse_multiple * rhythm(settings)
     limit = case((limit < settings.lapse_min_days, settings.lapse_min_days), else_=limit)

@@ -40,6 +40,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
+from sqlalchemy.sql.elements import BindParameter, ColumnElement
 
 from services.segmentation.models import CustomerFeatures as F
 from services.segmentation.value import clv, ladder, rfm, risk, tiers
@@ -51,7 +52,7 @@ from services.segmentation.value.models import (
     LadderHistory,
     RfmCutpoints,
 )
-from services.segmentation.value.sqltime import at, days_between
+from services.segmentation.value.sqltime import NOW, Moment, at, days_between
 from shared.contracts.segmentation_value import CustomerAtRisk, LadderStageChanged, RiskReason
 from shared.logging import get_logger
 from shared.uow import UnitOfWork
@@ -84,7 +85,7 @@ async def current_model(session: AsyncSession) -> ClvModel | None:
     return (await session.scalars(select(ClvModel).order_by(ClvModel.fitted_at.desc()).limit(1))).first()
 
 
-def _rfmt_columns(now: datetime, dialect: str) -> list[Any]:
+def _rfmt_columns(now: Moment, dialect: str) -> list[Any]:
     """The BG/NBD inputs of a customer of the population (purchases > 0), as SQL: frequency, recency,
     T, average order (NULL outside the population)."""
     return [
@@ -222,24 +223,29 @@ COLUMNS = [
 
 
 def _new_values(
-    now: datetime,
+    now: Moment,
     settings: ValueSettings,
     dialect: str,
     cuts: dict[str, list[float]],
-    ids: list[str] | None,
-    predicted: dict[str, int | None] | None = None,
+    ids: Sequence[str] | BindParameter[Any] | None,
+    predicted: dict[str, int | None] | ColumnElement[Any] | None = None,
 ) -> Any:
     """The one SELECT of everyone's (or `ids`') new value, risk and stage, beside their old stage and
     level: what both the scheduled pass and the real-time path write. With `predicted` (the real-time
     path), the customers' new predicted CLV (a customer of the population missing from it keeps none,
-    anyone else keeps their stored one) is a column too, and the tier uses it."""
+    anyone else keeps their stored one) is a column too, and the tier uses it.
+
+    `now`, `ids` and `predicted` may be bound parameters (`NOW`, `IDS`, `PREDICTED`: one customer's
+    prediction): the statement is then a template (see `_one_customer_update`)."""
     old = aliased(CustomerValue, name="old")
     win = risk.windows(now, settings, ids)
     r = rfm.score("recency", rfm.dimension("recency", now, dialect), cuts.get("recency", []))
     f = rfm.score("frequency", rfm.dimension("frequency", now, dialect), cuts.get("frequency", []))
     m = rfm.score("monetary", rfm.dimension("monetary", now, dialect), cuts.get("monetary", []))
     clv_now: Any = old.clv_predicted_minor
-    if predicted is not None:
+    if isinstance(predicted, ColumnElement):
+        clv_now = case((rfm.population(), predicted), else_=old.clv_predicted_minor)
+    elif predicted is not None:
         known = [(F.customer_id == cid, literal(v, BigInteger())) for cid, v in predicted.items()]
         fresh = case(*known, else_=null()) if known else cast(null(), BigInteger())
         clv_now = case((rfm.population(), fresh), else_=old.clv_predicted_minor)
@@ -280,7 +286,7 @@ def _new_values(
     return new_stmt.subquery("new")
 
 
-def _assignments(new: Any, now: datetime, *, with_clv: bool = False) -> dict[str, Any]:
+def _assignments(new: Any, now: Moment, *, with_clv: bool = False) -> dict[str, Any]:
     values: dict[str, Any] = {c: new.c[c] for c in COLUMNS}
     if with_clv:
         values["clv_predicted_minor"] = new.c.clv_predicted_minor
@@ -496,6 +502,44 @@ async def score_customers(
     return await _score_few(session, uow, ids, now, settings)
 
 
+IDS: BindParameter[Any] = bindparam("ids", expanding=True)
+PREDICTED: ColumnElement[Any] = bindparam("predicted", type_=BigInteger())
+
+# Templates of the real-time UPDATE for one customer, per dialect, cut points and settings: building
+# that expression tree (every risk component, RFM score, tier and stage as SQL) costs far more Python
+# than running it, so it is built once per set of population parameters and reused for every event.
+_TEMPLATES: dict[tuple[str, str, str], Any] = {}
+
+
+def _update_returning(new: Any, now: Moment) -> Any:
+    return (
+        update(CV)
+        .where(CV.c.customer_id == new.c.customer_id)
+        .values(**_assignments(new, now, with_clv=True))
+        .returning(
+            CV.c.customer_id,
+            CV.c.ladder_stage,
+            CV.c.risk_level,
+            CV.c.risk_score,
+            CV.c.risk_reasons,
+            CV.c.value_tier,
+        )
+    )
+
+
+def _one_customer_update(dialect: str, cuts: dict[str, list[float]], settings: ValueSettings) -> Any:
+    """`_update_returning(_new_values(…))` for one customer, as a template with the parameters `now`,
+    `recent_from`, `prior_from` (`risk.window_params`), `ids` (one id) and `predicted`."""
+    key = (dialect, json.dumps(cuts, sort_keys=True), settings.model_dump_json())
+    statement = _TEMPLATES.get(key)
+    if statement is None:
+        if len(_TEMPLATES) >= 16:  # cut points change with each scheduled pass: keep the recent ones
+            _TEMPLATES.pop(next(iter(_TEMPLATES)))
+        new = _new_values(NOW, settings, dialect, cuts, IDS, PREDICTED)
+        statement = _TEMPLATES[key] = _update_returning(new, NOW)
+    return statement
+
+
 async def _score_few(
     session: AsyncSession, uow: UnitOfWork, ids: list[str], now: datetime, settings: ValueSettings
 ) -> dict[str, int]:
@@ -540,22 +584,15 @@ async def _score_few(
     buyers = [row for row in live if row[2] > 0]
     data = _rfmt_data([row[8:] for row in buyers])
     predicted = dict(zip((row[0] for row in buyers), _predicted(cached.model, data, settings), strict=True))
-    new = _new_values(now, settings, dialect, cached.cuts, [row[0] for row in live], predicted)
-    written = (
-        await session.execute(
-            update(CV)
-            .where(CV.c.customer_id == new.c.customer_id)
-            .values(**_assignments(new, now, with_clv=True))
-            .returning(
-                CV.c.customer_id,
-                CV.c.ladder_stage,
-                CV.c.risk_level,
-                CV.c.risk_score,
-                CV.c.risk_reasons,
-                CV.c.value_tier,
-            )
-        )
-    ).all()
+    if len(live) == 1:  # one event's customer: the template, with this moment, id and prediction
+        customer_id = live[0][0]
+        params = {**risk.window_params(now, settings), "ids": [customer_id]}
+        params["predicted"] = predicted.get(customer_id)
+        statement = _one_customer_update(dialect, cached.cuts, settings)
+        written = (await session.execute(statement, params)).all()
+    else:
+        new = _new_values(now, settings, dialect, cached.cuts, [row[0] for row in live], predicted)
+        written = (await session.execute(_update_returning(new, now))).all()
     # The old stage and level: read above (a row created just now starts as a low-risk prospect).
     before = {row[0]: (row[4] or "prospect", row[5] or "low") for row in live}
     changes = []

@@ -1,17 +1,27 @@
-"""Portable SQL helpers: day differences on PostgreSQL and SQLite, clamping."""
+"""Portable SQL helpers: day differences on PostgreSQL and SQLite, clamping.
+
+A moment is a datetime (written into the statement as a bound literal) or a bound parameter such
+as `NOW`: statements built once around `NOW` are templates, executed with `{"now": …}` (the real-time
+path reuses one instead of building the same expression tree for every event)."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Float, case, cast, func, literal
+from sqlalchemy import Float, bindparam, case, cast, func, literal
 from sqlalchemy.sql.elements import ColumnElement
 
 from shared.db import UTCDateTime
 
+Moment = datetime | ColumnElement[Any]
 
-def at(moment: datetime) -> ColumnElement[Any]:
+NOW: ColumnElement[Any] = bindparam("now", type_=UTCDateTime())
+
+
+def at(moment: Moment) -> ColumnElement[Any]:
+    if isinstance(moment, ColumnElement):
+        return moment
     return literal(moment, UTCDateTime())
 
 

@@ -2,7 +2,7 @@
 // sample before saving, and one segment with its members and membership over time.
 
 import { get, post } from "../api.js";
-import { lineChart } from "../charts.js";
+import { barChart, lineChart } from "../charts.js";
 import { badge, button, clear, customerName, dl, empty, errorBox, field, fmtDate, fmtDay, fmtNumber, form, h, page, section, select, table, toast, uid } from "../dom.js";
 import { can } from "../roles.js";
 
@@ -198,6 +198,7 @@ async function renderOne(main, id) {
     ),
     section("Members", membersBox),
   );
+  const history = renderHistory(chartBox, id); // alongside the members
   const members = [];
   let cursor = null;
   try {
@@ -218,20 +219,42 @@ async function renderOne(main, id) {
         ], members.slice(0, 50))
       : empty("No member now."),
   );
-  if (!members.length) {
-    chartBox.append(empty("No member yet, so nothing to chart."));
+  await history;
+}
+
+// Membership over time from the recorded entries and exits (GET /segments/{id}/history): members at
+// the end of each day, week or month, and the entries and exits during it. The interval is a select,
+// so the chart can be changed from the keyboard.
+const HISTORY_RANGES = { day: 90, week: 364, month: 730 };
+
+async function renderHistory(chartBox, id, interval = "day") {
+  const picker = select("interval", [["day", "Daily (90 days)"], ["week", "Weekly (a year)"], ["month", "Monthly (two years)"]], interval, { id: "segment-history-interval" });
+  const body = h("div", { id: "segment-history", "aria-live": "polite" }, h("p", { class: "loading" }, "Loading history…"));
+  clear(chartBox).append(field("Periods", picker), body);
+  picker.addEventListener("change", () => renderHistory(chartBox, id, picker.value).then(() => chartBox.querySelector("select")?.focus()));
+  const until = new Date();
+  const since = new Date(until.getTime() - HISTORY_RANGES[interval] * 86400000);
+  let history;
+  try {
+    history = await get(`/api/segmentation/segments/${encodeURIComponent(id)}/history`, { interval, since: since.toISOString(), until: until.toISOString() });
+  } catch (error) {
+    clear(body).append(errorBox(error));
     return;
   }
-  // Current members by the day they entered, accumulated: how the present membership built up.
-  const byDay = new Map();
-  for (const m of members) {
-    const day = m.since.slice(0, 10);
-    byDay.set(day, (byDay.get(day) || 0) + 1);
+  const buckets = history.buckets || [];
+  if (!buckets.some((b) => b.members || b.entered || b.exited) && !history.members_at_start) {
+    clear(body).append(empty("No one has entered this segment in this period, so nothing to chart."));
+    return;
   }
-  let total = 0;
-  const points = [...byDay.keys()].sort().map((day) => {
-    total += byDay.get(day);
-    return { label: fmtDay(day), value: total };
-  });
-  chartBox.append(lineChart("Current members by the day they entered (cumulative)", points, { format: (v) => fmtNumber(Math.round(v)), note: "Customers who left the segment since are not counted." }));
+  const label = (b) => fmtDay(`${b.start}T12:00:00Z`); // a UTC day, shown as that day wherever the reader is
+  const format = (v) => fmtNumber(Math.round(v));
+  clear(body).append(
+    lineChart(`Members at the end of each ${interval}`, buckets.map((b) => ({ label: label(b), value: b.members })), { format }),
+    barChart(`Entries and exits per ${interval}`, buckets.map((b) => ({ label: label(b), entered: b.entered, exited: b.exited })), {
+      format,
+      integer: true,
+      series: [{ name: "Entered", key: "entered" }, { name: "Exited", key: "exited" }],
+      note: `Members at the start: ${fmtNumber(history.members_at_start)}. From the recorded history of every entry and exit (UTC periods).`,
+    }),
+  );
 }
