@@ -14,7 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from shared.auth.guard import authorize, install_authentication_first, principal_var
 from shared.context import actor_var, new_request_id, request_id_var
 from shared.errors import install_problem_handlers, problem_response
-from shared.metrics import HTTP_LATENCY, HTTP_REQUESTS
+from shared.metrics import HTTP_LATENCY, HTTP_REQUESTS, HTTP_SHED
 from shared.telemetry import TracingMiddleware
 
 REQUEST_ID_HEADER = "x-request-id"
@@ -71,6 +71,46 @@ class RequestContextMiddleware:
             principal_var.reset(principal_token)
 
 
+class LoadSheddingMiddleware:
+    """Pure ASGI middleware: at most `limit` requests in progress; the next one is refused at once.
+
+    Past its capacity, an app that queues every request makes all of them slow, then time out, and
+    takes minutes to drain after the load has gone. Refusing the excess at once (503, `Retry-After`)
+    keeps the admitted requests fast and the app responsive, and tells clients and the gateway's
+    retries when to come back. Probes and metrics are never refused."""
+
+    EXEMPT = frozenset({"/health", "/ready", "/metrics"})
+
+    def __init__(self, app: ASGIApp, *, service: str, limit: int) -> None:
+        self.app = app
+        self.service = service
+        self.limit = limit
+        self.in_flight = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("path") in self.EXEMPT:
+            await self.app(scope, receive, send)
+            return
+        if self.in_flight >= self.limit:
+            HTTP_SHED.labels(self.service).inc()
+            response = problem_response(
+                None,
+                status=503,
+                slug="overloaded",
+                title="Service overloaded",
+                detail=f"the {self.service} has {self.limit} requests in progress, its limit: retry shortly",
+                headers={"Retry-After": "1"},
+                service=self.service,
+            )
+            await response(scope, receive, send)
+            return
+        self.in_flight += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.in_flight -= 1
+
+
 ReadinessCheck = Callable[[], Awaitable[dict[str, bool]]]
 
 
@@ -109,17 +149,28 @@ def operations_router(readiness: ReadinessCheck) -> APIRouter:
     return router
 
 
-def create_app(*, service: str, title: str, description: str, version: str, **kwargs: Any) -> FastAPI:
+def create_app(
+    *, service: str, title: str, description: str, version: str, max_in_flight: int = 0, **kwargs: Any
+) -> FastAPI:
     """A service app (or the gateway). Every route runs the authorisation guard first: deny by default,
-    see `shared.auth.policy`. `app.state.auth` (an `AuthContext`) says how tokens are verified."""
+    see `shared.auth.policy`. `app.state.auth` (an `AuthContext`) says how tokens are verified. With
+    `max_in_flight`, requests beyond that many in progress get an immediate 503 (`LoadSheddingMiddleware`)."""
     dependencies = [Depends(authorize), *kwargs.pop("dependencies", [])]
     app = FastAPI(title=title, description=description, version=version, dependencies=dependencies, **kwargs)
     app.state.service_name = service
     install_problem_handlers(app)
     install_authentication_first(app)
+    if max_in_flight > 0:  # inside the request context: refusals are counted, logged and carry the id
+        app.add_middleware(LoadSheddingMiddleware, service=service, limit=max_in_flight)
     app.add_middleware(RequestContextMiddleware, service=service)
     app.add_middleware(TracingMiddleware, service=service)  # outside it: the span covers it all
     return app
 
 
-__all__ = ["JSONResponse", "RequestContextMiddleware", "create_app", "operations_router"]
+__all__ = [
+    "JSONResponse",
+    "LoadSheddingMiddleware",
+    "RequestContextMiddleware",
+    "create_app",
+    "operations_router",
+]

@@ -17,6 +17,11 @@ EVENTS_PUBLISHED = Counter(
     "crm_events_published_total", "Events relayed from the outbox", ["service", "topic"]
 )
 EVENTS_HANDLED = Counter("crm_events_handled_total", "Events handled by a consumer", ["group", "type"])
+HTTP_SHED = Counter(
+    "crm_http_shed_total",
+    "Requests refused with 503 at once because the app had `max_in_flight` requests in progress",
+    ["service"],
+)
 BATCH_ISOLATION_FALLBACKS = Counter(
     "crm_consumer_batch_isolation_fallbacks_total",
     "Event batches handled again one savepoint per event after a handler failed",

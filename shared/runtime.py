@@ -90,6 +90,7 @@ class ServiceRuntime:
             version=version,
             lifespan=self._lifespan,
             openapi_tags=openapi_tags,
+            max_in_flight=settings.max_in_flight,
         )
         self.app.state.runtime = self
         self.auth = install_service_auth(self.app, settings, self.name)

@@ -66,6 +66,18 @@ class PlatformSettings(BaseSettings):
         default=1.0, ge=0, le=1, description="Share of new traces recorded (parent-based: a trace is whole)"
     )
 
+    # --- overload ----------------------------------------------------------------------------------
+    max_in_flight: int = Field(
+        default=256,
+        ge=0,
+        le=100_000,
+        description=(
+            "`CRM_MAX_IN_FLIGHT`: requests an app (each service, the gateway) works on at once; beyond, "
+            "an immediate 503 problem+json with Retry-After instead of a queue that makes every request "
+            "slow (0: no limit). Health, readiness and metrics are never refused."
+        ),
+    )
+
     # --- authentication (see shared/auth) ------------------------------------------------------
     auth_enabled: bool = Field(
         default=True,

@@ -115,6 +115,7 @@ def build(
         openapi_url=None,
         docs_url=None,
         redoc_url=None,
+        max_in_flight=settings.max_in_flight,
     )
     app.state.upstreams = upstreams
     app.state.settings = settings
