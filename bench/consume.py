@@ -33,6 +33,7 @@ from typing import Any
 from sqlalchemy import event, text
 
 from bench.identity.databases import fresh_databases
+from bench.results import Figure, write_result
 from shared.contracts.identity import CustomerRegistered
 from shared.contracts.interactions import PurchaseLine, PurchaseRecorded
 from shared.events.envelope import new_event
@@ -145,27 +146,64 @@ async def _baseline(engine: Any, count: int, batch: int) -> float:
     return count / (time.perf_counter() - began)
 
 
+def figures(results: list[dict[str, Any]]) -> list[Figure]:
+    out: list[Figure] = []
+    for r in results:
+        name = r["service"].capitalize()
+        out.append(
+            Figure(
+                f"{name}: purchase events handled per second — {r['events']:,} events, batches of "
+                f"{r['batch']}, {r['customers']:,} customers",
+                "events/s",
+                r["events_per_s"],
+                baseline=r["baseline_rows_per_s"],
+                baseline_name="one INSERT per event, a transaction per batch",
+            )
+        )
+        out.append(Figure(f"{name}: SQL statements per event", "statements", r["statements_per_event"]))
+        out.append(
+            Figure(
+                f"{name}: the service process's CPU time per event",
+                "ms",
+                r["python_cpu_ms_per_event"],
+                higher_is_better=False,
+            )
+        )
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--service", choices=["loyalty", "segmentation"], default="loyalty")
+    parser.add_argument("--service", choices=["loyalty", "segmentation", "all"], default="all")
     parser.add_argument("--postgres", default="postgresql+asyncpg://crm:crm@127.0.0.1:55432/postgres")
-    parser.add_argument("--customers", type=int, default=2000)
+    parser.add_argument("--customers", type=int, default=1000)
     parser.add_argument("--events", type=int, default=3000)
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--profile", type=Path)
-    parser.add_argument("--json", type=Path)
+    parser.add_argument("--out", type=Path, help="write consumers.json (the report's schema) here")
     parser.add_argument("--trace", action="store_true", help="print the SQL of the last events")
     args = parser.parse_args()
-    with fresh_databases(args.postgres, 1) as (url,):
-        assert url is not None
-        result = asyncio.run(
-            run(args.service, url, args.customers, args.events, args.batch, args.profile, args.trace)
+    services = ["loyalty", "segmentation"] if args.service == "all" else [args.service]
+    results = []
+    for service in services:
+        with fresh_databases(args.postgres, 1) as (url,):
+            assert url is not None
+            result = asyncio.run(
+                run(service, url, args.customers, args.events, args.batch, args.profile, args.trace)
+            )
+        result["customers"] = args.customers
+        print(json.dumps(result, indent=2))
+        results.append(result)
+    if args.out:
+        write_result(
+            args.out,
+            "consumers",
+            "Consumers: purchase events per second",
+            figures(results),
+            {"runs": results},
         )
-    print(json.dumps(result, indent=2))
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ SECTIONS = [  # file stem → section title, in report order
     ("segmentation_batch_rule", "Segmentation: rule segment in batch"),
     ("loyalty_ledger", "Loyalty: ledger"),
     ("loyalty_redemption", "Loyalty: redemption"),
+    ("consumers", "Consumers: purchase events per second"),
 ]
 LATENCY_UNITS = {"ms"}
 

@@ -71,6 +71,8 @@ if [[ "${BENCH_ONLY:-}" != e2e ]]; then
     $(small && echo --members 2000 --seconds 5 --hot 500 --redemptions 100)
   # shellcheck disable=SC2046
   step $PY -m bench.loyalty.redemption --out "$OUT" --postgres "$SERVER" $(small && echo --redemptions 100)
+  # shellcheck disable=SC2046
+  step $PY -m bench.consume --out "$OUT" --postgres "$SERVER" $(small && echo --customers 300 --events 1000)
 fi
 
 unset CRM_AUTH_ENABLED
