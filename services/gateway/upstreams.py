@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
+from urllib.parse import quote
 
 import httpx
 
@@ -79,8 +80,9 @@ class Upstream:
         last: Exception | None = None
         for attempt in range(attempts):
             try:
+                # `path` is decoded (ids may hold any character): sent percent-encoded again.
                 response = await self.client.request(
-                    method, path, params=params, headers=headers, content=content
+                    method, quote(path, safe="/"), params=params, headers=headers, content=content
                 )
             except (
                 httpx.ConnectError,

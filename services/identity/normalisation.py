@@ -93,7 +93,10 @@ def normalise_fields(
         except InvalidIdentifier as exc:
             errors.append(FieldError(f"{prefix}.phone", exc.reason))
     if fields.national_id is not None:
-        value = normalise_national_id(fields.national_id)
+        try:
+            value = normalise_national_id(fields.national_id)
+        except InvalidIdentifier:  # "-", " ": nothing left once normalised
+            value = ""
         if not value:
             errors.append(FieldError(f"{prefix}.national_id", "must contain letters or digits"))
         elif (usable_id := usable("national_id", value)) is not None:
@@ -132,10 +135,12 @@ def normalise_fields(
         match["gender"] = fields.gender
     if fields.addresses:
         first = fields.addresses[0]
-        if first.postcode and not is_placeholder(
-            "postcode", normalise_postcode(first.postcode, first.country)
-        ):
-            match["postcode"] = normalise_postcode(first.postcode, first.country)
+        try:
+            postcode = normalise_postcode(first.postcode, first.country) if first.postcode else ""
+        except InvalidIdentifier:  # no letters or digits ("-"): nothing to match on
+            postcode = ""
+        if postcode and not is_placeholder("postcode", postcode):
+            match["postcode"] = postcode
         if first.locality:
             match["city"] = normalise_name(first.locality)
         if first.street:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from urllib.parse import quote
 
 import httpx
 from sqlalchemy import select, update
@@ -44,7 +45,7 @@ class CustomerDirectory:
             current = known.merged_into
         headers = {"x-request-id": request_id_var.get() or ""}
         try:
-            response = await self.identity.get(f"/customers/{current}", headers=headers)
+            response = await self.identity.get(f"/customers/{quote(current, safe='')}", headers=headers)
         except httpx.HTTPError as exc:
             raise ServiceUnavailable(f"identity service unreachable: {exc.__class__.__name__}") from exc
         if response.status_code == 404:

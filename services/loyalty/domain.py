@@ -139,3 +139,20 @@ class LoyaltyRuleRefused(DomainError):
 # 64-bit integers the database and the JSON encoder hold (a bigger number is a 422, not a crash).
 MAX_POSTING = 1_000_000_000  # points in one posting
 MAX_MINOR = 10**15  # money in minor units (10 trillion in a 2-decimal currency)
+MAX_DAYS = 36_500  # a period in days (or months, or years): a century
+_INT64 = 2**63
+
+
+def json_integers_in_range(value: Any) -> Any:
+    """Validator of free-form JSON fields (rule definitions, program settings): every integer in them
+    fits a signed 64-bit integer, as the JSON encoder and the database need."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, int) and not -_INT64 <= item < _INT64:
+            raise ValueError("numbers must be between -2^63 and 2^63 - 1")
+        if isinstance(item, dict):
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return value

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from services.loyalty.domain import MAX_POSTING
+from services.loyalty.domain import MAX_DAYS, MAX_POSTING, json_integers_in_range
 from services.loyalty.models import LedgerTransaction, Member, Program
 
 
@@ -35,15 +35,18 @@ class ProgramIn(BaseModel):
     expiry_period: int | None = Field(
         default=None,
         ge=0,
+        le=MAX_DAYS,
         description="after_days/inactivity: days; end_of_month: months ahead; end_of_year: years ahead",
         examples=[12],
     )
     negative_policy: Literal["never", "within_limit"] = Field(
         default="never", description="Whether a refund after spending may take the balance below zero"
     )
-    negative_limit: int = Field(default=0, ge=0, description="How far below zero (within_limit)")
+    negative_limit: int = Field(
+        default=0, ge=0, le=MAX_POSTING, description="How far below zero (within_limit)"
+    )
     expiring_notice_days: int = Field(default=30, ge=0, le=365)
-    settings: dict[str, Any] = Field(
+    settings: Annotated[dict[str, Any], AfterValidator(json_integers_in_range)] = Field(
         default_factory=dict,
         description="auto_enrol (bool): buyers join at their first purchase",
         examples=[{"auto_enrol": True}],

@@ -4,11 +4,11 @@ multiplier factors are rationals of two integers (never floats)."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
-from services.loyalty.domain import MAX_MINOR
+from services.loyalty.domain import MAX_MINOR, json_integers_in_range
 from services.loyalty.earning import Earning
 from services.loyalty.rules.models import EarningRule
 
@@ -68,7 +68,7 @@ class RuleIn(BaseModel):
     priority: int = Field(
         default=100, ge=0, le=100_000, description="Lower runs first within its stage (ties: name, then id)"
     )
-    definition: dict[str, Any] = Field(
+    definition: Annotated[dict[str, Any], AfterValidator(json_integers_in_range)] = Field(
         description=(
             "By kind — multiplier: `factor` {numerator, denominator} and `conditions`; bonus_points: "
             "`points`, `per` (purchase | line | unit) and `conditions`; event_bonus: `event` (enrolment, "
@@ -185,7 +185,7 @@ class BonusEventOut(BaseModel):
 class TiersIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    tiers: list[dict[str, Any]] = Field(
+    tiers: Annotated[list[dict[str, Any]], AfterValidator(json_integers_in_range)] = Field(
         description=(
             "Lowest first. Each: `name`, `threshold` (> 0), `measure` (qualifying_points | spend_minor), "
             '`window` ({"kind": "rolling_days", "days": N} | {"kind": "calendar_year"}), `benefits` '
