@@ -15,6 +15,7 @@ from shared.auth.guard import authorize, install_authentication_first, principal
 from shared.context import actor_var, new_request_id, request_id_var
 from shared.errors import install_problem_handlers, problem_response
 from shared.metrics import HTTP_LATENCY, HTTP_REQUESTS, HTTP_SHED
+from shared.openapi_problems import install as install_problem_docs
 from shared.telemetry import TracingMiddleware
 
 REQUEST_ID_HEADER = "x-request-id"
@@ -159,6 +160,7 @@ def create_app(
     app = FastAPI(title=title, description=description, version=version, dependencies=dependencies, **kwargs)
     app.state.service_name = service
     install_problem_handlers(app)
+    install_problem_docs(app)
     install_authentication_first(app)
     if max_in_flight > 0:  # inside the request context: refusals are counted, logged and carry the id
         app.add_middleware(LoadSheddingMiddleware, service=service, limit=max_in_flight)

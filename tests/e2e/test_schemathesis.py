@@ -30,7 +30,12 @@ import schemathesis
 from schemathesis.checks import not_a_server_error
 from schemathesis.config import SchemathesisConfig
 from schemathesis.python import asgi
-from schemathesis.specs.openapi.checks import negative_data_rejection, response_schema_conformance
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    negative_data_rejection,
+    response_schema_conformance,
+    status_code_conformance,
+)
 
 from shared.auth.policy import match_service_route, rule_for
 from tests.support.auth import ADMIN_PASSWORD, auth_gateway, auth_platform
@@ -86,10 +91,16 @@ def invalid_input_rejected(ctx: Any, response: Any, case: Any) -> bool | None:
     return result
 
 
-CHECKS = [not_a_server_error, invalid_input_rejected, response_schema_conformance]
-"""No 5xx, invalid input refused, response bodies as documented. Not `status_code_conformance` nor
-`content_type_conformance`: errors are `application/problem+json` with statuses (400, 403, 404, 409)
-that most operations do not list, which those checks report for every operation."""
+CHECKS = [
+    not_a_server_error,
+    invalid_input_rejected,
+    response_schema_conformance,
+    status_code_conformance,
+    content_type_conformance,
+]
+"""No 5xx, invalid input refused, and every response as documented: its status listed (errors under
+each operation's `default` problem response, `shared/openapi_problems.py`), its content type and its
+body."""
 
 Scope = MutableMapping[str, Any]
 ASGIApp = Callable[[Scope, Callable[[], Awaitable[Any]], Callable[[Any], Awaitable[None]]], Awaitable[None]]
