@@ -49,6 +49,7 @@ def build(settings: IdentitySettings | None = None, bus: EventBus | None = None)
     runtime.app.state.erasers = [package.erase_customer_data for package in extras.values()]
     runtime.app.state.validate_attributes = _attribute_validator(runtime)
     runtime.auth.customer_guard = _branch_guard(runtime)
+    runtime.auth.object_guard = _object_guard(runtime, runtime.auth.customer_guard)
     if settings.auto_train:
         from services.identity.batch import auto_train
 
@@ -82,6 +83,49 @@ def _branch_guard(runtime: ServiceRuntime) -> Any:
                 current = row.merged_into
         if row is not None and row.branch_id != principal.branch:
             raise Forbidden("this customer belongs to another branch")
+
+    return guard
+
+
+def _object_guard(runtime: ServiceRuntime, customer_guard: Any) -> Any:
+    """Branch-limited staff and identity's own objects (`policy.OWNERS["identity"]`: match reviews,
+    source records, households), checked in its own database like the gateway checks them (defence
+    in depth). Fails closed: an object with no customer is refused."""
+    from sqlalchemy import select
+
+    from services.identity.households.models import HouseholdMemberRow
+    from services.identity.models import MatchReviewRow, SourceRecordRow
+    from shared.auth import policy
+    from shared.auth.tokens import Principal
+    from shared.errors import Forbidden
+
+    owners = policy.OWNERS["identity"]
+
+    async def guard(principal: Principal, owner: policy.Owner, params: Any) -> None:
+        customers: list[str] = []
+        async with runtime.sessions() as session:
+            if owner is owners["review_id"]:
+                review = await session.get(MatchReviewRow, str(params["review_id"]))
+                customers = [review.customer_id, review.candidate_id] if review is not None else []
+            elif owner is owners["source_id"]:
+                found = await session.scalars(
+                    select(SourceRecordRow.customer_id).where(
+                        SourceRecordRow.source_system == str(params["source_system"]),
+                        SourceRecordRow.source_id == str(params["source_id"]),
+                    )
+                )
+                customers = list(found)
+            elif owner is owners["household_id"]:
+                found = await session.scalars(
+                    select(HouseholdMemberRow.customer_id).where(
+                        HouseholdMemberRow.household_id == str(params["household_id"])
+                    )
+                )
+                customers = list(found)
+        if not customers:
+            raise Forbidden("this object's branch cannot be checked (no such object?)")
+        for customer_id in dict.fromkeys(customers):
+            await customer_guard(principal, customer_id)
 
     return guard
 

@@ -9,7 +9,10 @@
 What an app needs is in its `AuthContext` (`app.state.auth`): the verifier (a local key set in
 embedded mode, the gateway's JWKS in distributed mode), plus optional hooks: `authenticate` (the
 gateway: API keys), `customer_guard` (branch limits), `member_guard` (branch limits on routes keyed by
-a loyalty member id: the gateway resolves the member's customer).
+a loyalty member id: the gateway resolves the member's customer), `object_guard` (branch limits on
+routes keyed by another object of customers, `policy.OWNERS`: the gateway asks the owning service).
+Customer / member ids in the body (`body=` markers) are checked for branch-limited staff with the
+customer / member guards (the body is read here; Starlette keeps it for the endpoint).
 
 Authentication and permission are decided before the request body is looked at: FastAPI parses a
 JSON body before it runs any dependency, so `install_authentication_first` makes a body error (422,
@@ -23,6 +26,7 @@ branch-limited staff here (unless narrowed to one customer of their branch by `?
 from __future__ import annotations
 
 import contextvars
+import json
 from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Mapping
 from dataclasses import dataclass, replace
 from typing import Annotated, Any, cast
@@ -48,6 +52,9 @@ CustomerGuard = Callable[[Principal, str], Awaitable[None]]
 """Raises Forbidden (or NotFound) when `principal` may not see customer `customer_id`."""
 MemberGuard = Callable[[Principal, str, Mapping[str, Any]], Awaitable[None]]
 """Raises Forbidden when `principal` may not see loyalty member `member_id` (path params given)."""
+ObjectGuard = Callable[[Principal, policy.Owner, Mapping[str, Any]], Awaitable[None]]
+"""Raises Forbidden when `principal` may not see the object `owner` finds (path params given); must
+fail closed (Forbidden) when the object's customers cannot be found."""
 
 
 @dataclass
@@ -58,6 +65,7 @@ class AuthContext:
     authenticate: Authenticator | None = None
     customer_guard: CustomerGuard | None = None
     member_guard: MemberGuard | None = None
+    object_guard: ObjectGuard | None = None
     realm: str = "crm"
 
 
@@ -155,6 +163,7 @@ async def authorize(request: Request) -> None:
         return
     principal = await authenticate(request, auth)
     params: dict[str, Any] = dict(request.path_params)
+    service = auth.service
     if rule.permission == policy.PROXY:
         service = str(params.get("service", ""))
         matched = policy.match_service_route(service, request.method, "/" + str(params.get("path", "")))
@@ -189,7 +198,50 @@ async def authorize(request: Request) -> None:
                 await auth.customer_guard(principal, str(customer_id or customer_filter))
         elif member_id is not None and auth.member_guard:
             await auth.member_guard(principal, str(member_id), params)
+        if auth.object_guard:
+            for name in rule.object_params:
+                owner = policy.owner_of(service, name)
+                if owner is not None and params.get(name):
+                    await auth.object_guard(principal, owner, params)
+        if rule.body_ids:
+            await _check_body_ids(request, auth, principal, rule, params)
     request.state.auth_checked = True
+
+
+async def _check_body_ids(
+    request: Request, auth: AuthContext, principal: Principal, rule: policy.Rule, params: Mapping[str, Any]
+) -> None:
+    """The customer / member ids a branch-limited caller puts in the body (`body=` markers). A body
+    that is not JSON is left to the route (it answers 422); an id that is not a string cannot be
+    checked: 403."""
+    try:
+        document = json.loads(await request.body() or b"null")
+    except (ValueError, RuntimeError):  # not JSON, or already consumed by a failed body validation
+        return
+    if not isinstance(document, dict):
+        return
+    checked: set[tuple[bool, str]] = set()
+    for body_id in rule.body_ids:
+        values = policy.values_at(document, body_id.path)
+        if body_id.required and "[]" in body_id.path:
+            items = policy.values_at(document, body_id.path.rsplit(".", 1)[0])
+            if len(values) < len(items):
+                raise Forbidden(
+                    f"{body_id.path} is required for a caller limited to branch {principal.branch!r}"
+                )
+        elif body_id.required and not values:
+            raise Forbidden(f"{body_id.path} is required for a caller limited to branch {principal.branch!r}")
+        for value in values:
+            if not isinstance(value, str):
+                raise Forbidden(f"{body_id.path} cannot be checked against the caller's branch")
+            if (body_id.member, value) in checked:
+                continue
+            checked.add((body_id.member, value))
+            if body_id.member:
+                if auth.member_guard:
+                    await auth.member_guard(principal, value, params)
+            elif auth.customer_guard:
+                await auth.customer_guard(principal, value)
 
 
 def _customer_filter(request: Request) -> str | None:

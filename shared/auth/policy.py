@@ -12,6 +12,17 @@
   `customer_guard` (the gateway: cached lookups to identity; identity: its own database). Routes keyed
   by a loyalty member id (`MEMBER_PARAMS`) are checked the same way once the app's `member_guard` has
   resolved the member's customer (the gateway asks loyalty).
+* Other object ids (`OWNERS`: complaints, purchases, transactions, cards, redemptions, households,
+  match reviews, source records...): for a staff user with a `branch` claim the app's `object_guard`
+  finds the customers the object belongs to — the gateway reads the owning service's route named by
+  the object's `Owner` (cached, like the member lookup) — then checks each like a path customer id.
+  It fails closed: an object whose customers cannot be found is a 403 for branch-limited staff.
+  Callers without a branch claim cost no lookup at all.
+* Ids in request bodies (`body=<field>` markers: `customer_id`, `to_member_id`, `items[].customer_id`,
+  `other_id:customer`): for a staff user with a `branch` claim, each is checked like a path customer /
+  member id (a field ending in `member_id` is a loyalty member of the path's program).
+  `body=<field>!`: branch-limited staff must give the field (its alternative, e.g. a customer
+  identifier, cannot be checked).
 * Lists of customers' personal data, for a staff user with a `branch` claim (`branch_filter`):
   - `+branch` routes are limited to the caller's branch by the service, in its query (so pagination
     stays right): the guard puts the branch on `request.state.access`, the route reads it with
@@ -123,6 +134,57 @@ MEMBER_PARAMS = ("member_id",)
 """Loyalty member ids: the object is the member's customer (resolved by the app's `member_guard`)."""
 
 
+@dataclass(frozen=True, slots=True)
+class Owner:
+    """Which customers an object belongs to: `lookup` is a GET route of `service` (its path params
+    filled from the request's), `customers` / `members` the fields of its JSON answer holding customer
+    ids / loyalty member ids (dotted, `[]` for every item of a list); a member is resolved in the
+    answer's `program_id`. Every customer found must be of the caller's branch; none found: refused.
+    The gateway's own objects (`service` "gateway") are found in its store: `lookup` names which."""
+
+    service: str
+    lookup: str
+    customers: tuple[str, ...] = ("customer_id",)
+    members: tuple[str, ...] = ()
+
+
+OWNERS: dict[str, dict[str, Owner]] = {
+    "identity": {
+        "review_id": Owner("identity", "/match-reviews/{review_id}", ("left.id", "right.id")),
+        "source_id": Owner("identity", "/records/{source_system}/{source_id}"),
+        "household_id": Owner("identity", "/households/{household_id}", ("members[].customer_id",)),
+    },
+    "interactions": {
+        "purchase_id": Owner("interactions", "/purchases/{purchase_id}"),
+        "complaint_id": Owner("interactions", "/complaints/{complaint_id}"),
+        "interaction_id": Owner("interactions", "/interactions/{interaction_id}"),
+        "survey_id": Owner("interactions", "/surveys/{survey_id}"),
+        "communication_id": Owner("interactions", "/communications/{communication_id}"),
+    },
+    "loyalty": {
+        "card_number": Owner("loyalty", "/cards/{card_number}"),
+        "transaction_id": Owner("loyalty", "/transactions/{transaction_id}"),
+        "redemption_id": Owner("loyalty", "/redemptions/{redemption_id}", (), ("member_id",)),
+        "household_id": Owner(
+            "loyalty", "/programs/{program_id}/households/{household_id}", ("members[].customer_id",)
+        ),
+    },
+    "gateway": {"credential_id": Owner("gateway", "member-login:{credential_id}")},
+}
+"""Per service, the path parameters naming an object that belongs to customers, and how to find them."""
+
+
+@dataclass(frozen=True, slots=True)
+class BodyId:
+    """A customer or loyalty member id in a request body (`body=` marker)."""
+
+    path: str
+    """Dotted, `[]` for every item of a list: `customer_id`, `items[].customer_id`."""
+    member: bool
+    required: bool = False
+    """Branch-limited staff must give it (`!`): its alternative cannot be checked."""
+
+
 class Listing(StrEnum):
     """How a route that lists customers' personal data meets a branch limit."""
 
@@ -139,6 +201,10 @@ class Rule:
     member_param: str | None = None
     listing: Listing | None = None
     """Lists customers' personal data (see `Listing`)."""
+    object_params: tuple[str, ...] = ()
+    """Path parameters naming objects of customers (`OWNERS`)."""
+    body_ids: tuple[BodyId, ...] = ()
+    """Customer / member ids in the body (`body=` markers)."""
 
     @property
     def public(self) -> bool:
@@ -150,6 +216,7 @@ class Rule:
         return (
             self.customer_param is not None
             or self.listing is not None
+            or bool(self.object_params)
             or self.permission.startswith(("profile.", "self.", "privacy."))
             or self.permission in (Perm.MEMBERS,)
         )
@@ -158,6 +225,7 @@ class Rule:
 _P = Perm
 _SELF = "+self"
 _LISTINGS = {"+" + listing.value: listing for listing in Listing}  # "+branch", "+customers"
+_BODY = "body="
 
 # --- the route table: service -> permission -> routes ("METHOD /template", "+self" marks self-service) --
 
@@ -184,16 +252,16 @@ _TABLE: dict[str, dict[str, list[str]]] = {
             "PATCH /customers/{customer_id}",
             "PUT /customers/{customer_id}/consents/{channel}/{purpose} +self",
             "PUT /customers/{customer_id}/contact-preferences +self",
-            "POST /households",
-            "POST /households/{household_id}/members",
+            "POST /households body=members[].customer_id",
+            "POST /households/{household_id}/members body=customer_id",
             "DELETE /households/{household_id}/members/{customer_id}",
-            "POST /customers/{organisation_id}/contacts",
+            "POST /customers/{organisation_id}/contacts body=customer_id",
             "DELETE /customers/{organisation_id}/contacts/{customer_id}",
             "POST /customers/{customer_id}/notes",
             "DELETE /customers/{customer_id}/notes/{note_id}",
         ],
         _P.PROFILE_MERGE: [
-            "POST /customers/{customer_id}/merge",
+            "POST /customers/{customer_id}/merge body=other_id:customer",
             "POST /customers/{customer_id}/unmerge",
             "GET /match-reviews +branch",
             "GET /match-reviews/{review_id}",
@@ -219,15 +287,15 @@ _TABLE: dict[str, dict[str, list[str]]] = {
             "GET /customers/{customer_id}/communications",
         ],
         _P.INTERACTIONS_WRITE: [
-            "POST /purchases",
-            "POST /purchases/bulk",
+            "POST /purchases body=customer_id",
+            "POST /purchases/bulk body=items[].customer_id!",
             "POST /purchases/{purchase_id}/payment-status",
             "POST /purchases/{purchase_id}/refunds",
-            "POST /interactions",
-            "POST /interactions/bulk",
-            "POST /complaints",
-            "POST /surveys",
-            "POST /communications",
+            "POST /interactions body=customer_id!",
+            "POST /interactions/bulk body=items[].customer_id!",
+            "POST /complaints body=customer_id",
+            "POST /surveys body=customer_id",
+            "POST /communications body=customer_id",
             "POST /communications/{communication_id}/delivery",
         ],
         _P.COMPLAINTS: [
@@ -319,19 +387,20 @@ _TABLE: dict[str, dict[str, list[str]]] = {
             "GET /programs/{program_id}/members/{member_id}/tier",
         ],
         _P.LOYALTY_WRITE: [
-            "POST /programs/{program_id}/members",
+            "POST /programs/{program_id}/members body=customer_id",
             "PATCH /programs/{program_id}/members/{member_id}",
             "POST /programs/{program_id}/members/{member_id}/adjustments",
-            "POST /programs/{program_id}/members/{member_id}/transfers",
+            "POST /programs/{program_id}/members/{member_id}/transfers body=to_member_id",
             "POST /transactions/{transaction_id}/reversal",
-            "POST /programs/{program_id}/households",
-            "POST /programs/{program_id}/households/{household_id}/members",
+            "POST /programs/{program_id}/households body=owner_member_id",
+            "POST /programs/{program_id}/households/{household_id}/members body=member_id",
             "DELETE /programs/{program_id}/households/{household_id}/members/{member_id}",
-            "POST /programs/{program_id}/households/{household_id}/pool-transfers",
+            "POST /programs/{program_id}/households/{household_id}/pool-transfers"
+            " body=from_member_id body=to_member_id",
             "POST /programs/{program_id}/members/{member_id}/redemptions",
             "POST /redemptions/{redemption_id}/confirm",
             "POST /redemptions/{redemption_id}/cancel",
-            "POST /programs/{program_id}/partners/{partner_id}/accruals",
+            "POST /programs/{program_id}/partners/{partner_id}/accruals body=member_id",
             "POST /programs/{program_id}/members/{member_id}/bonus-events",
         ],
         _P.LOYALTY_MANAGE: [
@@ -389,7 +458,7 @@ _TABLE: dict[str, dict[str, list[str]]] = {
         ],
         _P.MEMBERS: [
             "GET /api/admin/members +customers",
-            "POST /api/admin/members",
+            "POST /api/admin/members body=customer_id",
             "DELETE /api/admin/members/{credential_id}",
         ],
         _P.AUDIT: ["GET /api/admin/audit +customers"],
@@ -420,6 +489,25 @@ def _member_param(template: str) -> str | None:
     return next((name for name in names if name in MEMBER_PARAMS), None)
 
 
+def _object_params(service: str, template: str) -> tuple[str, ...]:
+    owners = OWNERS.get(service, {})
+    return tuple(name for name in _PARAM.findall(template) if name in owners)
+
+
+def _body_id(marker: str) -> BodyId:
+    """`body=customer_id`, `body=items[].customer_id!`, `body=other_id:customer` (kind given)."""
+    path = marker.removeprefix(_BODY)
+    required = path.endswith("!")
+    path, _, kind = path.removesuffix("!").partition(":")
+    field = path.rsplit(".", 1)[-1]
+    kind = kind or (
+        "member" if field.endswith("member_id") else "customer" if field in CUSTOMER_PARAMS else ""
+    )
+    if kind not in ("customer", "member"):
+        raise ValueError(f"{marker}: not a customer or member id field (say which: :customer or :member)")
+    return BodyId(path, member=kind == "member", required=required)
+
+
 def _build() -> dict[str, dict[tuple[str, str], Rule]]:
     routes: dict[str, dict[tuple[str, str], Rule]] = {}
     for service, by_permission in _TABLE.items():
@@ -441,6 +529,8 @@ def _build() -> dict[str, dict[tuple[str, str], Rule]]:
                     customer_param=_customer_param(path),
                     member_param=_member_param(path),
                     listing=listings[0] if listings else None,
+                    object_params=_object_params(service, path),
+                    body_ids=tuple(_body_id(flag) for flag in parts[2:] if flag.startswith(_BODY)),
                 )
         routes[service] = table
     return routes
@@ -512,7 +602,9 @@ def decide(
 
     * `CHECK_BRANCH`: allowed if the customer (a path id, the customer of a path member id, or for a
       `+customers` list the one customer the request is narrowed to, `customer_filter`) belongs to
-      the caller's branch (the app's customer / member guard decides).
+      the caller's branch (the app's customer / member guard decides); so must the customers of
+      path object ids (`OWNERS`, the app's object guard) and the customer / member ids in the body
+      (`body=` markers).
     * `FILTER_BRANCH`: allowed, the service limits the list to the caller's branch (`branch_filter`).
     * `DENY_BRANCH_LIST`: a list the service cannot limit to a branch, asked by branch-limited staff.
     """
@@ -530,11 +622,37 @@ def decide(
             return Decision.CHECK_BRANCH
         if rule.member_param is not None and path_params.get(rule.member_param) is not None:
             return Decision.CHECK_BRANCH
+        if any(path_params.get(name) for name in rule.object_params) or rule.body_ids:
+            return Decision.CHECK_BRANCH
         if rule.listing is Listing.BRANCH:
             return Decision.FILTER_BRANCH
         if rule.listing is Listing.CUSTOMERS:
             return Decision.CHECK_BRANCH if customer_filter else Decision.DENY_BRANCH_LIST
     return Decision.ALLOW
+
+
+def owner_of(service: str, param: str) -> Owner | None:
+    """How to find the customers of the object a path parameter of `service` names."""
+    return OWNERS.get(service, {}).get(param)
+
+
+def values_at(document: object, path: str) -> list[object]:
+    """The values at a dotted path of a JSON document, `[]` for every item of a list (missing: none)."""
+    found: list[object] = [document]
+    for part in path.split("."):
+        every = part.endswith("[]")
+        key = part.removesuffix("[]")
+        step: list[object] = []
+        for item in found:
+            value = item.get(key) if isinstance(item, dict) else None
+            if value is None:
+                continue
+            if every:
+                step += value if isinstance(value, list) else []
+            else:
+                step.append(value)
+        found = step
+    return found
 
 
 def branch_filter(principal: Principal | None, rule: Rule) -> str | None:

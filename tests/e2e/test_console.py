@@ -283,3 +283,27 @@ def test_roles_hide_what_they_cannot_do(server: Server, data: Seed, driver: WebD
     h1(driver, "Ana García")
     text_in(driver, "#sec-loyalty", "Adjust points")
     assert not driver.find_elements(By.XPATH, "//button[normalize-space()='Unmerge']")
+
+
+def test_branch_limited_support_sees_an_explanation_not_a_refusal(
+    server: Server, data: Seed, driver: WebDriver
+) -> None:
+    with server.client() as api:
+        created = api.post(
+            "/api/admin/users",
+            json={
+                "username": "bea",
+                "password": "branch-password-1",
+                "roles": ["support"],
+                "branch": "MAD-01",
+            },
+        )
+        assert created.status_code == 201, created.text
+    sign_in(driver, server, "bea", "branch-password-1")
+    click(driver, By.LINK_TEXT, "Complaints")
+    h1(driver, "Complaints")
+    text_in(driver, "main .branch-limited", "Your account is limited to branch MAD-01")
+    text_in(driver, "main .branch-limited", "Open a customer of your branch to see their complaints")
+    assert not driver.find_elements(By.CSS_SELECTOR, "main .error-box")
+    click(driver, By.LINK_TEXT, "find a customer")
+    h1(driver, "Customers")

@@ -224,3 +224,46 @@ async def test_a_service_app_refuses_every_protected_route_without_a_token(tmp_p
                 assert response.headers["content-type"] == "application/problem+json"
                 checked += 1
     assert checked > 150
+
+
+def test_object_ids_and_body_ids_are_checked_for_branch_limited_staff_only() -> None:
+    complaint = rule_for("interactions", "POST", "/complaints/{complaint_id}/status")
+    assert complaint is not None
+    assert complaint.object_params == ("complaint_id",)
+    assert complaint.personal_data
+    limited, free = p("user", "support", branch="MAD-01"), p("user", "support")
+    assert decide(limited, complaint, {"complaint_id": "c1"}) is Decision.CHECK_BRANCH
+    assert decide(free, complaint, {"complaint_id": "c1"}) is Decision.ALLOW  # no lookup at all
+    enrol = rule_for("loyalty", "POST", "/programs/{program_id}/members")
+    assert enrol is not None
+    assert enrol.body_ids == (policy.BodyId("customer_id", member=False),)
+    assert decide(limited, enrol, {"program_id": "club"}) is Decision.CHECK_BRANCH
+    assert decide(free, enrol, {"program_id": "club"}) is Decision.ALLOW
+    pool = rule_for("loyalty", "POST", "/programs/{program_id}/households/{household_id}/pool-transfers")
+    assert pool is not None
+    assert pool.object_params == ("household_id",)
+    assert [(b.path, b.member) for b in pool.body_ids] == [("from_member_id", True), ("to_member_id", True)]
+    bulk = rule_for("interactions", "POST", "/purchases/bulk")
+    assert bulk is not None
+    assert bulk.body_ids == (policy.BodyId("items[].customer_id", member=False, required=True),)
+    merge = rule_for("identity", "POST", "/customers/{customer_id}/merge")
+    assert merge is not None
+    assert merge.body_ids == (policy.BodyId("other_id", member=False),)
+
+
+def test_every_owner_lookup_is_a_read_of_its_service_and_its_ids_are_used() -> None:
+    for service, owners in policy.OWNERS.items():
+        for param, owner in owners.items():
+            assert "{" + param + "}" in owner.lookup
+            if owner.service != "gateway":  # the gateway's own objects are found in its store
+                assert rule_for(owner.service, "GET", owner.lookup) is not None, (service, param)
+            assert any(param in r.object_params for r in policy.ROUTES[service].values()), (service, param)
+
+
+def test_values_at_walks_dotted_paths_and_lists() -> None:
+    document = {"left": {"id": "a"}, "members": [{"customer_id": "b"}, {"customer_id": None}, {}], "x": 1}
+    assert policy.values_at(document, "left.id") == ["a"]
+    assert policy.values_at(document, "members[].customer_id") == ["b"]
+    assert policy.values_at(document, "x.y") == []
+    assert policy.values_at(document, "missing[].id") == []
+    assert policy.values_at([1], "a") == []

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import re
 import secrets
 import sys
 import time
@@ -21,6 +22,7 @@ from services.gateway.settings import GatewaySettings
 from services.gateway.upstreams import Upstream
 from shared.auth.guard import AuthContext, bearer_token
 from shared.auth.keys import LocalKeySet
+from shared.auth.policy import Owner, values_at
 from shared.auth.setup import verifier_for, warn_if_disabled
 from shared.auth.tokens import Principal
 from shared.db import create_engine
@@ -44,6 +46,7 @@ class GatewayAuth:
         self.api_key_cache: dict[str, tuple[Principal, float]] = {}
         self.branch_cache: dict[str, tuple[str | None, float]] = {}
         self.member_cache: dict[tuple[str, str], tuple[str | None, float]] = {}
+        self.object_cache: dict[tuple[str, str], tuple[tuple[str, ...] | None, float]] = {}
         self.api_key_touched: dict[str, float] = {}
         self.api_key_touch_seconds = API_KEY_TOUCH_SECONDS
         self._maintenance: asyncio.Task[None] | None = None
@@ -58,6 +61,7 @@ class GatewayAuth:
             authenticate=self.authenticate_api_key,
             customer_guard=self.branch_guard,
             member_guard=self.member_branch_guard,
+            object_guard=self.object_branch_guard,
         )
         app.add_middleware(AuditMiddleware, writer=self.audit)
 
@@ -178,6 +182,63 @@ class GatewayAuth:
             raise Forbidden("this member's branch cannot be checked (no such member in this program?)")
         await self.branch_guard(principal, customer_id)
 
+    async def object_branch_guard(
+        self, principal: Principal, owner: Owner, params: Mapping[str, Any]
+    ) -> None:
+        """Routes keyed by another object of customers (`policy.OWNERS`: a complaint, a transaction, a
+        household...): every customer it belongs to must be of the caller's branch. Fails closed: an
+        object whose customers cannot be found (unknown, the owning service down) is a 403."""
+        customers = await self._customers_of(owner, params)
+        if not customers:
+            raise Forbidden("this object's branch cannot be checked (no such object?)")
+        for customer_id in customers:
+            branch = await self._branch_of(customer_id)
+            if branch is _UNKNOWN or branch != principal.branch:
+                raise Forbidden("this object belongs to a customer of another branch")
+
+    async def _customers_of(self, owner: Owner, params: Mapping[str, Any]) -> tuple[str, ...] | None:
+        try:
+            path = _PATH_PARAM.sub(lambda m: quote(str(params[m.group(1)]), safe=""), owner.lookup)
+        except KeyError:
+            return None
+        key = (owner.service, path)
+        now = time.monotonic()
+        cached = self.object_cache.get(key)
+        if cached is not None and cached[1] > now:
+            return cached[0]
+        if owner.service == "gateway":  # its own objects: member logins
+            found_here = await self.store.customer_of_member_login(str(params.get("credential_id", "")))
+            return (found_here,) if found_here else None
+        upstream: Upstream | None = self.app.state.upstreams.get(owner.service)
+        if upstream is None:
+            return None
+        try:
+            response = await upstream.request(
+                "GET", path, headers={"authorization": f"Bearer {self.store.service_token()}"}
+            )
+        except Exception as exc:  # the owning service is down: fail closed, do not cache
+            log.warning("object_owner_lookup_failed", service=owner.service, path=path, error=repr(exc))
+            return None
+        if response.status_code != 200:
+            return None
+        document = response.json()
+        found: list[str] = [str(v) for field in owner.customers for v in values_at(document, field) if v]
+        program_id = str(document.get("program_id") or "") if isinstance(document, dict) else ""
+        for field in owner.members:
+            for member_id in values_at(document, field):
+                customer_id = (
+                    await self._customer_of_member(program_id, str(member_id)) if member_id else None
+                )
+                if customer_id is None:
+                    return None  # a member that cannot be resolved: nothing to vouch for the object
+                found.append(customer_id)
+        customers = tuple(dict.fromkeys(found))
+        if len(self.object_cache) > 100_000:
+            self.object_cache.clear()
+        # An object's customers change only on a merge (to the survivor): as short-lived as branches.
+        self.object_cache[key] = (customers, now + self.settings.auth_branch_cache_seconds)
+        return customers
+
     async def _customer_of_member(self, program_id: str, member_id: str) -> str | None:
         now = time.monotonic()
         cached = self.member_cache.get((program_id, member_id))
@@ -215,14 +276,15 @@ class GatewayAuth:
         upstream: Upstream = self.app.state.upstreams["identity"]
         response = await upstream.request(
             "GET",
-            f"/customers/{customer_id}",
+            f"/customers/{quote(customer_id, safe='')}",  # ids from bodies and queries too: quoted
             headers={"authorization": f"Bearer {self.store.service_token()}"},
         )
         if response.status_code in (404, 410):
             return _UNKNOWN
-        if response.status_code != 200:
+        document = response.json() if response.status_code == 200 else None
+        if not isinstance(document, dict):
             raise Forbidden("the customer's branch cannot be checked right now")
-        branch = response.json().get("branch_id")
+        branch = document.get("branch_id")
         if len(self.branch_cache) > 100_000:
             self.branch_cache.clear()
         self.branch_cache[customer_id] = (branch, now + self.settings.auth_branch_cache_seconds)
@@ -230,6 +292,7 @@ class GatewayAuth:
 
 
 _UNKNOWN: Any = object()
+_PATH_PARAM = re.compile(r"{([a-zA-Z_][a-zA-Z0-9_]*)}")
 API_KEY_TOUCH_SECONDS = 60.0
 
 

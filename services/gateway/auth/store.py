@@ -344,6 +344,14 @@ class AuthStore:
             rows = (await session.execute(query)).mappings().all()
         return [_member_out(dict(r)) for r in rows]
 
+    async def customer_of_member_login(self, credential_id: str) -> str | None:
+        """Whose member login this is (branch limits: `policy.OWNERS`); None: no such login."""
+        async with self.sessions() as session:
+            found = await session.scalar(
+                select(member_credentials.c.customer_id).where(member_credentials.c.id == credential_id)
+            )
+        return str(found) if found is not None else None
+
     async def disable_member(self, credential_id: str) -> None:
         async with self.sessions() as session, session.begin():
             result = await session.execute(

@@ -1,7 +1,7 @@
 // The complaints queue in SLA order (the API's: overdue first, then the nearest due date) with live
 // timers, and one complaint: assignment, status changes along its lifecycle, and messages.
 
-import { currentSession, get, post } from "../api.js";
+import { claims, currentSession, get, post } from "../api.js";
 import { badge, dl, empty, errorBox, field, fmtDate, fmtDue, form, h, page, select, table, toast } from "../dom.js";
 import { can } from "../roles.js";
 
@@ -39,9 +39,40 @@ function timer(due, answeredLabel) {
   return h("span", { class: "timer", "data-due": due, title: fmtDate(due) }, fmtDue(due));
 }
 
+// The branch a staff user is limited to (the token's `branch` claim), or null.
+function branchLimit() {
+  const s = currentSession();
+  const c = s && s.access ? claims(s.access) : {};
+  return typeof c.branch === "string" && c.branch ? c.branch : null;
+}
+
+// The queue lists every branch's complaints and the API cannot limit it to a branch, so it refuses it
+// to branch-limited staff: explain that instead of showing the refusal, and point to where they can
+// see complaints (a customer's 360, which lists that customer's).
+function branchLimited(main, branch) {
+  const note = h(
+    "div",
+    { class: "empty branch-limited", role: "status" },
+    h("p", {}, h("strong", {}, branch ? `Your account is limited to branch ${branch}.` : "Your account is limited to one branch.")),
+    h(
+      "p",
+      {},
+      "The complaint queue spans every branch, so it is not shown to you. Open a customer of your branch to see their complaints: ",
+      h("a", { href: "#/customers" }, "find a customer"),
+      ".",
+    ),
+  );
+  page(main, "Complaints", note);
+}
+
 export async function render(main, params, query) {
   if (params.id) {
     await renderOne(main, params.id);
+    return;
+  }
+  const branch = branchLimit();
+  if (branch) {
+    branchLimited(main, branch);
     return;
   }
   const filters = {
@@ -76,6 +107,10 @@ export async function render(main, params, query) {
   try {
     body = await get("/api/interactions/complaints", { ...filters, limit: 100 });
   } catch (error) {
+    if (error && error.status === 403 && /branch/i.test(error.detail || "")) {
+      branchLimited(main, (/branch '([^']+)'/.exec(error.detail) || [])[1] || null);
+      return;
+    }
     page(main, "Complaints", filterForm, errorBox(error));
     return;
   }
