@@ -79,6 +79,7 @@ def test_bench_e2e_and_report(tmp_path: Path) -> None:
         "Gateway added median latency",
         "Customer 360 at",
         "Ingest to points",
+        "segment_entered on Kafka",
         "Mixed workload: redemption",
         "Mixed workload: segment_lookup",
         "aiokafka produce + consume",
@@ -98,6 +99,8 @@ def test_bench_e2e_and_report(tmp_path: Path) -> None:
     document = json.loads((out / "report.json").read_text())
     figures = document["benchmarks"]["e2e"]["figures"]
     assert figures
+    segment = next(f for f in figures if "segment_entered on Kafka" in f["name"])
+    assert segment["value"] is not None, segment
     for figure in figures:
         assert {"name", "unit", "value", "baseline", "ratio", "target", "met"} <= set(figure)
         if figure["target"] is not None:
@@ -114,3 +117,6 @@ def test_bench_e2e_and_report(tmp_path: Path) -> None:
         "segment_lookup",
     }
     assert raw["bulk"]["failed_requests"] == 0
+    # Every acknowledged purchase of the segment phase made its customer enter the segment, on Kafka.
+    assert raw["segment"]["acknowledged"] > 0
+    assert raw["segment"]["observed"] == raw["segment"]["acknowledged"], raw["segment"]
