@@ -167,8 +167,18 @@ async def _get(
     params: list[tuple[str, str | int | float | bool | None]] | None = None,
 ) -> httpx.Response | None:
     """The service's answer, or None when it is unreachable, failing (5xx) or slower than `timeout`."""
+    # No retries and the part's own timeout on the HTTP call too: a part not waited for any more
+    # must not keep a pooled connection (or retry) long after — under overload that is what turns a
+    # burst into minutes of queued work.
     request = asyncio.ensure_future(
-        upstream.request("GET", path, params=params, headers={"x-request-id": request_id_var.get() or ""})
+        upstream.request(
+            "GET",
+            path,
+            params=params,
+            headers={"x-request-id": request_id_var.get() or ""},
+            timeout=timeout,
+            retries=0,
+        )
     )
     try:
         response = await asyncio.wait_for(asyncio.shield(request), timeout)

@@ -19,6 +19,9 @@ from shared.errors import ServiceUnavailable
 from shared.telemetry import trace_client
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+POOL_WAIT_SECONDS = 1.0
+"""How long a request waits for a free pooled connection to a service before a 503: past the pool's
+size, waiting longer only builds a queue that makes every request slow."""
 
 
 @dataclass
@@ -72,18 +75,40 @@ class Upstream:
         params: list[tuple[str, str | int | float | bool | None]] | None = None,
         headers: dict[str, str] | None = None,
         content: bytes | None = None,
+        timeout: float | None = None,
+        retries: int | None = None,
     ) -> httpx.Response:
+        """The service's answer. `timeout` (seconds, each of connect / read / write) and `retries`
+        override the client's for this call: the customer 360's parts, which stop being waited for
+        after their own timeout, pass theirs so nothing keeps a pooled connection longer."""
         if not self.breaker.allow():
             raise ServiceUnavailable(f"{self.name} service is unavailable (circuit open)", service=self.name)
         headers = _with_caller_token(headers)
-        attempts = 1 + (self.retries if method.upper() in IDEMPOTENT_METHODS else 0)
+        retry = self.retries if retries is None else retries
+        attempts = 1 + (retry if method.upper() in IDEMPOTENT_METHODS else 0)
+        limit: httpx.Timeout | httpx._client.UseClientDefault = httpx.USE_CLIENT_DEFAULT
+        if timeout is not None:
+            limit = httpx.Timeout(timeout, pool=min(timeout, POOL_WAIT_SECONDS))
         last: Exception | None = None
         for attempt in range(attempts):
             try:
                 # `path` is decoded (ids may hold any character): sent percent-encoded again.
                 response = await self.client.request(
-                    method, quote(path, safe="/"), params=params, headers=headers, content=content
+                    method,
+                    quote(path, safe="/"),
+                    params=params,
+                    headers=headers,
+                    content=content,
+                    timeout=limit,
                 )
+            except httpx.PoolTimeout as exc:
+                # Every pooled connection to the service is busy: this gateway is saturated, the
+                # service is not failing. A fast 503 (no retry, the breaker untouched) sheds the load.
+                raise ServiceUnavailable(
+                    f"{self.name} service is busy: no free connection within {POOL_WAIT_SECONDS:g} s; "
+                    "retry shortly",
+                    service=self.name,
+                ) from exc
             except (
                 httpx.ConnectError,
                 httpx.ConnectTimeout,
@@ -123,6 +148,6 @@ def _with_caller_token(headers: dict[str, str] | None) -> dict[str, str] | None:
 def http_client(base_url: str, *, timeout: float, max_connections: int) -> httpx.AsyncClient:
     return httpx.AsyncClient(
         base_url=base_url,
-        timeout=httpx.Timeout(timeout, connect=min(timeout, 2.0)),
+        timeout=httpx.Timeout(timeout, connect=min(timeout, 2.0), pool=min(timeout, POOL_WAIT_SECONDS)),
         limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
     )
