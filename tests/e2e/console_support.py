@@ -1,6 +1,6 @@
 """The staff console's test harness: the embedded platform on a free port in a background thread, a
 headless Chromium from the system's packages (`chromium`, `chromium-driver`: no browser download) and
-seed data posted through the public API. Used by `tests/e2e/test_console.py` and by
+seed data posted through the public API. Used by `tests/e2e/test_console*.py` and by
 `python -m tests.e2e.console_screenshots`."""
 
 from __future__ import annotations
@@ -346,6 +346,21 @@ def browser(width: int = 1280, height: int = 900) -> Any:
         options.add_argument(argument)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     return webdriver.Chrome(service=Service(driver), options=options)
+
+
+@contextlib.contextmanager
+def checked_browser(width: int = 1280, height: int = 900) -> Iterator[Any]:
+    """`browser()`, quit afterwards; errors in its console fail the test. Refused requests (a 422 the
+    page shows, say) are the browser's network log, not errors of the console."""
+    chrome = browser(width, height)
+    try:
+        yield chrome
+    finally:
+        severe = [
+            e for e in chrome.get_log("browser") if e["level"] == "SEVERE" and e.get("source") != "network"
+        ]
+        chrome.quit()
+        assert not severe, f"errors in the browser console: {severe}"
 
 
 def sign_in(driver: Any, server: Server, username: str = "admin", password: str = ADMIN_PASSWORD) -> None:

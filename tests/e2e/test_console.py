@@ -16,7 +16,15 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
-from tests.e2e.console_support import Seed, Server, browser, create_user, running_platform, seed, sign_in
+from tests.e2e.console_support import (
+    Seed,
+    Server,
+    checked_browser,
+    create_user,
+    running_platform,
+    seed,
+    sign_in,
+)
 
 pytestmark = [pytest.mark.timeout(300), pytest.mark.auth]
 
@@ -34,17 +42,8 @@ def data(server: Server) -> Seed:
 
 @pytest.fixture
 def driver() -> Iterator[WebDriver]:
-    chrome = browser()
-    try:
+    with checked_browser() as chrome:
         yield chrome
-    finally:
-        # Script errors fail the test; refused requests (a 422 the page shows, say) are the browser's
-        # network log, not errors of the console.
-        severe = [
-            e for e in chrome.get_log("browser") if e["level"] == "SEVERE" and e.get("source") != "network"
-        ]
-        chrome.quit()
-        assert not severe, f"errors in the browser console: {severe}"
 
 
 def wait(driver: WebDriver, seconds: float = 20) -> WebDriverWait[WebDriver]:

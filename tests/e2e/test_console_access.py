@@ -26,7 +26,7 @@ from tests.e2e.console_support import (
     ADMIN_PASSWORD,
     Seed,
     Server,
-    browser,
+    checked_browser,
     running_platform,
     seed,
     sign_in,
@@ -50,15 +50,8 @@ def data(server: Server) -> Seed:
 
 @pytest.fixture
 def driver() -> Iterator[WebDriver]:
-    chrome = browser()
-    try:
+    with checked_browser() as chrome:
         yield chrome
-    finally:
-        severe = [
-            e for e in chrome.get_log("browser") if e["level"] == "SEVERE" and e.get("source") != "network"
-        ]
-        chrome.quit()
-        assert not severe, f"errors in the browser console: {severe}"
 
 
 def wait(driver: WebDriver, seconds: float = 20) -> WebDriverWait[WebDriver]:
