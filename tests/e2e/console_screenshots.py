@@ -21,6 +21,7 @@ PAGES: list[tuple[str, str, str]] = [
     ("complaints", "#/complaints", "most urgent first"),
     ("complaint", "#/complaints/{complaint}", "History"),
     ("segments", "#/segments/new", "Customers who match"),
+    ("segment", "#/segments/{segment}", "Membership over time"),
     ("loyalty", "#/loyalty/default", "Coffee voucher"),
     ("dashboards", "#/dashboards", "Points liability"),
 ]
@@ -53,7 +54,21 @@ def capture(out: Path, width: int = 1280) -> list[Path]:
             driver.save_screenshot(str(path))
             saved.append(path)
             sign_in(driver, server)
-            ids = {"ana": data.ana["id"], "review": data.review_id, "complaint": data.complaint_id}
+            with server.client() as api:  # a saved segment, for its members and membership over time
+                created = api.post(
+                    "/api/segmentation/segments",
+                    json={
+                        "name": "Buyers",
+                        "rule": {"field": "purchase_count", "op": ">=", "value": 1},
+                    },
+                )
+                created.raise_for_status()
+            ids = {
+                "ana": data.ana["id"],
+                "review": data.review_id,
+                "complaint": data.complaint_id,
+                "segment": created.json()["segment"]["id"],
+            }
             for name, route, marker in PAGES:
                 driver.set_window_size(width, 900)
                 driver.get(f"{server.url}/console/{route.format(**ids)}")

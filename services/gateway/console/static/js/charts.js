@@ -76,7 +76,7 @@ function ticksFor(max, integer) {
   return { max: top, ticks };
 }
 
-export function barChart(title, data, { format = String, series = null, note = null, integer = false } = {}) {
+export function barChart(title, data, { format = String, series = null, note = null, integer = false, labels = 12 } = {}) {
   const keys = series || [{ name: "value", key: "value" }];
   const width = 640;
   const height = 260;
@@ -97,7 +97,7 @@ export function barChart(title, data, { format = String, series = null, note = n
   }
   const band = plotW / Math.max(1, data.length);
   const barW = Math.max(2, (band * 0.7) / keys.length);
-  const every = Math.ceil(data.length / 12);
+  const every = Math.ceil(data.length / labels); // at most `labels` axis labels, so they never overlap
   data.forEach((d, i) => {
     keys.forEach((k, j) => {
       const v = Number(d[k.key]) || 0;

@@ -251,6 +251,7 @@ async function renderHistory(chartBox, id, interval = "day") {
   clear(body).append(
     lineChart(`Members at the end of each ${interval}`, buckets.map((b) => ({ label: label(b), value: b.members })), { format }),
     barChart(`Entries and exits per ${interval}`, buckets.map((b) => ({ label: label(b), entered: b.entered, exited: b.exited })), {
+      labels: 6, // dated labels in a half-width card
       format,
       integer: true,
       series: [{ name: "Entered", key: "entered" }, { name: "Exited", key: "exited" }],
