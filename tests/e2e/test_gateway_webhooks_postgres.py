@@ -65,7 +65,8 @@ async def hub(pg_database: str, tmp_path: Path) -> AsyncIterator[tuple[WebhookHu
         received.append(request)
         return httpx.Response(500 if len(received) == 1 else 204)
 
-    settings = load_settings(var_dir=tmp_path, database_url=pg_database, webhook_backoff_seconds=0.01)
+    # A backoff long enough that "not due yet" holds on a busy machine, short enough to wait out.
+    settings = load_settings(var_dir=tmp_path, database_url=pg_database, webhook_backoff_seconds=1.0)
     hub = WebhookHub(
         settings, pg_database, bus=InProcessBus(), owns_bus=False, transport=httpx.MockTransport(answer)
     )
@@ -100,7 +101,7 @@ async def test_deliveries_on_postgres(hub: tuple[WebhookHub, list[httpx.Request]
     assert await webhooks.consumer.handle_batch([delivery]) == []  # redelivered: skipped
     assert await webhooks.send_due() == 1  # fails once (500)
     assert await webhooks.send_due() == 0  # not due yet
-    await asyncio.sleep(0.05)
+    await asyncio.sleep(1.1)
     assert await webhooks.send_due() == 1
     (logged,) = await webhooks.deliveries(subscription.id)
     assert logged.status == "delivered"
