@@ -13,9 +13,8 @@ import pytest
 from services.platform import Platform, build_platform
 from services.segmentation.segments import routes as segment_routes
 from shared.contracts.segmentation import SegmentEntered, SegmentExited
-from shared.events.envelope import CloudEvent, EventPayload
-from shared.messaging.consumer import EventConsumer
-from shared.uow import UnitOfWork
+from shared.events.envelope import EventPayload
+from tests.support.platform import gateway_client, new_customer, watch
 
 API = "/api/segmentation"
 
@@ -42,33 +41,16 @@ def platform(tmp_path: Path) -> Platform:
 @pytest.fixture
 def seen(platform: Platform) -> list[EventPayload]:
     """What a subscriber of the segments topic receives (a consumer group of its own)."""
-    received: list[EventPayload] = []
-    watcher = EventConsumer("e2e-segment-watcher", platform.runtimes["segmentation"].uow)
-
-    async def keep(_uow: UnitOfWork, payload: EventPayload, _envelope: CloudEvent) -> None:
-        received.append(payload)
-
-    for payload_class in (SegmentEntered, SegmentExited):
-        watcher.on(payload_class)(keep)
-    platform.bus.subscribe(watcher)
-    return received
+    return watch(platform, "segmentation", "e2e-segment-watcher", SegmentEntered, SegmentExited)
 
 
 @pytest.fixture
 async def gw(platform: Platform, seen: list[EventPayload]) -> AsyncIterator[httpx.AsyncClient]:
-    app = platform.gateway()
-    transport = httpx.ASGITransport(app=app)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=transport, base_url="http://gw") as c,
-    ):
-        yield c
+    async with gateway_client(platform) as client:
+        yield client
 
 
-async def customer(gw: httpx.AsyncClient, email: str) -> str:
-    response = await gw.post("/api/identity/customers", json={"given_name": "Ana", "email": email})
-    assert response.status_code == 201, response.text
-    return str(response.json()["customer"]["id"])
+customer = new_customer
 
 
 async def buy(gw: httpx.AsyncClient, customer_id: str, price: int) -> None:
