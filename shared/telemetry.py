@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -210,15 +210,28 @@ def event_span(
     traceparent: str | None,
     tracestate: str | None,
     attributes: dict[str, Any],
+    links: Sequence[tuple[str | None, str | None]] = (),
 ) -> Iterator[Span | None]:
     """A span for one event, child of the context it was written in, current inside the block (so
-    events published there carry it on). Yields None, at no cost, when the service's tracing is off."""
+    events published there carry it on). Yields None, at no cost, when the service's tracing is off.
+
+    `links` (traceparent, tracestate pairs): for a span handling several events at once, the other
+    events' contexts, linked (OpenTelemetry's way to say "this span also continues those")."""
     tel = _registry.get(service) or telemetry(service)
     if tel.provider is None:
         yield None
         return
+    span_links = []
+    for link_parent, link_state in links:
+        linked = parent_context(link_parent, link_state)
+        if linked is not None:
+            span_links.append(trace.Link(trace.get_current_span(linked).get_span_context()))
     with tel.tracer.start_as_current_span(
-        name, context=parent_context(traceparent, tracestate), kind=kind, attributes=attributes
+        name,
+        context=parent_context(traceparent, tracestate),
+        kind=kind,
+        attributes=attributes,
+        links=span_links,
     ) as span:
         yield span
 

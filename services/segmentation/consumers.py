@@ -53,6 +53,12 @@ def register(consumer: EventConsumer) -> None:
     async def purchase_recorded(uow: UnitOfWork, event: PurchaseRecorded, _envelope: CloudEvent) -> None:
         await service.on_purchase_recorded(uow, event)
 
+    @consumer.on_many(PurchaseRecorded)
+    async def purchases_recorded(
+        uow: UnitOfWork, events: list[PurchaseRecorded], _envelopes: list[CloudEvent]
+    ) -> None:
+        await service.on_purchases_recorded(uow, events)
+
     @consumer.on(PurchaseRefunded)
     async def purchase_refunded(uow: UnitOfWork, event: PurchaseRefunded, _envelope: CloudEvent) -> None:
         await service.on_purchase_refunded(uow, event)

@@ -10,6 +10,7 @@ customers at a time.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -526,6 +527,102 @@ async def add_purchase(
     row.updated_at = datetime.now(UTC)
     await session.flush()
     return True
+
+
+@dataclass(frozen=True, slots=True)
+class NewPurchase:
+    customer_id: str
+    occurred_at: datetime
+    currency: str
+    total_minor: int
+    channel: str
+
+
+async def add_purchases(session: AsyncSession, purchases: Sequence[NewPurchase]) -> list[str]:
+    """`add_purchase` for many purchases at once (a consumer's run of events): the features of their
+    customers end exactly as after adding them one by one, in a fixed number of statements — their
+    rows read and locked in one SELECT, the spend per customer and currency upserted in one statement,
+    the rows written in one executemany. Customers that cannot be updated in place (no features row
+    yet, or a purchase in another currency than their main one) are recomputed from their facts with
+    `refresh` (the facts must be stored already). Returns the customers touched, sorted."""
+    by_customer: dict[str, list[NewPurchase]] = {}
+    for purchase in purchases:
+        by_customer.setdefault(purchase.customer_id, []).append(purchase)
+    ids = sorted(by_customer)
+    if not ids:
+        return []
+    held = {
+        row.customer_id: row
+        for row in await session.scalars(
+            select(CustomerFeatures)
+            .where(CustomerFeatures.customer_id.in_(ids))
+            .order_by(CustomerFeatures.customer_id)
+            .with_for_update()
+        )
+    }
+    quick: list[str] = []
+    slow: list[str] = []
+    for customer_id in ids:
+        row = held.get(customer_id)
+        currencies = {p.currency for p in by_customer[customer_id]}
+        in_place = row is not None and len(currencies) == 1 and row.currency in (None, *currencies)
+        if not in_place:
+            slow.append(customer_id)
+        else:
+            quick.append(customer_id)
+    if quick:
+        dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
+        insert: Any = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        statement = insert(CustomerSpend)
+        upsert = statement.on_conflict_do_update(
+            index_elements=[CustomerSpend.customer_id, CustomerSpend.currency],
+            set_={
+                "purchase_count": CustomerSpend.purchase_count + statement.excluded.purchase_count,
+                "total_minor": CustomerSpend.total_minor + statement.excluded.total_minor,
+            },
+        ).returning(CustomerSpend.customer_id, CustomerSpend.purchase_count, CustomerSpend.total_minor)
+        spent = {
+            customer_id: (int(count), int(total))
+            for customer_id, count, total in await session.execute(
+                upsert,
+                [
+                    {
+                        "customer_id": customer_id,
+                        "currency": by_customer[customer_id][0].currency,
+                        "purchase_count": len(by_customer[customer_id]),
+                        "total_minor": sum(p.total_minor for p in by_customer[customer_id]),
+                    }
+                    for customer_id in quick
+                ],
+            )
+        }
+        now = datetime.now(UTC)
+        for customer_id in quick:
+            row, added = held[customer_id], by_customer[customer_id]
+            count, currency_total = spent[customer_id]
+            row.purchase_count += len(added)
+            channels = set(row.channels or [])
+            for purchase in added:
+                at = _aware(purchase.occurred_at)
+                row.first_purchase_at = _min(_aware(row.first_purchase_at), at)
+                row.last_purchase_at = _max(_aware(row.last_purchase_at), at)
+                channels.add(purchase.channel)
+            row.currency = added[0].currency
+            row.total_spend_minor = currency_total
+            row.net_spend_minor = currency_total - row.refunded_minor
+            row.average_order_minor = currency_total // count
+            first, last = row.first_purchase_at, row.last_purchase_at
+            if row.purchase_count >= 2 and first is not None and last is not None:
+                span = (last - first).total_seconds() / 86_400
+                row.mean_interpurchase_days = round(span / (row.purchase_count - 1), 3)
+            if not channels <= set(row.channels or []):
+                names = sorted(channels)
+                row.channels, row.channel_count, row.multichannel = names, len(names), len(names) >= 2
+            row.updated_at = now
+        await session.flush()
+    if slow:
+        await refresh(session, slow)
+    return ids
 
 
 async def add_contact(session: AsyncSession, customer_id: str, occurred_at: datetime, channel: str) -> bool:

@@ -16,7 +16,7 @@ transaction.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
@@ -165,6 +165,26 @@ async def current_id(session: AsyncSession, customer_id: str) -> str:
     return current
 
 
+async def current_ids(session: AsyncSession, customer_ids: Iterable[str]) -> dict[str, str]:
+    """`current_id` of many customers at once: one query per step along the longest merge chain."""
+    current = {c: c for c in customer_ids}
+    frontier = set(current)
+    for _ in range(32):
+        if not frontier:
+            break
+        chain = select(MergedCustomer.customer_id, MergedCustomer.merged_into).where(
+            MergedCustomer.customer_id.in_(sorted(frontier))
+        )
+        step = {merged: into for merged, into in await session.execute(chain)}
+        if not step:
+            break
+        for customer_id, now_at in current.items():
+            if now_at in step:
+                current[customer_id] = step[now_at]
+        frontier = set(step.values())
+    return current
+
+
 async def refreshed(uow: UnitOfWork, customer_ids: list[str]) -> None:
     await feature_store.refresh(uow.session, customer_ids)
     for hook in _HOOKS:
@@ -240,6 +260,45 @@ async def on_purchase_recorded(uow: UnitOfWork, event: PurchaseRecorded) -> None
     if not quick:
         await feature_store.refresh(uow.session, [customer])
     await _run_hooks(uow, _HOOKS, [customer], PURCHASE_CHANGES)
+
+
+async def on_purchases_recorded(uow: UnitOfWork, events: Sequence[PurchaseRecorded]) -> None:
+    """A run of purchases at once (the consumer's batch): their facts in one statement, the features of
+    their customers updated together (`add_purchases`), then value, risk, stage and segments evaluated
+    once for all of them. The same end state as `on_purchase_recorded` one by one — only a customer's
+    steps in between (entering a segment and leaving it again within the run) are not announced."""
+    session = uow.session
+    current = await current_ids(session, {e.customer_id for e in events})
+    table = PurchaseFact.__table__
+    stored: set[str] = set()
+    rows = [
+        {
+            "purchase_id": e.purchase_id,
+            "customer_id": current[e.customer_id],
+            "origin_customer_id": e.customer_id,
+            "occurred_at": e.occurred_at,
+            "currency": e.currency,
+            "total_minor": e.total_minor,
+            "channel": e.channel,
+        }
+        for e in events
+    ]
+    statement = _insert(session)(table).on_conflict_do_nothing().returning(table.c.purchase_id)
+    for start in range(0, len(rows), 500):
+        stored.update((await session.execute(statement, rows[start : start + 500])).scalars())
+    new: list[feature_store.NewPurchase] = []
+    for e in events:  # a purchase id twice in the run: the first one is the fact (as one by one)
+        if e.purchase_id in stored:
+            stored.discard(e.purchase_id)
+            new.append(
+                feature_store.NewPurchase(
+                    current[e.customer_id], e.occurred_at, e.currency, e.total_minor, e.channel
+                )
+            )
+    if not new:
+        return
+    customers = await feature_store.add_purchases(session, new)
+    await _run_hooks(uow, _HOOKS, customers, PURCHASE_CHANGES)
 
 
 async def on_purchase_refunded(uow: UnitOfWork, event: PurchaseRefunded) -> None:

@@ -18,6 +18,13 @@ Handlers that catch a database error themselves must do so inside their own save
 (`session.begin_nested()`), as they must in the isolated mode too (PostgreSQL refuses every further
 statement of a transaction after an error, a savepoint release included).
 
+A handler may also be registered for several events at once (`on_many`): in the optimistic mode, a
+run of consecutive new events of that type is handed over in one call, so the handler can do set-based
+work (one multi-row INSERT, one re-evaluation of every customer touched) instead of the same statements
+once per event. Consecutive only: events of other types between them keep their place in the order.
+A lone event, and every event in the isolated mode, goes through the one-event handler, so a poison
+event is still dead-lettered on its own.
+
 The caller commits the source position (Kafka offset, outbox row) only after this returns.
 """
 
@@ -50,6 +57,7 @@ log = get_logger(__name__)
 
 P = TypeVar("P", bound=EventPayload)
 Handler = Callable[[UnitOfWork, P, CloudEvent], Awaitable[None]]
+BatchHandler = Callable[[UnitOfWork, list[P], list[CloudEvent]], Awaitable[None]]
 
 
 class _HandlerFailed(Exception):
@@ -104,6 +112,7 @@ class DeadLetter:
 class _Registration(Generic[P]):
     payload_class: type[P]
     handler: Handler[P]
+    batch: BatchHandler[P] | None = None
 
 
 class EventConsumer:
@@ -136,6 +145,29 @@ class EventConsumer:
 
         return register
 
+    def on_many(self, payload_class: type[P]) -> Callable[[BatchHandler[P]], BatchHandler[P]]:
+        """Register a handler for runs of consecutive events of one class, called with their payloads
+        and envelopes in delivery order: `@consumer.on_many(PurchaseRecorded) async def f(uow,
+        purchases, events): ...`. It must leave the same state as handling them one by one (only the
+        intermediate steps between them may be skipped). Lone events go to the `on` handler, which
+        defaults to this one called with a list of one."""
+
+        def register(handler: BatchHandler[P]) -> BatchHandler[P]:
+            full_type = payload_class.full_type()
+            registration = self._registrations.get(full_type)
+            if registration is None:
+
+                async def one(uow: UnitOfWork, payload: P, event: CloudEvent) -> None:
+                    await handler(uow, [payload], [event])
+
+                registration = self._registrations[full_type] = _Registration(payload_class, one)
+            if registration.batch is not None:
+                raise ValueError(f"{self.group}: two batch handlers for {full_type}")
+            registration.batch = handler
+            return handler
+
+        return register
+
     @property
     def topics(self) -> list[str]:
         return sorted({r.payload_class.topic.name for r in self._registrations.values()})
@@ -164,13 +196,21 @@ class EventConsumer:
         handled: Counter[str] = Counter()
         async with self.uow_factory() as uow:
             fresh = await self._claim(uow.session, [d.event for d in relevant])
-            for delivery in relevant:
-                if delivery.event.id in fresh:
+            todo = [d for d in relevant if d.event.id in fresh]
+            if isolated:
+                for delivery in todo:
                     letter = await self._handle_one(uow, delivery, isolated)
                     if letter is not None:
                         dead.append(letter)
                     else:
                         handled[delivery.event.type] += 1
+            else:
+                for run in self._runs(todo):
+                    if len(run) == 1:
+                        await self._handle_shared(uow, run[0])
+                    else:
+                        await self._handle_run(uow, run)
+                    handled[run[0].event.type] += len(run)
             await uow.commit()
         for event_type, count in handled.items():
             EVENTS_HANDLED.labels(self.group, event_type).inc(count)
@@ -221,6 +261,55 @@ class EventConsumer:
             if is_transient(exc):
                 raise
             raise _HandlerFailed(event.id) from exc
+        finally:
+            request_id_var.reset(token)
+
+    def _runs(self, deliveries: Sequence[Delivery]) -> list[list[Delivery]]:
+        """The deliveries in order, consecutive events of a type with a batch handler grouped."""
+        runs: list[list[Delivery]] = []
+        for delivery in deliveries:
+            event_type = delivery.event.type
+            if (
+                runs
+                and runs[-1][0].event.type == event_type
+                and self._registrations[event_type].batch is not None
+            ):
+                runs[-1].append(delivery)
+            else:
+                runs.append([delivery])
+        return runs
+
+    async def _handle_run(self, uow: UnitOfWork, run: Sequence[Delivery]) -> None:
+        """A run of events for a batch handler, in the optimistic mode: one span, child of the first
+        event's context and linked to the others'; the request id only if they all share it."""
+        first = run[0]
+        registration = self._registrations[first.event.type]
+        assert registration.batch is not None
+        request_ids = {d.event.requestid for d in run}
+        token = request_id_var.set(first.event.requestid if len(request_ids) == 1 else None)
+        try:
+            with (
+                event_span(
+                    self.service,
+                    f"process {first.topic}",
+                    kind=SpanKind.CONSUMER,
+                    traceparent=first.event.traceparent,
+                    tracestate=first.event.tracestate,
+                    attributes={
+                        **_span_attributes(self.group, first),
+                        "messaging.batch.message_count": len(run),
+                    },
+                    links=[(d.event.traceparent, d.event.tracestate) for d in run[1:]],
+                )
+                if telemetry(self.service).enabled
+                else contextlib.nullcontext()
+            ):
+                payloads = [registration.payload_class.model_validate(d.event.data) for d in run]
+                await registration.batch(uow, payloads, [d.event for d in run])
+        except Exception as exc:
+            if is_transient(exc):
+                raise
+            raise _HandlerFailed(first.event.id) from exc
         finally:
             request_id_var.reset(token)
 

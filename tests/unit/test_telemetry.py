@@ -16,10 +16,10 @@ from opentelemetry.trace import SpanKind, StatusCode
 from services.platform import Platform, build_platform
 from shared import telemetry
 from shared.contracts.identity import CustomerRegistered
-from shared.events.envelope import CloudEvent, EventPayload
+from shared.events.envelope import CloudEvent, EventPayload, new_event
 from shared.events.kafka_binding import from_kafka, to_kafka
 from shared.messaging.bus import EventBus, InProcessBus, OutboundMessage, StoredDeadLetter
-from shared.messaging.consumer import EventConsumer
+from shared.messaging.consumer import Delivery, EventConsumer
 from shared.messaging.relay import OutboxRelay, _stored_event
 from shared.uow import UnitOfWork
 from tests.support.auth import auth_gateway, auth_platform, authed
@@ -258,6 +258,35 @@ async def test_a_dead_lettered_event_marks_its_consumer_span_as_an_error(
     assert handled.parent is not None
     assert published.parent is not None
     assert handled.parent.span_id == published.parent.span_id  # siblings under the writing span
+
+
+async def test_a_run_of_events_is_one_span_linked_to_every_event_it_handled(
+    consumer_side: Side, note_class: type[EventPayload], spans: Any
+) -> None:
+    """A batch handler's span continues the first event's trace and links the others' (one span per
+    run, as OpenTelemetry's messaging conventions describe batch processing)."""
+    telemetry.configure("runs", "memory")
+    consumer = EventConsumer("crm-runs", consumer_side.uow)
+    seen: list[int] = []
+
+    @consumer.on_many(note_class)
+    async def many(_uow: UnitOfWork, payloads: list[Any], _events: list[CloudEvent]) -> None:
+        seen.append(len(payloads))
+
+    parents = [f"00-{i:032x}-{i:016x}-01" for i in (1, 2, 3)]
+    deliveries = []
+    for i, traceparent in enumerate(parents):
+        payload = note_class(note_id=f"n-{i}", customer_id="c1", amount=i)
+        event = new_event(payload, source="/test").model_copy(update={"traceparent": traceparent})
+        deliveries.append(Delivery(event=event, topic=note_class.topic.name))
+    assert await consumer.handle_batch(deliveries) == []
+    assert seen == [3]
+    [handled] = [s for s in spans.get_finished_spans() if s.kind is SpanKind.CONSUMER]
+    assert handled.context is not None
+    assert handled.context.trace_id == 1
+    assert handled.attributes is not None
+    assert handled.attributes["messaging.batch.message_count"] == 3
+    assert sorted(link.context.trace_id for link in handled.links) == [2, 3]
 
 
 # -- (3) exporter none: nothing recorded, nothing propagated -----------------------------------------

@@ -1,0 +1,188 @@
+"""Purchases handled as a run (the consumer's batch handler) end exactly where the same events handled
+one at a time end: features, spend per currency, value, risk, stage and segment membership, on SQLite
+and PostgreSQL. The events are seeded but awkward: customers never registered, a second currency,
+a purchase id delivered twice under two event ids, an event redelivered, merges between the runs."""
+
+from __future__ import annotations
+
+import random
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from services.segmentation.app import build
+from services.segmentation.models import CustomerFeatures, CustomerSpend
+from services.segmentation.segments import service as segments
+from services.segmentation.segments.models import Segment, SegmentMember
+from services.segmentation.segments.schemas import SegmentIn
+from services.segmentation.settings import load_settings
+from services.segmentation.value.models import CustomerValue
+from shared.contracts.identity import CustomerMerged, CustomerRegistered
+from shared.contracts.interactions import PurchaseLine, PurchaseRecorded
+from shared.events.envelope import new_event
+from shared.messaging.bus import InProcessBus
+from shared.messaging.consumer import Delivery
+from shared.metrics import BATCH_ISOLATION_FALLBACKS
+from shared.runtime import ServiceRuntime
+
+NOW = datetime.now(UTC).replace(microsecond=0)
+RULES = {
+    "Regulars": {"purchases": {"within_days": 365, "at_least": 3}},
+    "Web buyers": {"field": "channels", "op": "contains", "value": "web"},
+    "Big spenders": {"field": "net_spend_minor", "op": ">=", "value": 40_000},
+}
+
+
+def delivery(payload: Any) -> Delivery:
+    return Delivery(event=new_event(payload, source="/tests/interactions"), topic=payload.topic.name)
+
+
+def scenario(seed: int) -> list[list[Delivery]]:
+    """Runs of deliveries: registrations, then purchases in runs with merges between them."""
+    rng = random.Random(seed)
+    customers = [f"c-{i}" for i in range(24)]
+    runs: list[list[Delivery]] = [
+        [
+            delivery(CustomerRegistered(customer_id=c, kind="person", status="customer", registered_at=NOW))
+            for c in customers[:18]  # the last six are never registered
+        ]
+    ]
+
+    def purchase(i: int) -> PurchaseRecorded:
+        minor = rng.randint(500, 20_000)
+        return PurchaseRecorded(
+            purchase_id=f"p-{seed}-{i}",
+            customer_id=rng.choice(customers),
+            channel=rng.choice(["store", "web", "app"]),
+            occurred_at=NOW - timedelta(days=rng.randint(0, 700), minutes=i),
+            currency="USD" if rng.random() < 0.08 else "EUR",
+            total_minor=minor,
+            lines=[PurchaseLine(sku="SKU-1", quantity=1, unit_price_minor=minor)],
+        )
+
+    made = 0
+    for run_no in range(4):
+        run = []
+        for _ in range(rng.randint(30, 60)):
+            run.append(delivery(purchase(made)))
+            made += 1
+        again = run[rng.randrange(len(run))].event.data
+        run.append(delivery(PurchaseRecorded.model_validate(again)))  # same purchase, new event id
+        run.append(run[rng.randrange(len(run))])  # the same event redelivered
+        rng.shuffle(run)
+        runs.append(run)
+        survivor, absorbed = rng.sample(customers, 2)
+        runs.append(
+            [
+                delivery(
+                    CustomerMerged(
+                        customer_id=survivor,
+                        merged_id=absorbed,
+                        merge_id=f"m-{run_no}",
+                        method="deterministic",
+                        merged_at=NOW,
+                    )
+                )
+            ]
+        )
+        customers.remove(absorbed)
+    return runs
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_urls(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, str]:
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path / 'one.db'}", f"sqlite+aiosqlite:///{tmp_path / 'runs.db'}"
+    return request.getfixturevalue("pg_database"), request.getfixturevalue("pg_database_2")
+
+
+async def started(url: str) -> ServiceRuntime:
+    runtime = build(load_settings(database_url=url), InProcessBus())
+    await runtime.start()
+    await runtime.relay.stop()
+    for name, rule in RULES.items():
+        await segments.create(runtime.uow(), SegmentIn(name=name, rule=rule))
+    return runtime
+
+
+async def state(runtime: ServiceRuntime) -> dict[str, Any]:
+    def rows(objects: Sequence[Any], key: Any, skip: set[str]) -> dict[Any, dict[str, Any]]:
+        return {
+            key(o): {c: getattr(o, c) for c in o.__table__.columns.keys() if c not in skip}  # noqa: SIM118
+            for o in objects
+        }
+
+    async with runtime.sessions() as session:
+        features = (await session.scalars(select(CustomerFeatures))).all()
+        spend = (await session.scalars(select(CustomerSpend))).all()
+        value = (await session.scalars(select(CustomerValue))).all()
+        names = {s.id: s.name for s in await session.scalars(select(Segment))}
+        members = {(names[m.segment_id], m.customer_id) for m in await session.scalars(select(SegmentMember))}
+    return {
+        "features": rows(features, lambda o: o.customer_id, {"updated_at"}),
+        "spend": rows(spend, lambda o: (o.customer_id, o.currency), set()),
+        "value": rows(value, lambda o: o.customer_id, {"updated_at"}),
+        "members": members,
+    }
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+async def test_a_run_of_purchases_ends_where_one_by_one_ends(
+    database_urls: tuple[str, str], seed: int
+) -> None:
+    one_url, runs_url = database_urls
+    one, batched = await started(one_url), await started(runs_url)
+    fallbacks = BATCH_ISOLATION_FALLBACKS.labels(batched.consumer.group)
+    fallbacks_before = fallbacks._value.get()
+    try:
+        for run in scenario(seed):
+            for d in run:
+                assert await one.consumer.handle_batch([d]) == []
+            assert await batched.consumer.handle_batch(run) == []
+        assert fallbacks._value.get() == fallbacks_before, "the run was not handled as one batch"
+        expected, got = await state(one), await state(batched)
+    finally:
+        await one.stop()
+        await batched.stop()
+    assert len(expected["features"]) >= 15
+    assert any(currency == "USD" for _, currency in expected["spend"])
+    assert {name for name, _ in expected["members"]} == set(RULES)
+    for part in ("features", "spend", "value", "members"):
+        assert got[part] == expected[part], part
+
+
+async def test_a_lone_purchase_still_goes_through_the_one_event_handler(tmp_path: Path) -> None:
+    runtime = await started(f"sqlite+aiosqlite:///{tmp_path / 'seg.db'}")
+    try:
+        calls: list[int] = []
+        registration = runtime.consumer._registrations[PurchaseRecorded.full_type()]
+        batch = registration.batch
+        assert batch is not None
+
+        async def counting(uow: Any, payloads: list[Any], events: list[Any]) -> None:
+            calls.append(len(payloads))
+            await batch(uow, payloads, events)
+
+        registration.batch = counting
+        purchase = scenario(3)[1][0]
+        assert await runtime.consumer.handle_batch([purchase]) == []
+        assert calls == []
+        second = delivery(
+            PurchaseRecorded.model_validate({**purchase.event.data, "purchase_id": str(uuid.uuid4())})
+        )
+        third = delivery(
+            PurchaseRecorded.model_validate({**purchase.event.data, "purchase_id": str(uuid.uuid4())})
+        )
+        assert await runtime.consumer.handle_batch([second, third]) == []
+        assert calls == [2]
+        async with runtime.sessions() as session:
+            row = await session.get(CustomerFeatures, purchase.event.data["customer_id"])
+        assert row is not None
+        assert row.purchase_count == 3
+    finally:
+        await runtime.stop()
