@@ -11,10 +11,11 @@ state change and the events. After a commit the outbox relay is woken so events 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -37,6 +38,7 @@ class UnitOfWork:
         self._on_commit = on_commit
         self._session: AsyncSession | None = None
         self._published = 0
+        self._deferred: list[dict[str, Any]] | None = None
 
     @property
     def session(self) -> AsyncSession:
@@ -47,6 +49,7 @@ class UnitOfWork:
     async def __aenter__(self) -> Self:
         self._session = self._sessions()
         self._published = 0
+        self._deferred = None
         return self
 
     async def __aexit__(
@@ -61,18 +64,37 @@ class UnitOfWork:
     async def publish(self, payload: EventPayload, *, time: datetime | None = None) -> CloudEvent:
         """Write the event to the outbox in this transaction; it leaves only if the transaction commits."""
         event = new_event(payload, source=self.source, time=time)
-        await self.session.execute(
-            self.tables.outbox.insert().values(
-                event_id=event.id,
-                topic=payload.topic.name,
-                key=event.subject,
-                type=event.type,
-                envelope=event.model_dump(mode="json"),
-                created_at=datetime.now(UTC),
-            )
-        )
+        row = {
+            "event_id": event.id,
+            "topic": payload.topic.name,
+            "key": event.subject,
+            "type": event.type,
+            "envelope": event.model_dump(mode="json"),
+            "created_at": datetime.now(UTC),
+        }
+        if self._deferred is not None:
+            self._deferred.append(row)
+        else:
+            await self.session.execute(self.tables.outbox.insert().values(**row))
         self._published += 1
         return event
+
+    @contextlib.asynccontextmanager
+    async def deferred_publishing(self) -> AsyncIterator[None]:
+        """Inside the block, `publish` collects the outbox rows and they are written together when the
+        block ends (one statement instead of one each), in the order published. For a consumer's run of
+        events, which has no savepoints: if the block raises, nothing is written (the transaction is
+        abandoned anyway)."""
+        if self._deferred is not None:  # nested: the outer block writes them
+            yield
+            return
+        self._deferred = []
+        try:
+            yield
+            rows = self._deferred
+        finally:
+            self._deferred = None
+        await insert_rows(self.session, self.tables.outbox, rows)
 
     async def publish_many(self, payloads: Sequence[EventPayload], *, time: datetime | None = None) -> None:
         """`publish` for many events in one statement (executemany): the same outbox rows, in order."""

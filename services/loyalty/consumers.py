@@ -18,6 +18,12 @@ def register(consumer: EventConsumer) -> None:
     async def purchase_recorded(uow: UnitOfWork, purchase: PurchaseRecorded, _event: CloudEvent) -> None:
         await service.earn_for_purchase(uow, purchase)
 
+    @consumer.on_many(PurchaseRecorded)
+    async def purchases_recorded(
+        uow: UnitOfWork, purchases: list[PurchaseRecorded], _events: list[CloudEvent]
+    ) -> None:
+        await service.earn_for_purchases(uow, purchases)
+
     @consumer.on(PurchaseRefunded)
     async def purchase_refunded(uow: UnitOfWork, refund: PurchaseRefunded, _event: CloudEvent) -> None:
         await service.claw_back_for_refund(uow, refund)

@@ -7,6 +7,7 @@ row (an erasure is never undone by a late registration)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -95,3 +96,23 @@ async def resolve(session: AsyncSession, customer_id: str, *, lock: bool = False
         seen.add(into)
         current = into
     return current
+
+
+async def resolve_many(session: AsyncSession, customer_ids: Iterable[str]) -> dict[str, str]:
+    """`resolve(..., lock=True)` for many ids: the known, unmerged ones (the common case) locked in one
+    statement, in id order; the others (new or merged away) one by one as `resolve` does."""
+    ids = sorted(set(customer_ids))
+    rows = await session.execute(
+        select(KnownCustomer.customer_id, KnownCustomer.merged_into)
+        .where(KnownCustomer.customer_id.in_(ids))
+        .order_by(KnownCustomer.customer_id)
+        .with_for_update()
+    )
+    known = {customer_id: into for customer_id, into in rows}
+    resolved: dict[str, str] = {}
+    for customer_id in ids:
+        if customer_id in known and known[customer_id] is None:
+            resolved[customer_id] = customer_id
+        else:
+            resolved[customer_id] = await resolve(session, customer_id, lock=True)
+    return resolved
