@@ -120,9 +120,6 @@ def _handlers() -> dict[type, Any]:
         def on_many(self, event_type: type) -> Any:  # runs of events: not what this test drives
             return lambda fn: fn
 
-        def on_many(self, event_type: type) -> object:  # runs of events: not what this test drives
-            return lambda fn: fn
-
     register(_Collect())  # type: ignore[arg-type]
     return found
 
