@@ -108,3 +108,15 @@ def register(consumer: EventConsumer) -> None:
     @consumer.on(PointsRedeemed)
     async def points_redeemed(uow: UnitOfWork, event: PointsRedeemed, _envelope: CloudEvent) -> None:
         await service.on_points(uow, event)
+
+    @consumer.on_many(PointsEarned)
+    async def points_earned_many(
+        uow: UnitOfWork, events: list[PointsEarned], _envelopes: list[CloudEvent]
+    ) -> None:
+        await service.on_points_many(uow, events)
+
+    @consumer.on_many(PointsRedeemed)
+    async def points_redeemed_many(
+        uow: UnitOfWork, events: list[PointsRedeemed], _envelopes: list[CloudEvent]
+    ) -> None:
+        await service.on_points_many(uow, events)

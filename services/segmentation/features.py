@@ -641,6 +641,39 @@ async def add_contact(session: AsyncSession, customer_id: str, occurred_at: date
     return True
 
 
+async def add_points_many(
+    session: AsyncSession, movements: Sequence[tuple[str, str, int]]
+) -> tuple[list[str], list[str]]:
+    """`add_points` for many (customer, `earned` | `redeemed`, points) movements at once: the rows read
+    and locked in one SELECT and written in one executemany. Returns the customers updated in place
+    and those with no features row yet (changed nothing: the caller refreshes them), both sorted."""
+    totals: dict[str, dict[str, int]] = {}
+    for customer_id, kind, points in movements:
+        per_kind = totals.setdefault(customer_id, {"earned": 0, "redeemed": 0})
+        per_kind[kind] += points
+    ids = sorted(totals)
+    if not ids:
+        return [], []
+    held = {
+        row.customer_id: row
+        for row in await session.scalars(
+            select(CustomerFeatures)
+            .where(CustomerFeatures.customer_id.in_(ids))
+            .order_by(CustomerFeatures.customer_id)
+            .with_for_update()
+        )
+    }
+    now = datetime.now(UTC)
+    for customer_id, row in held.items():
+        if totals[customer_id]["earned"]:
+            row.points_earned = (row.points_earned or 0) + totals[customer_id]["earned"]
+        if totals[customer_id]["redeemed"]:
+            row.points_redeemed = (row.points_redeemed or 0) + totals[customer_id]["redeemed"]
+        row.updated_at = now
+    await session.flush()
+    return sorted(held), [c for c in ids if c not in held]
+
+
 async def add_points(session: AsyncSession, customer_id: str, kind: str, points: int) -> bool:
     """The features after one more points movement (`earned` or `redeemed`), updated in place: exactly
     what `refresh` computes. False, changing nothing, for a customer with no features row yet."""

@@ -486,6 +486,44 @@ async def on_points(uow: UnitOfWork, event: PointsEarned | PointsRedeemed) -> No
     await _run_hooks(uow, _HOOKS, [customer], None)  # a first fact: anything
 
 
+async def on_points_many(uow: UnitOfWork, events: Sequence[PointsEarned | PointsRedeemed]) -> None:
+    """`on_points` for a run of points events (the consumer's batch): facts in one statement, the
+    features of their customers in two (`add_points_many`), the hooks once for all of them."""
+    session = uow.session
+    current = await current_ids(session, {e.customer_id for e in events})
+    table = LoyaltyPointsFact.__table__
+    rows = [
+        {
+            "transaction_id": e.transaction_id,
+            "customer_id": current[e.customer_id],
+            "origin_customer_id": e.customer_id,
+            "program_id": e.program_id or "default",
+            "kind": "earned" if isinstance(e, PointsEarned) else "redeemed",
+            "points": e.points,
+            "occurred_at": e.occurred_at,
+        }
+        for e in events
+    ]
+    statement = _insert(session)(table).on_conflict_do_nothing().returning(table.c.transaction_id)
+    stored: set[str] = set()
+    for start in range(0, len(rows), 500):
+        stored.update((await session.execute(statement, rows[start : start + 500])).scalars())
+    movements: list[tuple[str, str, int]] = []
+    for e in events:  # a transaction twice in the run: the first one is the fact (as one by one)
+        if e.transaction_id in stored:
+            stored.discard(e.transaction_id)
+            kind = "earned" if isinstance(e, PointsEarned) else "redeemed"
+            movements.append((current[e.customer_id], kind, e.points))
+    if not movements:
+        return
+    quick, slow = await feature_store.add_points_many(session, movements)
+    if quick:
+        await _run_hooks(uow, _CONTACT_HOOKS, quick, POINTS_CHANGES)
+    if slow:
+        await feature_store.refresh(session, slow)
+        await _run_hooks(uow, _HOOKS, slow, None)  # a first fact: anything
+
+
 async def _loyalty_refreshed(uow: UnitOfWork, customer: str, changed: frozenset[str]) -> None:
     await feature_store.refresh(uow.session, [customer])
     await _run_hooks(uow, _HOOKS, [customer], changed)

@@ -24,6 +24,7 @@ from services.segmentation.settings import load_settings
 from services.segmentation.value.models import CustomerValue
 from shared.contracts.identity import CustomerMerged, CustomerRegistered
 from shared.contracts.interactions import PurchaseLine, PurchaseRecorded
+from shared.contracts.loyalty import PointsEarned, PointsRedeemed
 from shared.events.envelope import new_event
 from shared.messaging.bus import InProcessBus
 from shared.messaging.consumer import Delivery
@@ -35,6 +36,7 @@ RULES = {
     "Regulars": {"purchases": {"within_days": 365, "at_least": 3}},
     "Web buyers": {"field": "channels", "op": "contains", "value": "web"},
     "Big spenders": {"field": "net_spend_minor", "op": ">=", "value": 40_000},
+    "Point collectors": {"field": "points_earned", "op": ">=", "value": 300},
 }
 
 
@@ -76,6 +78,23 @@ def scenario(seed: int) -> list[list[Delivery]]:
         run.append(run[rng.randrange(len(run))])  # the same event redelivered
         rng.shuffle(run)
         runs.append(run)
+        points: list[Delivery] = []
+        for i in range(rng.randint(10, 30)):  # points events, a run of their own (another topic)
+            common = {
+                "customer_id": rng.choice(customers),
+                "transaction_id": f"t-{seed}-{run_no}-{i}",
+                "points": rng.randint(1, 200),
+                "balance_after": 0,
+                "occurred_at": NOW,
+            }
+            if rng.random() < 0.8:
+                points.append(delivery(PointsEarned(**common, reason="purchase", program_id="club")))
+            else:
+                points.append(delivery(PointsRedeemed(**common, program_id="club")))
+        first = points[0].event
+        payload_class = PointsEarned if first.type == PointsEarned.full_type() else PointsRedeemed
+        points.append(delivery(payload_class.model_validate(first.data)))  # same movement, new event id
+        runs.append(points)
         survivor, absorbed = rng.sample(customers, 2)
         runs.append(
             [
