@@ -31,6 +31,7 @@ from sqlalchemy import (
     String,
     Table,
     and_,
+    bindparam,
     cast,
     exists,
     false,
@@ -87,17 +88,32 @@ class Compiler:
         dialect: str,
         restrict: Sequence[str] | None = None,
         inline: Mapping[str, rules.Rule] | None = None,
+        parametric: bool = False,
     ) -> None:
         self.now = now
         self.dialect = dialect
         self.restrict = list(restrict) if restrict is not None else None
+        # Parametric: the instants (`now` minus N days) and the restricting ids are bind parameters
+        # (`cut_<N>`, `restrict_ids`), so the statement can be built once and run for any `now` and
+        # any customers with `cut_params(cuts, now)` and the ids.
+        self.parametric = parametric
+        self.cuts: set[int] = set()
         # `in_segment` of these segments becomes their rule itself (the real-time path evaluates a
         # segment and those built on it in one statement: membership after it equals the rule).
         self.inline = dict(inline or {})
         self.inlining: list[str] = []
 
     def cut(self, days: int) -> ColumnElement[Any]:
+        if self.parametric:
+            self.cuts.add(days)
+            return bindparam(f"cut_{days}", type_=UTCDateTime())
         return literal(self.now - timedelta(days=days), UTCDateTime())
+
+    def restricted(self, column: ColumnElement[Any]) -> ColumnElement[bool]:
+        if self.parametric:
+            return column.in_(bindparam(RESTRICT_IDS, expanding=True))
+        assert self.restrict is not None
+        return column.in_(self.restrict)
 
     def compile(self, rule: rules.Rule) -> ColumnElement[bool]:
         if isinstance(rule, rules.All):
@@ -214,8 +230,8 @@ class Compiler:
         conditions: list[ColumnElement[bool]] = [table.c[source.time_column] >= self.cut(node.days)]
         for name, value in node.filters:
             conditions.append(table.c[name] == value)
-        if self.restrict is not None:
-            conditions.append(customer.in_(self.restrict))
+        if self.restrict is not None or self.parametric:
+            conditions.append(self.restricted(customer))
         measure = func.count() if source.amount_column is None else func.sum(table.c[source.amount_column])
         low, high = node.at_least or 0, node.at_most
         if low == 0 and high is None:
@@ -254,6 +270,24 @@ def predicate(
 ) -> ColumnElement[bool]:
     """The rule alone as a boolean over `customer_features` (for a SELECT listing many segments)."""
     return Compiler(now=now, dialect=dialect, restrict=restrict, inline=inline).compile(rule)
+
+
+RESTRICT_IDS = "restrict_ids"
+
+
+def parametric_predicates(
+    targets: Sequence[rules.Rule], *, dialect: str, inline: Mapping[str, rules.Rule] | None = None
+) -> tuple[list[ColumnElement[bool]], frozenset[int]]:
+    """`predicate` of each rule, restricted to the customers bound as `restrict_ids`, with every
+    instant a bind parameter: built once, run for any `now` with `cut_params(cuts, now)`. Returns the
+    predicates and the day offsets (cuts) they need."""
+    compiler = Compiler(now=datetime.min, dialect=dialect, inline=inline, parametric=True)
+    columns = [compiler.compile(rule) for rule in targets]
+    return columns, frozenset(compiler.cuts)
+
+
+def cut_params(cuts: frozenset[int], now: datetime) -> dict[str, datetime]:
+    return {f"cut_{days}": now - timedelta(days=days) for days in cuts}
 
 
 def fields(rule: rules.Rule) -> frozenset[str]:

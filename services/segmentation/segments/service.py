@@ -19,11 +19,11 @@ import asyncio
 import uuid
 import weakref
 from collections.abc import Callable, Coroutine, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import case, delete, exists, false, func, literal, literal_column, select
+from sqlalchemy import bindparam, case, delete, exists, false, func, literal, literal_column, select
 from sqlalchemy import insert as sql_insert
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
@@ -96,6 +96,11 @@ class Catalogue:
     stamp: tuple[Any, ...]
     segments: tuple[SegmentRef, ...]
     order: tuple[SegmentRef, ...]  # rule segments in evaluation order
+    # The real-time SELECT per (changed fields, dialect), built once for this catalogue: the targets,
+    # the statement (instants and customer ids as bind parameters) and the day offsets it binds.
+    statements: dict[tuple[Any, ...], tuple[list[SegmentRef], Any, frozenset[int]]] = field(
+        default_factory=dict, compare=False
+    )
 
 
 _CATALOGUES: weakref.WeakKeyDictionary[Any, Catalogue] = weakref.WeakKeyDictionary()
@@ -667,22 +672,31 @@ async def _reevaluate_few(
     for _ in range(2):
         if found is None:
             found = await catalogue(session)
-        targets = _affected(found, changed)
-        inline = {s.id: s.rule for s in targets if s.rule is not None}
-        columns: list[Any] = []
-        for s in targets:
-            assert s.rule is not None
-            columns.append(compiler.predicate(s.rule, now=now, dialect=dialect, restrict=ids, inline=inline))
-            columns.append(
-                exists().where(MEMBERS.c.segment_id == s.id, MEMBERS.c.customer_id == FEATURES.c.customer_id)
-            )
-        rows = (
-            await session.execute(
-                select(FEATURES.c.customer_id, FEATURES.c.erased, *_stamp_columns(), *columns).where(
-                    FEATURES.c.customer_id.in_(ids)
+        key = (changed, dialect)
+        built = found.statements.get(key)
+        if built is None:
+            targets = _affected(found, changed)
+            inline = {s.id: s.rule for s in targets if s.rule is not None}
+            target_rules = []
+            for s in targets:
+                assert s.rule is not None
+                target_rules.append(s.rule)
+            predicates, cuts = compiler.parametric_predicates(target_rules, dialect=dialect, inline=inline)
+            columns: list[Any] = []
+            for s, predicate in zip(targets, predicates, strict=True):
+                columns.append(predicate)
+                columns.append(
+                    exists().where(
+                        MEMBERS.c.segment_id == s.id, MEMBERS.c.customer_id == FEATURES.c.customer_id
+                    )
                 )
+            statement = select(FEATURES.c.customer_id, FEATURES.c.erased, *_stamp_columns(), *columns).where(
+                FEATURES.c.customer_id.in_(bindparam(compiler.RESTRICT_IDS, expanding=True))
             )
-        ).all()
+            built = found.statements[key] = (targets, statement, cuts)
+        targets, statement, cuts = built
+        params = {compiler.RESTRICT_IDS: ids, **compiler.cut_params(cuts, now)}
+        rows = (await session.execute(statement, params)).all()
         if len(rows) != len(ids) or any(row[1] for row in rows):
             return None  # erased or unknown customers: the general path
         if _stamp(rows[0][2:5]) != found.stamp:
