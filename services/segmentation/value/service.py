@@ -540,13 +540,17 @@ def _one_customer_update(dialect: str, cuts: dict[str, list[float]], settings: V
     return statement
 
 
-async def _score_few(
-    session: AsyncSession, uow: UnitOfWork, ids: list[str], now: datetime, settings: ValueSettings
-) -> dict[str, int]:
-    dialect = _dialect(session)
-    cuts_at, model_at = _stamps()
-    rows = (
-        await session.execute(
+_FEW_SELECTS: dict[str, Any] = {}
+
+
+def _few_select(dialect: str) -> Any:
+    """The real-time path's read of a few customers (features, value row, old stage and level, the
+    population parameters' stamps, the BG/NBD inputs), with `now` and `ids` as parameters: built once
+    per dialect."""
+    statement = _FEW_SELECTS.get(dialect)
+    if statement is None:
+        cuts_at, model_at = _stamps()
+        statement = _FEW_SELECTS[dialect] = (
             select(
                 F.customer_id,
                 F.erased,
@@ -556,12 +560,19 @@ async def _score_few(
                 CV.c.risk_level,
                 cuts_at,
                 model_at,
-                *_rfmt_columns(now, dialect),
+                *_rfmt_columns(NOW, dialect),
             )
             .outerjoin(CV, CV.c.customer_id == F.customer_id)
-            .where(F.customer_id.in_(ids))
+            .where(F.customer_id.in_(IDS))
         )
-    ).all()
+    return statement
+
+
+async def _score_few(
+    session: AsyncSession, uow: UnitOfWork, ids: list[str], now: datetime, settings: ValueSettings
+) -> dict[str, int]:
+    dialect = _dialect(session)
+    rows = (await session.execute(_few_select(dialect), {"now": now, "ids": ids})).all()
     known = {row[0] for row in rows}
     erased = [row[0] for row in rows if row[1]]
     # An id without features (merged into another) keeps no value row; an erased customer keeps nothing.
