@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from contextvars import ContextVar
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import delete, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -88,6 +88,8 @@ _CONTACT_HOOKS: list[Hook] = []
 
 # What the event being handled can have changed, for the hooks (segments re-evaluate only the rules
 # reading one of these; `segments.compile.fields` names them): None while any feature may have changed.
+T = TypeVar("T")
+
 CHANGED: ContextVar[frozenset[str] | None] = ContextVar("segmentation_changed", default=None)
 # Why the hooks run, as segment history and `segment_entered`/`segment_exited` name it.
 CAUSE: ContextVar[str] = ContextVar("segmentation_cause", default="event")
@@ -262,43 +264,63 @@ async def on_purchase_recorded(uow: UnitOfWork, event: PurchaseRecorded) -> None
     await _run_hooks(uow, _HOOKS, [customer], PURCHASE_CHANGES)
 
 
+def waves(items: Sequence[T], customer: Callable[[T], str]) -> list[list[T]]:
+    """`items` in order, cut into waves in which no customer appears twice: each customer's events
+    are handled in their own successive waves, as one by one, so every step of theirs (a segment
+    entered then left, prospect → customer → client) is seen and announced; customers are independent
+    of each other in the real-time path, so a wave may handle all of its customers together."""
+    out: list[list[T]] = []
+    wave: list[T] = []
+    seen: set[str] = set()
+    for item in items:
+        who = customer(item)
+        if who in seen:
+            out.append(wave)
+            wave, seen = [], set()
+        wave.append(item)
+        seen.add(who)
+    if wave:
+        out.append(wave)
+    return out
+
+
 async def on_purchases_recorded(uow: UnitOfWork, events: Sequence[PurchaseRecorded]) -> None:
-    """A run of purchases at once (the consumer's batch): their facts in one statement, the features of
-    their customers updated together (`add_purchases`), then value, risk, stage and segments evaluated
-    once for all of them. The same end state as `on_purchase_recorded` one by one — only a customer's
-    steps in between (entering a segment and leaving it again within the run) are not announced."""
+    """A run of purchases (the consumer's batch), in waves with one purchase per customer each: a
+    wave's facts in one statement, the features of its customers updated together (`add_purchases`),
+    then value, risk, stage and segments evaluated once for all of them. The same end state and the
+    same events as `on_purchase_recorded` one by one."""
     session = uow.session
     current = await current_ids(session, {e.customer_id for e in events})
     table = PurchaseFact.__table__
-    stored: set[str] = set()
-    rows = [
-        {
-            "purchase_id": e.purchase_id,
-            "customer_id": current[e.customer_id],
-            "origin_customer_id": e.customer_id,
-            "occurred_at": e.occurred_at,
-            "currency": e.currency,
-            "total_minor": e.total_minor,
-            "channel": e.channel,
-        }
-        for e in events
-    ]
     statement = _insert(session)(table).on_conflict_do_nothing().returning(table.c.purchase_id)
-    for start in range(0, len(rows), 500):
-        stored.update((await session.execute(statement, rows[start : start + 500])).scalars())
-    new: list[feature_store.NewPurchase] = []
-    for e in events:  # a purchase id twice in the run: the first one is the fact (as one by one)
-        if e.purchase_id in stored:
-            stored.discard(e.purchase_id)
-            new.append(
-                feature_store.NewPurchase(
-                    current[e.customer_id], e.occurred_at, e.currency, e.total_minor, e.channel
+    for wave in waves(events, lambda e: current[e.customer_id]):
+        rows = [
+            {
+                "purchase_id": e.purchase_id,
+                "customer_id": current[e.customer_id],
+                "origin_customer_id": e.customer_id,
+                "occurred_at": e.occurred_at,
+                "currency": e.currency,
+                "total_minor": e.total_minor,
+                "channel": e.channel,
+            }
+            for e in wave
+        ]
+        stored: set[str] = set()
+        for start in range(0, len(rows), 500):
+            stored.update((await session.execute(statement, rows[start : start + 500])).scalars())
+        new: list[feature_store.NewPurchase] = []
+        for e in wave:  # a purchase id twice in the wave: the first one is the fact (as one by one)
+            if e.purchase_id in stored:
+                stored.discard(e.purchase_id)
+                new.append(
+                    feature_store.NewPurchase(
+                        current[e.customer_id], e.occurred_at, e.currency, e.total_minor, e.channel
+                    )
                 )
-            )
-    if not new:
-        return
-    customers = await feature_store.add_purchases(session, new)
-    await _run_hooks(uow, _HOOKS, customers, PURCHASE_CHANGES)
+        if new:
+            customers = await feature_store.add_purchases(session, new)
+            await _run_hooks(uow, _HOOKS, customers, PURCHASE_CHANGES)
 
 
 async def on_purchase_refunded(uow: UnitOfWork, event: PurchaseRefunded) -> None:
@@ -487,41 +509,43 @@ async def on_points(uow: UnitOfWork, event: PointsEarned | PointsRedeemed) -> No
 
 
 async def on_points_many(uow: UnitOfWork, events: Sequence[PointsEarned | PointsRedeemed]) -> None:
-    """`on_points` for a run of points events (the consumer's batch): facts in one statement, the
-    features of their customers in two (`add_points_many`), the hooks once for all of them."""
+    """`on_points` for a run of points events (the consumer's batch), in waves with one event per
+    customer each (`waves`): a wave's facts in one statement, the features of its customers in two
+    (`add_points_many`), the hooks once for all of them."""
     session = uow.session
     current = await current_ids(session, {e.customer_id for e in events})
     table = LoyaltyPointsFact.__table__
-    rows = [
-        {
-            "transaction_id": e.transaction_id,
-            "customer_id": current[e.customer_id],
-            "origin_customer_id": e.customer_id,
-            "program_id": e.program_id or "default",
-            "kind": "earned" if isinstance(e, PointsEarned) else "redeemed",
-            "points": e.points,
-            "occurred_at": e.occurred_at,
-        }
-        for e in events
-    ]
     statement = _insert(session)(table).on_conflict_do_nothing().returning(table.c.transaction_id)
-    stored: set[str] = set()
-    for start in range(0, len(rows), 500):
-        stored.update((await session.execute(statement, rows[start : start + 500])).scalars())
-    movements: list[tuple[str, str, int]] = []
-    for e in events:  # a transaction twice in the run: the first one is the fact (as one by one)
-        if e.transaction_id in stored:
-            stored.discard(e.transaction_id)
-            kind = "earned" if isinstance(e, PointsEarned) else "redeemed"
-            movements.append((current[e.customer_id], kind, e.points))
-    if not movements:
-        return
-    quick, slow = await feature_store.add_points_many(session, movements)
-    if quick:
-        await _run_hooks(uow, _CONTACT_HOOKS, quick, POINTS_CHANGES)
-    if slow:
-        await feature_store.refresh(session, slow)
-        await _run_hooks(uow, _HOOKS, slow, None)  # a first fact: anything
+    for wave in waves(events, lambda e: current[e.customer_id]):
+        rows = [
+            {
+                "transaction_id": e.transaction_id,
+                "customer_id": current[e.customer_id],
+                "origin_customer_id": e.customer_id,
+                "program_id": e.program_id or "default",
+                "kind": "earned" if isinstance(e, PointsEarned) else "redeemed",
+                "points": e.points,
+                "occurred_at": e.occurred_at,
+            }
+            for e in wave
+        ]
+        stored: set[str] = set()
+        for start in range(0, len(rows), 500):
+            stored.update((await session.execute(statement, rows[start : start + 500])).scalars())
+        movements: list[tuple[str, str, int]] = []
+        for e in wave:  # a transaction twice in the wave: the first one is the fact (as one by one)
+            if e.transaction_id in stored:
+                stored.discard(e.transaction_id)
+                kind = "earned" if isinstance(e, PointsEarned) else "redeemed"
+                movements.append((current[e.customer_id], kind, e.points))
+        if not movements:
+            continue
+        quick, slow = await feature_store.add_points_many(session, movements)
+        if quick:
+            await _run_hooks(uow, _CONTACT_HOOKS, quick, POINTS_CHANGES)
+        if slow:
+            await feature_store.refresh(session, slow)
+            await _run_hooks(uow, _HOOKS, slow, None)  # a first fact: anything
 
 
 async def _loyalty_refreshed(uow: UnitOfWork, customer: str, changed: frozenset[str]) -> None:

@@ -1,6 +1,7 @@
-"""Purchases handled as a run (the consumer's batch handler) end exactly where the same events handled
-one at a time end: features, spend per currency, value, risk, stage and segment membership, on SQLite
-and PostgreSQL. The events are seeded but awkward: customers never registered, a second currency,
+"""Purchases and points movements handled as a run (the consumer's batch handlers) end exactly where
+the same events handled one at a time end: features, spend per currency, value, risk, stage and segment
+membership, the ladder history, and every event each customer was announced with, in order — on
+SQLite and PostgreSQL. The events are seeded but awkward: customers never registered, a second currency,
 a purchase id delivered twice under two event ids, an event redelivered, merges between the runs."""
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from services.segmentation.segments import service as segments
 from services.segmentation.segments.models import Segment, SegmentMember
 from services.segmentation.segments.schemas import SegmentIn
 from services.segmentation.settings import load_settings
-from services.segmentation.value.models import CustomerValue
+from services.segmentation.value.models import CustomerValue, LadderHistory
 from shared.contracts.identity import CustomerMerged, CustomerRegistered
 from shared.contracts.interactions import PurchaseLine, PurchaseRecorded
 from shared.contracts.loyalty import PointsEarned, PointsRedeemed
@@ -142,7 +143,33 @@ async def state(runtime: ServiceRuntime) -> dict[str, Any]:
         value = (await session.scalars(select(CustomerValue))).all()
         names = {s.id: s.name for s in await session.scalars(select(Segment))}
         members = {(names[m.segment_id], m.customer_id) for m in await session.scalars(select(SegmentMember))}
+        outbox = runtime.tables.outbox
+        events: dict[str, list[tuple[Any, ...]]] = {}
+        for (envelope,) in await session.execute(select(outbox.c.envelope).order_by(outbox.c.id)):
+            # Per customer: stage changes in order, the rest as a multiset; ids and instants differ.
+            data = envelope["data"]
+            kind = "ladder" if "ladder" in envelope["type"] else "other"
+            events.setdefault(f"{data['customer_id']}/{kind}", []).append(
+                (
+                    envelope["type"],
+                    data.get("segment_name"),
+                    data.get("cause"),
+                    data.get("from_stage"),
+                    data.get("to_stage"),
+                    data.get("reason"),
+                    data.get("risk_score"),
+                )
+            )
+        for key in events:  # segments of one evaluation come in an order of their (random) ids
+            if key.endswith("/other"):
+                events[key].sort(key=repr)
+        history = sorted(
+            (h.customer_id, h.from_stage or "", h.to_stage, h.reason)
+            for h in await session.scalars(select(LadderHistory))
+        )
     return {
+        "events": events,
+        "ladder": history,
         "features": rows(features, lambda o: o.customer_id, {"updated_at"}),
         "spend": rows(spend, lambda o: (o.customer_id, o.currency), set()),
         "value": rows(value, lambda o: o.customer_id, {"updated_at"}),
@@ -171,7 +198,11 @@ async def test_a_run_of_purchases_ends_where_one_by_one_ends(
     assert len(expected["features"]) >= 15
     assert any(currency == "USD" for _, currency in expected["spend"])
     assert {name for name, _ in expected["members"]} == set(RULES)
-    for part in ("features", "spend", "value", "members"):
+    assert sum(len(e) for e in expected["events"].values()) >= 50
+    assert any(
+        t[0].startswith("crm.segmentation.segment_exited") for e in expected["events"].values() for t in e
+    )
+    for part in ("features", "spend", "value", "members", "ladder", "events"):
         assert got[part] == expected[part], part
 
 
