@@ -22,6 +22,7 @@ from services.segmentation.segments import service as segments
 from services.segmentation.segments.models import Segment, SegmentMember
 from services.segmentation.segments.schemas import SegmentIn
 from services.segmentation.settings import load_settings
+from services.segmentation.value import service as value
 from services.segmentation.value.models import CustomerValue, LadderHistory
 from shared.contracts.identity import CustomerMerged, CustomerRegistered
 from shared.contracts.interactions import PurchaseLine, PurchaseRecorded
@@ -186,16 +187,22 @@ async def test_a_run_of_purchases_ends_where_one_by_one_ends(
     fallbacks = BATCH_ISOLATION_FALLBACKS.labels(batched.consumer.group)
     fallbacks_before = fallbacks._value.get()
     try:
-        for run in scenario(seed):
+        for number, run in enumerate(scenario(seed)):
             for d in run:
                 assert await one.consumer.handle_batch([d]) == []
             assert await batched.consumer.handle_batch(run) == []
+            if number == 1:  # after the first purchases: cut points, tiers and a CLV model for both
+                for runtime in (one, batched):
+                    async with runtime.uow() as uow:
+                        await value.recompute_population(uow.session, uow, now=NOW)
+                        await uow.commit()
         assert fallbacks._value.get() == fallbacks_before, "the run was not handled as one batch"
         expected, got = await state(one), await state(batched)
     finally:
         await one.stop()
         await batched.stop()
     assert len(expected["features"]) >= 15
+    assert len({v["value_tier"] for v in expected["value"].values()}) >= 2  # the population pass ran
     assert any(currency == "USD" for _, currency in expected["spend"])
     assert {name for name, _ in expected["members"]} == set(RULES)
     assert sum(len(e) for e in expected["events"].values()) >= 50

@@ -568,6 +568,27 @@ def _few_select(dialect: str) -> Any:
     return statement
 
 
+_FEW_TEMPLATES: dict[tuple[str, str, str, int], Any] = {}
+
+
+def _few_customers_update(dialect: str, cuts: dict[str, list[float]], settings: ValueSettings, n: int) -> Any:
+    """`_update_returning(_new_values(…))` for a few customers (`ids`), with `n` prediction slots bound
+    as `c<i>` (customer id, "" for an unused slot) and `p<i>` (predicted CLV): a template per slot
+    count, as `_one_customer_update` is for one (a consumer's waves of customers reuse them)."""
+    key = (dialect, json.dumps(cuts, sort_keys=True), settings.model_dump_json(), n)
+    statement = _FEW_TEMPLATES.get(key)
+    if statement is None:
+        if len(_FEW_TEMPLATES) >= 512:
+            _FEW_TEMPLATES.pop(next(iter(_FEW_TEMPLATES)))
+        slots = [
+            (F.customer_id == bindparam(f"c{i}"), bindparam(f"p{i}", type_=BigInteger())) for i in range(n)
+        ]
+        predicted = case(*slots, else_=null()) if slots else cast(null(), BigInteger())
+        new = _new_values(NOW, settings, dialect, cuts, IDS, predicted)
+        statement = _FEW_TEMPLATES[key] = _update_returning(new, NOW)
+    return statement
+
+
 async def _score_few(
     session: AsyncSession, uow: UnitOfWork, ids: list[str], now: datetime, settings: ValueSettings
 ) -> dict[str, int]:
@@ -601,9 +622,14 @@ async def _score_few(
         params["predicted"] = predicted.get(customer_id)
         statement = _one_customer_update(dialect, cached.cuts, settings)
         written = (await session.execute(statement, params)).all()
-    else:
-        new = _new_values(now, settings, dialect, cached.cuts, [row[0] for row in live], predicted)
-        written = (await session.execute(_update_returning(new, now))).all()
+    else:  # a few customers (a consumer's wave): the template for this many predictions
+        params = {**risk.window_params(now, settings), "ids": [row[0] for row in live]}
+        slots = 1 << max(len(predicted) - 1, 0).bit_length()  # a power of two: few templates
+        pairs = list(predicted.items()) + [("", None)] * (slots - len(predicted))  # "" matches no one
+        for i, (customer_id, value) in enumerate(pairs):
+            params[f"c{i}"], params[f"p{i}"] = customer_id, value
+        statement = _few_customers_update(dialect, cached.cuts, settings, slots)
+        written = (await session.execute(statement, params)).all()
     # The old stage and level: read above (a row created just now starts as a low-risk prospect).
     before = {row[0]: (row[4] or "prospect", row[5] or "low") for row in live}
     changes = []
