@@ -16,7 +16,7 @@ configure_logging("WARNING", json=False)
 # for real (see tests/support/auth.py).
 os.environ["CRM_AUTH_ENABLED"] = "false"
 
-pytest_plugins = ["tests.support.servers"]
+pytest_plugins = ["tests.support.servers", "tests.support.runs"]
 
 
 def pytest_configure(config: pytest.Config) -> None:

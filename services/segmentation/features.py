@@ -529,6 +529,18 @@ async def add_purchase(
     return True
 
 
+async def _locked(session: AsyncSession, ids: Sequence[str]) -> dict[str, CustomerFeatures]:
+    """The features rows of these customers, locked for the transaction in id order (no deadlock
+    between two batches locking overlapping customers)."""
+    rows = await session.scalars(
+        select(CustomerFeatures)
+        .where(CustomerFeatures.customer_id.in_(ids))
+        .order_by(CustomerFeatures.customer_id)
+        .with_for_update()
+    )
+    return {row.customer_id: row for row in rows}
+
+
 @dataclass(frozen=True, slots=True)
 class NewPurchase:
     customer_id: str
@@ -551,15 +563,7 @@ async def add_purchases(session: AsyncSession, purchases: Sequence[NewPurchase])
     ids = sorted(by_customer)
     if not ids:
         return []
-    held = {
-        row.customer_id: row
-        for row in await session.scalars(
-            select(CustomerFeatures)
-            .where(CustomerFeatures.customer_id.in_(ids))
-            .order_by(CustomerFeatures.customer_id)
-            .with_for_update()
-        )
-    }
+    held = await _locked(session, ids)
     quick: list[str] = []
     slow: list[str] = []
     for customer_id in ids:
@@ -654,15 +658,7 @@ async def add_points_many(
     ids = sorted(totals)
     if not ids:
         return [], []
-    held = {
-        row.customer_id: row
-        for row in await session.scalars(
-            select(CustomerFeatures)
-            .where(CustomerFeatures.customer_id.in_(ids))
-            .order_by(CustomerFeatures.customer_id)
-            .with_for_update()
-        )
-    }
+    held = await _locked(session, ids)
     now = datetime.now(UTC)
     for customer_id, row in held.items():
         if totals[customer_id]["earned"]:

@@ -284,6 +284,17 @@ def waves(items: Sequence[T], customer: Callable[[T], str]) -> list[list[T]]:
     return out
 
 
+async def _store_facts(session: AsyncSession, model: Any, rows: list[dict[str, Any]]) -> set[str]:
+    """Many facts in one statement each 500 (a fact stored before is skipped): the keys stored now."""
+    table = model.__table__
+    key = next(iter(table.primary_key.columns))
+    statement = _insert(session)(table).on_conflict_do_nothing().returning(key)
+    stored: set[str] = set()
+    for start in range(0, len(rows), 500):
+        stored.update((await session.execute(statement, rows[start : start + 500])).scalars())
+    return stored
+
+
 async def on_purchases_recorded(uow: UnitOfWork, events: Sequence[PurchaseRecorded]) -> None:
     """A run of purchases (the consumer's batch), in waves with one purchase per customer each: a
     wave's facts in one statement, the features of its customers updated together (`add_purchases`),
@@ -291,8 +302,6 @@ async def on_purchases_recorded(uow: UnitOfWork, events: Sequence[PurchaseRecord
     same events as `on_purchase_recorded` one by one."""
     session = uow.session
     current = await current_ids(session, {e.customer_id for e in events})
-    table = PurchaseFact.__table__
-    statement = _insert(session)(table).on_conflict_do_nothing().returning(table.c.purchase_id)
     for wave in waves(events, lambda e: current[e.customer_id]):
         rows = [
             {
@@ -306,9 +315,7 @@ async def on_purchases_recorded(uow: UnitOfWork, events: Sequence[PurchaseRecord
             }
             for e in wave
         ]
-        stored: set[str] = set()
-        for start in range(0, len(rows), 500):
-            stored.update((await session.execute(statement, rows[start : start + 500])).scalars())
+        stored = await _store_facts(session, PurchaseFact, rows)
         new: list[feature_store.NewPurchase] = []
         for e in wave:  # a purchase id twice in the wave: the first one is the fact (as one by one)
             if e.purchase_id in stored:
@@ -514,8 +521,6 @@ async def on_points_many(uow: UnitOfWork, events: Sequence[PointsEarned | Points
     (`add_points_many`), the hooks once for all of them."""
     session = uow.session
     current = await current_ids(session, {e.customer_id for e in events})
-    table = LoyaltyPointsFact.__table__
-    statement = _insert(session)(table).on_conflict_do_nothing().returning(table.c.transaction_id)
     for wave in waves(events, lambda e: current[e.customer_id]):
         rows = [
             {
@@ -529,9 +534,7 @@ async def on_points_many(uow: UnitOfWork, events: Sequence[PointsEarned | Points
             }
             for e in wave
         ]
-        stored: set[str] = set()
-        for start in range(0, len(rows), 500):
-            stored.update((await session.execute(statement, rows[start : start + 500])).scalars())
+        stored = await _store_facts(session, LoyaltyPointsFact, rows)
         movements: list[tuple[str, str, int]] = []
         for e in wave:  # a transaction twice in the wave: the first one is the fact (as one by one)
             if e.transaction_id in stored:

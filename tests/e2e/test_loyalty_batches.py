@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import random
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -19,21 +18,17 @@ from sqlalchemy import select
 from services.loyalty.app import build
 from services.loyalty.models import Account, LedgerTransaction, Lot, Member
 from services.loyalty.settings import load_settings
-from shared.contracts.identity import CustomerMerged, CustomerRegistered
+from shared.contracts.identity import CustomerRegistered
 from shared.contracts.interactions import PurchaseLine, PurchaseRecorded
-from shared.events.envelope import new_event
 from shared.messaging.bus import InProcessBus
 from shared.messaging.consumer import Delivery
 from shared.metrics import BATCH_ISOLATION_FALLBACKS
 from shared.runtime import ServiceRuntime
+from tests.support.runs import delivery, merge
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 CUSTOMERS = [f"c-{i}" for i in range(20)]
 CLUB_MEMBERS = CUSTOMERS[::3]
-
-
-def delivery(payload: Any) -> Delivery:
-    return Delivery(event=new_event(payload, source="/tests/interactions"), topic=payload.topic.name)
 
 
 def scenario(seed: int) -> list[list[Delivery]]:
@@ -79,28 +74,9 @@ def scenario(seed: int) -> list[list[Delivery]]:
         rng.shuffle(run)
         runs.append(run)
         survivor, absorbed = rng.sample(customers, 2)
-        runs.append(
-            [
-                delivery(
-                    CustomerMerged(
-                        customer_id=survivor,
-                        merged_id=absorbed,
-                        merge_id=f"m-{run_no}",
-                        method="deterministic",
-                        merged_at=NOW,
-                    )
-                )
-            ]
-        )
+        runs.append([merge(survivor, absorbed, f"m-{run_no}", NOW)])
         customers.remove(absorbed)
     return runs
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_urls(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, str]:
-    if request.param == "sqlite":
-        return f"sqlite+aiosqlite:///{tmp_path / 'one.db'}", f"sqlite+aiosqlite:///{tmp_path / 'runs.db'}"
-    return request.getfixturevalue("pg_database"), request.getfixturevalue("pg_database_2")
 
 
 async def started(url: str) -> ServiceRuntime:
@@ -220,9 +196,9 @@ async def state(runtime: ServiceRuntime) -> dict[str, Any]:
 
 @pytest.mark.parametrize("seed", [1, 2])
 async def test_a_run_of_purchases_earns_exactly_as_one_by_one(
-    database_urls: tuple[str, str], seed: int
+    database_pair: tuple[str, str], seed: int
 ) -> None:
-    one, batched = await started(database_urls[0]), await started(database_urls[1])
+    one, batched = await started(database_pair[0]), await started(database_pair[1])
     fallbacks = BATCH_ISOLATION_FALLBACKS.labels(batched.consumer.group)
     before = fallbacks._value.get()
     try:

@@ -24,14 +24,14 @@ from services.segmentation.segments.schemas import SegmentIn
 from services.segmentation.settings import load_settings
 from services.segmentation.value import service as value
 from services.segmentation.value.models import CustomerValue, LadderHistory
-from shared.contracts.identity import CustomerMerged, CustomerRegistered
+from shared.contracts.identity import CustomerRegistered
 from shared.contracts.interactions import PurchaseLine, PurchaseRecorded
 from shared.contracts.loyalty import PointsEarned, PointsRedeemed
-from shared.events.envelope import new_event
 from shared.messaging.bus import InProcessBus
 from shared.messaging.consumer import Delivery
 from shared.metrics import BATCH_ISOLATION_FALLBACKS
 from shared.runtime import ServiceRuntime
+from tests.support.runs import delivery, merge
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 RULES = {
@@ -40,10 +40,6 @@ RULES = {
     "Big spenders": {"field": "net_spend_minor", "op": ">=", "value": 40_000},
     "Point collectors": {"field": "points_earned", "op": ">=", "value": 300},
 }
-
-
-def delivery(payload: Any) -> Delivery:
-    return Delivery(event=new_event(payload, source="/tests/interactions"), topic=payload.topic.name)
 
 
 def scenario(seed: int) -> list[list[Delivery]]:
@@ -98,28 +94,9 @@ def scenario(seed: int) -> list[list[Delivery]]:
         points.append(delivery(payload_class.model_validate(first.data)))  # same movement, new event id
         runs.append(points)
         survivor, absorbed = rng.sample(customers, 2)
-        runs.append(
-            [
-                delivery(
-                    CustomerMerged(
-                        customer_id=survivor,
-                        merged_id=absorbed,
-                        merge_id=f"m-{run_no}",
-                        method="deterministic",
-                        merged_at=NOW,
-                    )
-                )
-            ]
-        )
+        runs.append([merge(survivor, absorbed, f"m-{run_no}", NOW)])
         customers.remove(absorbed)
     return runs
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_urls(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, str]:
-    if request.param == "sqlite":
-        return f"sqlite+aiosqlite:///{tmp_path / 'one.db'}", f"sqlite+aiosqlite:///{tmp_path / 'runs.db'}"
-    return request.getfixturevalue("pg_database"), request.getfixturevalue("pg_database_2")
 
 
 async def started(url: str) -> ServiceRuntime:
@@ -180,9 +157,9 @@ async def state(runtime: ServiceRuntime) -> dict[str, Any]:
 
 @pytest.mark.parametrize("seed", [1, 2])
 async def test_a_run_of_purchases_ends_where_one_by_one_ends(
-    database_urls: tuple[str, str], seed: int
+    database_pair: tuple[str, str], seed: int
 ) -> None:
-    one_url, runs_url = database_urls
+    one_url, runs_url = database_pair
     one, batched = await started(one_url), await started(runs_url)
     fallbacks = BATCH_ISOLATION_FALLBACKS.labels(batched.consumer.group)
     fallbacks_before = fallbacks._value.get()

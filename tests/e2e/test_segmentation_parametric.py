@@ -7,10 +7,8 @@ from __future__ import annotations
 
 import random
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
-import pytest
 from sqlalchemy import bindparam, select
 
 from services.segmentation import service
@@ -47,15 +45,8 @@ RULES: list[dict[str, Any]] = [
 ]
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite+aiosqlite:///{tmp_path / 'seg.db'}"
-    return str(request.getfixturevalue("pg_database"))
-
-
-async def test_parametric_rules_select_what_literal_rules_select(database_url: str) -> None:
-    runtime = build(load_settings(database_url=database_url), InProcessBus())
+async def test_parametric_rules_select_what_literal_rules_select(database_pair: tuple[str, str]) -> None:
+    runtime = build(load_settings(database_url=database_pair[0]), InProcessBus())
     await runtime.start()
     await runtime.relay.stop()
     rng = random.Random(5)
