@@ -61,8 +61,9 @@ class UnitOfWork:
         self._session = None
         await session.close()
 
-    async def publish(self, payload: EventPayload, *, time: datetime | None = None) -> CloudEvent:
-        """Write the event to the outbox in this transaction; it leaves only if the transaction commits."""
+    def _outbox_row(
+        self, payload: EventPayload, time: datetime | None, now: datetime
+    ) -> tuple[CloudEvent, dict[str, Any]]:
         event = new_event(payload, source=self.source, time=time)
         row = {
             "event_id": event.id,
@@ -70,8 +71,13 @@ class UnitOfWork:
             "key": event.subject,
             "type": event.type,
             "envelope": event.model_dump(mode="json"),
-            "created_at": datetime.now(UTC),
+            "created_at": now,
         }
+        return event, row
+
+    async def publish(self, payload: EventPayload, *, time: datetime | None = None) -> CloudEvent:
+        """Write the event to the outbox in this transaction; it leaves only if the transaction commits."""
+        event, row = self._outbox_row(payload, time, datetime.now(UTC))
         if self._deferred is not None:
             self._deferred.append(row)
         else:
@@ -101,19 +107,7 @@ class UnitOfWork:
         if not payloads:
             return
         now = datetime.now(UTC)
-        rows = []
-        for payload in payloads:
-            event = new_event(payload, source=self.source, time=time)
-            rows.append(
-                {
-                    "event_id": event.id,
-                    "topic": payload.topic.name,
-                    "key": event.subject,
-                    "type": event.type,
-                    "envelope": event.model_dump(mode="json"),
-                    "created_at": now,
-                }
-            )
+        rows = [self._outbox_row(payload, time, now)[1] for payload in payloads]
         await insert_rows(self.session, self.tables.outbox, rows)
         self._published += len(rows)
 

@@ -148,9 +148,9 @@ class EventConsumer:
     def on_many(self, payload_class: type[P]) -> Callable[[BatchHandler[P]], BatchHandler[P]]:
         """Register a handler for runs of consecutive events of one class, called with their payloads
         and envelopes in delivery order: `@consumer.on_many(PurchaseRecorded) async def f(uow,
-        purchases, events): ...`. It must leave the same state as handling them one by one (only the
-        intermediate steps between them may be skipped). Lone events go to the `on` handler, which
-        defaults to this one called with a list of one."""
+        purchases, events): ...`. It must leave the same state, and announce the same events, as
+        handling them one by one. Lone events go to the `on` handler, which defaults to this one
+        called with a list of one."""
 
         def register(handler: BatchHandler[P]) -> BatchHandler[P]:
             full_type = payload_class.full_type()
