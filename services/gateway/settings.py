@@ -75,6 +75,14 @@ class GatewaySettings(PlatformSettings):
     webhook_backoff_max_seconds: float = Field(default=3600.0, gt=0, le=86_400)
     webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
     webhook_poll_interval: float = Field(default=1.0, gt=0, le=60)
+    webhook_subscriptions_refresh_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        le=60,
+        description="How often each gateway replica re-reads which event types have live subscriptions; "
+        "events of other types are passed over without touching the database. A subscription created "
+        "on another replica receives events from at most this long after its creation.",
+    )
     webhook_batch_size: int = Field(default=50, ge=1, le=1000)
 
     # --- authentication (see services/gateway/auth) ---------------------------------------------

@@ -125,8 +125,13 @@ class EventConsumer:
         *,
         max_attempts: int = 3,
         service: str | None = None,
+        wants: Callable[[CloudEvent], bool] | None = None,
     ) -> None:
         self.group = group
+        # An optional cheap test, before any transaction: an event it declines is passed over like an
+        # event of a type with no handler (no inbox row, no handler call) — for a handler that would
+        # do nothing with it, decided from state the caller keeps in memory.
+        self.wants = wants
         self.uow_factory = uow_factory
         self.max_attempts = max_attempts
         # Whose tracing the consumer spans belong to (`crm-loyalty` → loyalty).
@@ -181,7 +186,13 @@ class EventConsumer:
 
     async def handle_batch(self, deliveries: Sequence[Delivery]) -> list[DeadLetter]:
         """Handle deliveries in one transaction. Raises on a transient failure (nothing committed)."""
-        relevant = _unique([d for d in deliveries if d.event.type in self._registrations])
+        relevant = _unique(
+            [
+                d
+                for d in deliveries
+                if d.event.type in self._registrations and (self.wants is None or self.wants(d.event))
+            ]
+        )
         if not relevant:
             return []
         if len(relevant) > 1:

@@ -8,16 +8,19 @@ import asyncio
 import json
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from fastapi import FastAPI, Request, Response
+from sqlalchemy import func, select
 
 from services.gateway import app as gateway_app
 from services.gateway.settings import load_settings as gateway_settings
 from services.gateway.webhooks.hub import WebhookHub
+from services.gateway.webhooks.models import subscriptions
 from services.gateway.webhooks.signing import verify
 from services.platform import Platform, build_platform
 from shared.contracts.interactions import PurchaseRecorded
@@ -71,6 +74,7 @@ def app(platform: Platform, tmp_path: Path, receiver: Receiver) -> FastAPI:
         webhook_backoff_seconds=0.05,
         webhook_poll_interval=0.02,
         webhook_max_attempts=3,
+        webhook_subscriptions_refresh_seconds=0.05,
     )
     return platform.gateway(settings, webhook_transport=httpx.ASGITransport(app=receiver.app()))
 
@@ -229,6 +233,55 @@ async def test_only_chosen_types_and_live_subscriptions_get_events(
     await asyncio.sleep(0.2)
     assert [e["type"] for e in receiver.events()] == [EARNED]
     assert len(await deliveries(gw, earned["id"])) == 1
+
+
+async def _inbox_rows(hub: WebhookHub) -> int:
+    async with hub.uow() as uow:
+        inbox = hub.consumer._inbox
+        return int((await uow.session.execute(select(func.count()).select_from(inbox))).scalar_one())
+
+
+async def test_events_no_subscription_wants_are_passed_over_and_other_replicas_subscriptions_seen(
+    gw: httpx.AsyncClient, app: FastAPI, platform: Platform, receiver: Receiver
+) -> None:
+    hub: WebhookHub = app.state.webhooks
+    ana = await customer(gw)
+    assert (
+        await gw.post("/api/interactions/purchases", json={**PURCHASE, "customer_id": ana})
+    ).status_code == 201
+    await platform.drain()
+    # Nobody subscribes: the gateway's consumer did not even open a transaction for those events.
+    assert await _inbox_rows(hub) == 0
+
+    # Another replica takes a subscription (in the shared database): this one notices on its next read.
+    async with hub.uow() as uow:
+        await uow.session.execute(
+            subscriptions.insert().values(
+                id="from-another-replica",
+                url=HOOK,
+                event_types=[PURCHASED],
+                secret="whsec_other",
+                description=None,
+                active=True,
+                created_at=datetime.now(UTC),
+            )
+        )
+        await uow.commit()
+    await until(lambda: hub._wants(_event_of_type(PURCHASED)))
+    assert not hub._wants(_event_of_type(EARNED))
+    assert (
+        await gw.post("/api/interactions/purchases", json={**PURCHASE, "customer_id": ana})
+    ).status_code == 201
+    await platform.drain()
+    await until(lambda: len(receiver.received) == 1)
+    assert [e["type"] for e in receiver.events()] == [PURCHASED]
+    assert await _inbox_rows(hub) == 1
+
+
+def _event_of_type(event_type: str) -> CloudEvent:
+    return CloudEvent.model_validate(
+        {"id": "e", "source": "/test", "type": event_type, "specversion": "1.0", "data": {}}
+    )
 
 
 class TestSubscriptionInput:

@@ -137,8 +137,15 @@ class WebhookHub:
         self.uow = UnitOfWorkFactory(self.sessions, models.MESSAGING, source="/crm/gateway")
         self.bus = bus
         self.owns_bus = owns_bus
+        # Event types some live subscription wants (None until first read: every event is looked at).
+        self._subscribed: frozenset[str] | None = None
+        self._reads = 0
         self.consumer = EventConsumer(
-            CONSUMER_GROUP, self.uow, max_attempts=settings.consumer_max_attempts, service="gateway"
+            CONSUMER_GROUP,
+            self.uow,
+            max_attempts=settings.consumer_max_attempts,
+            service="gateway",
+            wants=self._wants,
         )
         for payload_class in event_types().values():
             self.consumer.on(payload_class)(self._record)
@@ -151,6 +158,7 @@ class WebhookHub:
         )
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._refresher: asyncio.Task[None] | None = None
 
     # --- life cycle -------------------------------------------------------------------------
 
@@ -160,16 +168,19 @@ class WebhookHub:
 
     async def start(self) -> None:
         """Start the bus (distributed mode) and the sender. Migrate first."""
+        await self.read_subscribed_types()
+        self._refresher = asyncio.create_task(self._refresh(), name="webhook-subscriptions")
         if self.owns_bus:
             await self.bus.start()
         self._task = asyncio.create_task(self._run(), name="webhook-sender")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
-            self._task = None
+        for task in (self._task, self._refresher):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        self._task = self._refresher = None
         if self.owns_bus:
             await self.bus.stop()
         await self._client.aclose()
@@ -179,6 +190,37 @@ class WebhookHub:
         self._wake.set()
 
     # --- consuming --------------------------------------------------------------------------
+
+    def _wants(self, event: CloudEvent) -> bool:
+        """Most events interest no subscription: those skip the consumer's transaction altogether."""
+        return self._subscribed is None or event.type in self._subscribed
+
+    async def read_subscribed_types(self) -> None:
+        """Re-read which event types live subscriptions want (at start, after each change made here,
+        and every `webhook_subscriptions_refresh_seconds` for changes made by other replicas)."""
+        self._reads += 1
+        mine = self._reads
+        async with self.uow() as uow:
+            lists = (
+                await uow.session.execute(
+                    select(subscriptions.c.event_types).where(
+                        subscriptions.c.deleted_at.is_(None), subscriptions.c.active.is_(True)
+                    )
+                )
+            ).scalars()
+            types = frozenset(t for event_types in lists for t in event_types)
+        if mine == self._reads:  # a read started later has not already answered
+            self._subscribed = types
+
+    async def _refresh(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.webhook_subscriptions_refresh_seconds)
+            try:
+                await self.read_subscribed_types()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # keep the last answer; a database hiccup must not stop this
+                log.warning("webhook_subscriptions_refresh_failed", error=repr(exc))
 
     async def _record(self, uow: UnitOfWork, _payload: EventPayload, event: CloudEvent) -> None:
         """One pending delivery per live subscription to this event's type, in the consumer's transaction."""
@@ -230,6 +272,7 @@ class WebhookHub:
         async with self.uow() as uow:
             await uow.session.execute(subscriptions.insert().values(row))
             await uow.commit()
+        await self.read_subscribed_types()
         return SubscriptionCreated(**{k: v for k, v in row.items()})
 
     async def all(self) -> list[SubscriptionOut]:
@@ -276,6 +319,7 @@ class WebhookHub:
                 .values(status=DeliveryStatus.CANCELLED, next_attempt_at=None)
             )
             await uow.commit()
+        await self.read_subscribed_types()
 
     async def deliveries(
         self, subscription_id: str, *, status: str | None = None, limit: int = 50
