@@ -136,6 +136,14 @@ def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
 COPY_THRESHOLD = 32
 
 
+def dialect_insert(session: AsyncSession) -> Any:
+    """The INSERT construct of the session's dialect, for ON CONFLICT clauses (PostgreSQL or SQLite)."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    bind = session.bind
+    return postgresql.insert if bind is not None and bind.dialect.name == "postgresql" else sqlite.insert
+
+
 async def insert_rows(session: AsyncSession, table: Table, rows: Sequence[dict[str, Any]]) -> None:
     """Insert many rows (dicts keyed by column name, all with the same keys) in the session's
     transaction: by COPY on PostgreSQL (several times faster than INSERT for thousands of rows),

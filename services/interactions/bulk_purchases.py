@@ -8,6 +8,7 @@ duplicate, not a second purchase. Rows are written with bulk statements (COPY on
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -27,6 +28,86 @@ from shared.uow import UnitOfWork
 PURCHASES = cast(Table, Purchase.__table__)
 LINES = cast(Table, PurchaseLineRow.__table__)
 INTERACTIONS = cast(Table, InteractionRow.__table__)
+
+
+@dataclass(frozen=True, slots=True)
+class PurchaseRows:
+    """One purchase as it is stored — its row, line rows and timeline row — and the event announcing it."""
+
+    purchase: dict[str, Any]
+    lines: list[dict[str, Any]]
+    timeline: dict[str, Any]
+    event: PurchaseRecorded
+
+    def as_model(self) -> Purchase:
+        """The stored purchase as the ORM object the API answers with (not attached to a session)."""
+        return Purchase(**self.purchase, lines=[PurchaseLineRow(**line) for line in self.lines], refunds=[])
+
+
+def purchase_rows(data: PurchaseCreate, customer_id: str, now: datetime) -> PurchaseRows:
+    """What recording `data` for `customer_id` (the surviving customer) writes, single or in bulk."""
+    purchase_id = str(uuid.uuid4())
+    total = order_total([(line.quantity, line.unit_price_minor) for line in data.lines])
+    purchase = {
+        "id": purchase_id,
+        "customer_id": customer_id,
+        "origin_customer_id": data.customer_id,
+        "external_id": data.external_id,
+        "source_system": data.source_system,
+        "channel": data.channel.value,
+        "occurred_at": data.occurred_at,
+        "currency": data.currency,
+        "total_minor": total,
+        "created_at": now,
+        "payment_status": data.payment_status.value,
+        "payment_status_at": data.occurred_at,
+        "refunded_total_minor": 0,
+    }
+    lines = [
+        {
+            "purchase_id": purchase_id,
+            "line_no": line_no,
+            "sku": line.sku,
+            "category": line.category,
+            "quantity": line.quantity,
+            "unit_price_minor": line.unit_price_minor,
+            "returned_quantity": 0,
+        }
+        for line_no, line in enumerate(data.lines, start=1)
+    ]
+    timeline: dict[str, Any] = {
+        "id": str(uuid.uuid4()),
+        "customer_id": customer_id,
+        "origin_customer_id": data.customer_id,
+        "kind": InteractionKind.PURCHASE.value,
+        "channel": data.channel.value,
+        "direction": Direction.INBOUND.value,
+        "occurred_at": data.occurred_at,
+        "recorded_at": now,
+        "source_system": data.source_system,
+        "idempotency_key": None,
+        "agent_id": None,
+        "summary": f"Purchase of {sum(line.quantity for line in data.lines)} item(s), "
+        f"{format_money(total, data.currency)}",
+        "text": None,
+        "tags": [],
+        "attributes": {},
+        "subject_type": "purchase",
+        "subject_id": purchase_id,
+        "erased": False,
+    }
+    event = PurchaseRecorded(
+        purchase_id=purchase_id,
+        customer_id=customer_id,
+        external_id=data.external_id,
+        channel=data.channel.value,
+        occurred_at=data.occurred_at,
+        currency=data.currency,
+        total_minor=total,
+        lines=[PurchaseLine(**line.model_dump()) for line in data.lines],
+        payment_status=data.payment_status.value,
+    )
+    return PurchaseRows(purchase, lines, timeline, event)
 
 
 def _field(loc: tuple[Any, ...], index: int) -> str:
@@ -79,73 +160,12 @@ async def record_purchases_bulk(
                 errors = [{"field": f"body.items.{index}.customer_id", "message": f"customer {why}"}]
                 results[index] = BulkItemResult(index=index, status="rejected", errors=errors)
                 continue
-            purchase_id = str(uuid.uuid4())
-            total = order_total([(line.quantity, line.unit_price_minor) for line in data.lines])
-            purchases.append(
-                {
-                    "id": purchase_id,
-                    "customer_id": found.customer_id,
-                    "origin_customer_id": data.customer_id,
-                    "external_id": data.external_id,
-                    "source_system": data.source_system,
-                    "channel": data.channel.value,
-                    "occurred_at": data.occurred_at,
-                    "currency": data.currency,
-                    "total_minor": total,
-                    "created_at": now,
-                    "payment_status": data.payment_status.value,
-                    "payment_status_at": data.occurred_at,
-                    "refunded_total_minor": 0,
-                }
-            )
-            lines.extend(
-                {
-                    "purchase_id": purchase_id,
-                    "line_no": line_no,
-                    "sku": line.sku,
-                    "category": line.category,
-                    "quantity": line.quantity,
-                    "unit_price_minor": line.unit_price_minor,
-                    "returned_quantity": 0,
-                }
-                for line_no, line in enumerate(data.lines, start=1)
-            )
-            timeline.append(
-                {
-                    "id": str(uuid.uuid4()),
-                    "customer_id": found.customer_id,
-                    "origin_customer_id": data.customer_id,
-                    "kind": InteractionKind.PURCHASE.value,
-                    "channel": data.channel.value,
-                    "direction": Direction.INBOUND.value,
-                    "occurred_at": data.occurred_at,
-                    "recorded_at": now,
-                    "source_system": data.source_system,
-                    "idempotency_key": None,
-                    "agent_id": None,
-                    "summary": f"Purchase of {sum(line.quantity for line in data.lines)} item(s), "
-                    f"{format_money(total, data.currency)}",
-                    "text": None,
-                    "tags": [],
-                    "attributes": {},
-                    "subject_type": "purchase",
-                    "subject_id": purchase_id,
-                    "erased": False,
-                }
-            )
-            events.append(
-                PurchaseRecorded(
-                    purchase_id=purchase_id,
-                    customer_id=found.customer_id,
-                    external_id=data.external_id,
-                    channel=data.channel.value,
-                    occurred_at=data.occurred_at,
-                    currency=data.currency,
-                    total_minor=total,
-                    lines=[PurchaseLine(**line.model_dump()) for line in data.lines],
-                    payment_status=data.payment_status.value,
-                )
-            )
+            rows = purchase_rows(data, found.customer_id, now)
+            purchases.append(rows.purchase)
+            lines.extend(rows.lines)
+            timeline.append(rows.timeline)
+            events.append(rows.event)
+            purchase_id = rows.purchase["id"]
             if key is not None:
                 stored[key] = purchase_id
             results[index] = BulkItemResult(index=index, status="created", id=purchase_id)
