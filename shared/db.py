@@ -156,8 +156,10 @@ async def insert_rows(session: AsyncSession, table: Table, rows: Sequence[dict[s
         await session.execute(table.insert(), list(rows))
         return
     if len(rows) <= COPY_THRESHOLD:
-        # A few rows: one multi-row INSERT is one round trip; COPY costs a type lookup and two more.
-        await session.execute(table.insert().values(list(rows)))
+        # A few rows: COPY would cost a type lookup and two more round trips. An executemany, which
+        # SQLAlchemy sends as one multi-row INSERT ("insertmanyvalues"), and whose compiled form is
+        # cached — `insert().values([...])` is compiled afresh every time, ~0.5 ms a statement.
+        await session.execute(table.insert(), list(rows))
         return
     import asyncpg
     import orjson

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 from urllib.parse import quote
 
 import httpx
@@ -35,7 +36,7 @@ class CustomerDirectory:
     async def lookup(self, session: AsyncSession, customer_id: str) -> Lookup | None:
         current = customer_id
         for _ in range(32):
-            known = await session.get(KnownCustomer, current)
+            known = await _known(session, current)
             if known is None:
                 break
             if known.erased_at is not None:
@@ -87,8 +88,8 @@ class CustomerDirectory:
         found: dict[str, Lookup] = {}
         rows = {
             row.customer_id: row
-            for row in await session.scalars(
-                select(KnownCustomer).where(KnownCustomer.customer_id.in_(sorted(set(customer_ids))))
+            for row in await session.execute(
+                _KNOWN.where(KnownCustomer.customer_id.in_(sorted(set(customer_ids))))
             )
         }
         for customer_id in set(customer_ids):
@@ -103,8 +104,16 @@ class CustomerDirectory:
                     found[customer_id] = Lookup(current)
                     break
                 current = row.merged_into
-                row = rows.get(current) or await session.get(KnownCustomer, current)
+                row = rows.get(current) or await _known(session, current)
         return found
+
+
+# Columns, not the ORM entity: a lookup sits on every purchase and contact recorded.
+_KNOWN = select(KnownCustomer.customer_id, KnownCustomer.merged_into, KnownCustomer.erased_at)
+
+
+async def _known(session: AsyncSession, customer_id: str) -> Any:
+    return (await session.execute(_KNOWN.where(KnownCustomer.customer_id == customer_id))).first()
 
 
 async def remember(session: AsyncSession, customer_id: str) -> None:

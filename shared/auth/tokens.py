@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -91,13 +92,47 @@ class TokenIssuer:
 
 
 class TokenVerifier:
-    def __init__(self, keys: KeySource, *, issuer: str, audience: str, leeway_seconds: float = 5.0) -> None:
+    """Checks tokens; a token already verified is recognised again without redoing the signature
+    check (its expiry, and that its key is still in the key set, are checked on every use)."""
+
+    def __init__(
+        self,
+        keys: KeySource,
+        *,
+        issuer: str,
+        audience: str,
+        leeway_seconds: float = 5.0,
+        remember: int = 4096,
+    ) -> None:
         self.keys = keys
         self.issuer = issuer
         self.audience = audience
         self.leeway = leeway_seconds
+        self.remember = remember
+        # token → (principal, kid): a client sends the same token with every call for its lifetime.
+        self._verified: OrderedDict[str, tuple[Principal, str]] = OrderedDict()
 
     async def verify(self, token: str) -> Principal:
+        known = self._verified.get(token)
+        if known is not None:
+            principal, kid = known
+            if (
+                principal.expires_at is not None
+                and time.time() <= principal.expires_at + self.leeway
+                and await self.keys.get(kid) is not None
+            ):
+                if token in self._verified:  # (another call may have dropped it while we awaited)
+                    self._verified.move_to_end(token)
+                return principal
+            self._verified.pop(token, None)  # expired or its key withdrawn: the full check says why
+        principal, kid = await self._verify(token)
+        if principal.expires_at is not None and self.remember > 0:
+            self._verified[token] = (principal, kid)
+            if len(self._verified) > self.remember:
+                self._verified.popitem(last=False)
+        return principal
+
+    async def _verify(self, token: str) -> tuple[Principal, str]:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError as exc:
@@ -124,7 +159,7 @@ class TokenVerifier:
             raise InvalidToken("token expired") from exc
         except jwt.PyJWTError as exc:
             raise InvalidToken(f"invalid token: {exc}") from exc
-        return principal_from_claims(claims, token)
+        return principal_from_claims(claims, token), kid
 
 
 def principal_from_claims(claims: dict[str, Any], token: str | None = None) -> Principal:

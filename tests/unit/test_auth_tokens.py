@@ -3,9 +3,11 @@ again for an unknown key id, but not more often than allowed."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import time
+from typing import Any
 
 import httpx
 import jwt
@@ -189,13 +191,60 @@ async def test_local_key_set_ignores_foreign_keys() -> None:
     assert keys.kids() == [key.kid]
 
 
-async def test_verification_cost_is_small() -> None:
-    """Measured figure (reported): one EdDSA verification costs well under a millisecond."""
-    keys = TestKeys()
-    token = keys.token()
-    started = time.perf_counter()
-    for _ in range(500):
+class TestVerifiedTokensRemembered:
+    """A client sends the same token with every call: its signature is checked once, while its expiry
+    and its key's presence in the key set are checked every time."""
+
+    @pytest.fixture
+    def decodes(self, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+        calls: list[str] = []
+        decode = jwt.decode
+
+        def counting(token: str, *args: Any, **kwargs: Any) -> Any:
+            calls.append(token)
+            return decode(token, *args, **kwargs)
+
+        monkeypatch.setattr(jwt, "decode", counting)
+        return calls
+
+    async def test_the_signature_is_checked_once(self, decodes: list[str]) -> None:
+        keys = TestKeys()
+        token = keys.token("member", ("member",), customer_id="c-1")
+        principals = [await keys.verifier.verify(token) for _ in range(5)]
+        assert len(decodes) == 1
+        assert {p.customer_id for p in principals} == {"c-1"}
+        await keys.verifier.verify(keys.token())  # another token: checked in full
+        assert len(decodes) == 2
+
+    async def test_a_remembered_token_expires(self) -> None:
+        keys = TestKeys(ttl_seconds=1)  # (leeway 0)
+        token = keys.token()
         await keys.verifier.verify(token)
-    per_call = (time.perf_counter() - started) / 500
-    print(f"token verification: {per_call * 1e6:.0f} µs")
-    assert per_call < 0.005
+        await asyncio.sleep(1.6)
+        with pytest.raises(InvalidToken, match="expired"):
+            await keys.verifier.verify(token)
+
+    async def test_a_remembered_token_of_a_withdrawn_key_is_refused(self) -> None:
+        keys = TestKeys()
+        token = keys.token()
+        await keys.verifier.verify(token)
+        keys.keys.replace({"keys": [SigningKey.generate().public_jwk()]})  # rotated, old key gone
+        with pytest.raises(InvalidToken, match="unknown key"):
+            await keys.verifier.verify(token)
+
+    async def test_a_refused_token_is_not_remembered(self, decodes: list[str]) -> None:
+        keys = TestKeys()
+        header, payload, _ = keys.token().split(".")
+        forged = f"{header}.{payload}.{_b64(b'x' * 64)}"
+        for _ in range(2):
+            with pytest.raises(InvalidToken):
+                await keys.verifier.verify(forged)
+        assert len(decodes) == 2
+
+    async def test_how_many_are_remembered_is_bounded(self, decodes: list[str]) -> None:
+        keys = TestKeys()
+        verifier = TokenVerifier(keys.keys, issuer=ISSUER, audience=AUDIENCE, remember=2)
+        first, second, third = (keys.token(sub=f"u{i}") for i in range(3))
+        for token in (first, second, third, third, second, first):
+            await verifier.verify(token)
+        assert len(decodes) == 4  # first was forgotten when third came, then checked again
