@@ -15,6 +15,7 @@ from services.gateway.auth import me
 from services.gateway.auth import routes as auth_routes
 from services.gateway.auth import setup as auth_setup
 from services.gateway.auth.setup import GatewayAuth
+from services.gateway.cache360 import Customer360Cache
 from services.gateway.limits import (
     BodyLimitMiddleware,
     PageSizeMiddleware,
@@ -120,6 +121,11 @@ def build(
     app.state.upstreams = upstreams
     app.state.settings = settings
     app.state.webhooks = webhooks
+    app.state.customer360_cache = Customer360Cache(
+        seconds=settings.customer360_cache_seconds, max_entries=settings.customer360_cache_entries
+    )
+    if webhooks is not None:  # its consumer reads every event: each drops what it may have changed
+        webhooks.observers.append(app.state.customer360_cache.observe)
     auth = auth_setup.install(app, settings, embedded=bus is not None, keys=keys)
     # The gateway's own routes before the proxy's catch-all `/api/{service}/{path}`.
     app.include_router(auth_routes.router)

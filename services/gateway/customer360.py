@@ -20,8 +20,10 @@ import httpx
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from services.gateway.cache360 import Customer360Cache, caller_key
 from services.gateway.settings import GatewaySettings
 from services.gateway.upstreams import Upstream
+from shared.auth.guard import principal_var
 from shared.context import request_id_var
 from shared.errors import PROBLEM_JSON, Problem, ServiceUnavailable
 from shared.logging import get_logger
@@ -295,6 +297,12 @@ PROBLEM: dict[str, Any] = {"model": Problem, "content": {PROBLEM_JSON: {}}}
     },
 )
 async def customer_360(customer_id: str, request: Request) -> Any:
+    cache: Customer360Cache = request.app.state.customer360_cache
+    return await cache.get(customer_id, caller_key(principal_var.get()), lambda: _build(request, customer_id))
+
+
+async def _build(request: Request, customer_id: str) -> tuple[Any, frozenset[str], bool]:
+    """The answer, the customer ids it covers, and whether it is complete (and so may be cached)."""
     services = _upstreams(request)
     settings = _settings(request)
     identity = services["identity"]
@@ -316,11 +324,12 @@ async def customer_360(customer_id: str, request: Request) -> Any:
         )
     if profile_response.status_code != 200:
         _abandon(parts_task)
-        return Response(
+        answer = Response(
             profile_response.content,
             status_code=profile_response.status_code,
             media_type=profile_response.headers.get("content-type"),
         )
+        return answer, frozenset({customer_id}), False
     profile: dict[str, Any] = profile_response.json()
     survivor = str(profile["id"])
     if survivor != customer_id:
@@ -335,7 +344,8 @@ async def customer_360(customer_id: str, request: Request) -> Any:
     segments = parts["segments"]
     timeline = parts["timeline"]
     value_body: dict[str, Any] | None = value.body if value.status is PartStatus.OK else None
-    return Customer360(
+    complete = all(p.status is not PartStatus.UNAVAILABLE for p in parts.values())
+    built = Customer360(
         customer_id=survivor,
         resolved_from=profile.get("resolved_from"),
         profile=profile,
@@ -362,3 +372,4 @@ async def customer_360(customer_id: str, request: Request) -> Any:
             loyalty=parts["loyalty"].status,
         ),
     )
+    return built, frozenset({survivor}), complete

@@ -28,6 +28,14 @@ class GatewaySettings(PlatformSettings):
         default=3.0, gt=0, le=60, description="Seconds each part of the 360 may take before it is unavailable"
     )
     customer360_timeline_limit: int = Field(default=20, ge=1, le=200)
+    customer360_cache_seconds: float = Field(
+        default=1.0,
+        ge=0,
+        le=60,
+        description="How long a complete 360 is kept per customer and caller (0: not kept); an event about "
+        "the customer consumed by this gateway drops it sooner. See services/gateway/cache360.py",
+    )
+    customer360_cache_entries: int = Field(default=10_000, ge=1, le=10_000_000)
 
     # --- limits ---------------------------------------------------------------------------------
     rate_limit_enabled: bool | None = Field(

@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
+from prometheus_client import REGISTRY
 
 from services.gateway.upstreams import Upstream
 from services.platform import Platform
@@ -205,6 +206,33 @@ async def test_identity_down_is_a_503(
     assert response.status_code == 503
     assert response.headers["content-type"] == "application/problem+json"
     assert "identity" in response.json()["detail"]
+
+
+def _hits() -> float:
+    return REGISTRY.get_sample_value("crm_gateway_customer360_cache_total", {"outcome": "hit"}) or 0.0
+
+
+async def test_a_kept_360_is_dropped_by_the_events_of_a_change(platform: Platform, tmp_path: Path) -> None:
+    """Kept for a minute here: only the events the gateway consumes can make it show the change."""
+    app = auth_gateway(platform, tmp_path, customer360_cache_seconds=60)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as gw,
+    ):
+        await authed(gw)
+        ana = await buyer(gw, platform)
+        first = (await gw.get(f"/api/customers/{ana}/360")).json()
+        assert first["loyalty"]["points"] == 99
+        asked = _hits()
+        assert (await gw.get(f"/api/customers/{ana}/360")).json() == first  # kept
+        assert _hits() == asked + 1
+
+        bought = await gw.post("/api/interactions/purchases", json={**PURCHASE, "customer_id": ana})
+        assert bought.status_code == 201, bought.text
+        await platform.drain()
+        after = (await gw.get(f"/api/customers/{ana}/360")).json()
+        assert [t["kind"] for t in after["timeline"]] == ["purchase", "purchase"]
+        assert after["loyalty"]["points"] == 198
 
 
 async def test_documented_in_openapi(gw: httpx.AsyncClient) -> None:

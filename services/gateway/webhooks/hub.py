@@ -24,7 +24,7 @@ import json
 import random
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -140,6 +140,9 @@ class WebhookHub:
         # Event types some live subscription wants (None until first read: every event is looked at).
         self._subscribed: frozenset[str] | None = None
         self._reads = 0
+        # Called with every event the consumer reads, wanted by a subscription or not (the gateway's
+        # customer 360 cache drops what each event may have changed).
+        self.observers: list[Callable[[CloudEvent], None]] = []
         self.consumer = EventConsumer(
             CONSUMER_GROUP,
             self.uow,
@@ -193,6 +196,8 @@ class WebhookHub:
 
     def _wants(self, event: CloudEvent) -> bool:
         """Most events interest no subscription: those skip the consumer's transaction altogether."""
+        for observe in self.observers:
+            observe(event)
         return self._subscribed is None or event.type in self._subscribed
 
     async def read_subscribed_types(self) -> None:

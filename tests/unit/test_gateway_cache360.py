@@ -1,0 +1,173 @@
+"""The customer 360 cache: complete answers kept briefly per customer and caller, one fetch at a time
+per key, dropped by events about the customer, and never kept when an event overlapped the fetch."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from services.gateway.cache360 import Customer360Cache, caller_key
+from shared.auth.tokens import Principal
+from shared.events.envelope import CloudEvent
+
+ANA = caller_key(Principal(sub="ana", kind="user", roles=frozenset({"support"})))
+BOB = caller_key(Principal(sub="bob", kind="user", roles=frozenset({"support"}), branch="b-2"))
+
+
+class Fetcher:
+    """Counts fetches; each answer names its number. `gate` holds fetches until set."""
+
+    def __init__(self, *, keep: bool = True, survivor: str | None = None) -> None:
+        self.calls = 0
+        self.keep = keep
+        self.survivor = survivor
+        self.gate = asyncio.Event()
+        self.gate.set()
+
+    def __call__(self, customer_id: str) -> Any:
+        async def fetch() -> tuple[Any, frozenset[str], bool]:
+            self.calls += 1
+            n = self.calls
+            await self.gate.wait()
+            return {"n": n}, frozenset({self.survivor or customer_id}), self.keep
+
+        return fetch
+
+
+def event(subject: str | None, event_type: str = "crm.loyalty.points_earned.v1") -> CloudEvent:
+    return CloudEvent.model_validate(
+        {"id": "e", "source": "/t", "type": event_type, "specversion": "1.0", "subject": subject, "data": {}}
+    )
+
+
+async def test_a_complete_answer_is_kept_for_its_age_limit() -> None:
+    cache, fetch = Customer360Cache(seconds=0.2), Fetcher()
+    assert await cache.get("c-1", ANA, fetch("c-1")) == {"n": 1}
+    assert await cache.get("c-1", ANA, fetch("c-1")) == {"n": 1}
+    assert fetch.calls == 1
+    await asyncio.sleep(0.25)
+    assert await cache.get("c-1", ANA, fetch("c-1")) == {"n": 2}
+
+
+async def test_each_caller_and_customer_has_its_own_answer() -> None:
+    cache, fetch = Customer360Cache(seconds=5), Fetcher()
+    await cache.get("c-1", ANA, fetch("c-1"))
+    await cache.get("c-1", BOB, fetch("c-1"))
+    await cache.get("c-2", ANA, fetch("c-2"))
+    await cache.get("c-1", None, fetch("c-1"))
+    assert fetch.calls == 4
+    assert len(cache) == 4
+
+
+async def test_concurrent_requests_share_one_fetch() -> None:
+    cache, fetch = Customer360Cache(seconds=5), Fetcher()
+    fetch.gate.clear()
+    waiting = [asyncio.ensure_future(cache.get("c-1", ANA, fetch("c-1"))) for _ in range(10)]
+    await asyncio.sleep(0.01)
+    fetch.gate.set()
+    assert await asyncio.gather(*waiting) == [{"n": 1}] * 10
+    assert fetch.calls == 1
+
+
+async def test_a_caller_going_away_does_not_cancel_the_fetch_for_the_others() -> None:
+    cache, fetch = Customer360Cache(seconds=5), Fetcher()
+    fetch.gate.clear()
+    first = asyncio.ensure_future(cache.get("c-1", ANA, fetch("c-1")))
+    second = asyncio.ensure_future(cache.get("c-1", ANA, fetch("c-1")))
+    await asyncio.sleep(0.01)
+    first.cancel()
+    await asyncio.sleep(0.01)
+    fetch.gate.set()
+    assert await second == {"n": 1}
+    assert first.cancelled()
+    assert await cache.get("c-1", ANA, fetch("c-1")) == {"n": 1}  # and it was kept
+
+
+async def test_an_incomplete_answer_is_not_kept() -> None:
+    cache, fetch = Customer360Cache(seconds=5), Fetcher(keep=False)
+    await cache.get("c-1", ANA, fetch("c-1"))
+    await cache.get("c-1", ANA, fetch("c-1"))
+    assert fetch.calls == 2
+    assert len(cache) == 0
+
+
+async def test_a_failure_reaches_every_waiter_and_is_not_kept() -> None:
+    cache = Customer360Cache(seconds=5)
+    calls = 0
+
+    async def failing() -> tuple[Any, frozenset[str], bool]:
+        nonlocal calls
+        calls += 1
+        await asyncio.sleep(0.01)
+        raise RuntimeError("identity down")
+
+    results = await asyncio.gather(*(cache.get("c-1", ANA, failing) for _ in range(3)), return_exceptions=True)
+    assert [type(r) for r in results] == [RuntimeError] * 3
+    assert calls == 1
+    with pytest.raises(RuntimeError):
+        await cache.get("c-1", ANA, failing)
+    assert calls == 2
+
+
+async def test_an_event_about_the_customer_drops_its_answers() -> None:
+    cache, fetch = Customer360Cache(seconds=5), Fetcher()
+    await cache.get("c-1", ANA, fetch("c-1"))
+    await cache.get("c-1", BOB, fetch("c-1"))
+    await cache.get("c-2", ANA, fetch("c-2"))
+    cache.observe(event("c-1"))
+    cache.observe(event(None))  # no subject: nothing to drop
+    assert len(cache) == 1
+    assert await cache.get("c-1", ANA, fetch("c-1")) == {"n": 4}
+    assert await cache.get("c-2", ANA, fetch("c-2")) == {"n": 3}
+
+
+async def test_an_answer_for_a_merged_id_is_dropped_by_events_about_the_survivor() -> None:
+    cache, fetch = Customer360Cache(seconds=5), Fetcher(survivor="c-survivor")
+    await cache.get("c-old", ANA, fetch("c-old"))
+    cache.observe(event("c-survivor"))
+    assert len(cache) == 0
+
+
+async def test_identity_changes_drop_everything() -> None:
+    cache, fetch = Customer360Cache(seconds=5), Fetcher()
+    for customer in ("c-1", "c-2", "c-3"):
+        await cache.get(customer, ANA, fetch(customer))
+    cache.observe(event("c-9", "crm.identity.customer_merged.v1"))
+    assert len(cache) == 0
+
+
+async def test_a_fetch_overlapping_an_event_about_its_customer_is_not_kept() -> None:
+    cache, fetch = Customer360Cache(seconds=5), Fetcher()
+    fetch.gate.clear()
+    running = asyncio.ensure_future(cache.get("c-1", ANA, fetch("c-1")))
+    await asyncio.sleep(0.01)
+    cache.observe(event("c-2"))  # another customer: no matter
+    cache.observe(event("c-1"))  # the fetch may have read c-1 before this event
+    fetch.gate.set()
+    assert await running == {"n": 1}
+    assert len(cache) == 0
+    assert await cache.get("c-1", ANA, fetch("c-1")) == {"n": 2}
+    assert len(cache) == 1
+
+
+async def test_off_when_the_age_limit_is_zero() -> None:
+    cache, fetch = Customer360Cache(seconds=0), Fetcher()
+    for _ in range(3):
+        await cache.get("c-1", ANA, fetch("c-1"))
+    assert fetch.calls == 3
+
+
+async def test_the_number_of_answers_kept_is_bounded() -> None:
+    cache, fetch = Customer360Cache(seconds=5, max_entries=2), Fetcher()
+    for customer in ("c-1", "c-2", "c-3"):
+        await cache.get(customer, ANA, fetch(customer))
+    assert len(cache) == 2
+    await cache.get("c-1", ANA, fetch("c-1"))  # the oldest went first
+    assert fetch.calls == 4
+    cache.observe(event("c-1"))
+    cache.observe(event("c-2"))
+    cache.observe(event("c-3"))
+    assert len(cache) == 0
+    assert cache._by_customer == {}
