@@ -103,7 +103,9 @@ async def test_a_failure_reaches_every_waiter_and_is_not_kept() -> None:
         await asyncio.sleep(0.01)
         raise RuntimeError("identity down")
 
-    results = await asyncio.gather(*(cache.get("c-1", ANA, failing) for _ in range(3)), return_exceptions=True)
+    results = await asyncio.gather(
+        *(cache.get("c-1", ANA, failing) for _ in range(3)), return_exceptions=True
+    )
     assert [type(r) for r in results] == [RuntimeError] * 3
     assert calls == 1
     with pytest.raises(RuntimeError):
