@@ -3,7 +3,7 @@
 A 360 fans out to seven service calls; a contact-centre screen or an app home page asks for the same
 customer again and again within seconds. So the gateway keeps each *complete* answer (every part
 `ok` or `not_found` — a partial one is never kept, so a recovered service shows at once) for
-`CRM_GATEWAY_CUSTOMER360_CACHE_SECONDS` (1 s by default; 0 turns the cache off), and requests for a
+`CRM_GATEWAY_CUSTOMER360_CACHE_SECONDS` (5 s by default; 0 turns the cache off), and requests for a
 customer whose 360 is being fetched wait for that fetch instead of starting seven calls of their own.
 
 What a caller may see depends on who it is, so answers are kept per caller: the key is the customer

@@ -29,7 +29,7 @@ class GatewaySettings(PlatformSettings):
     )
     customer360_timeline_limit: int = Field(default=20, ge=1, le=200)
     customer360_cache_seconds: float = Field(
-        default=1.0,
+        default=5.0,
         ge=0,
         le=60,
         description="How long a complete 360 is kept per customer and caller (0: not kept); an event about "
