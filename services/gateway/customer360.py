@@ -296,12 +296,23 @@ PROBLEM: dict[str, Any] = {"model": Problem, "content": {PROBLEM_JSON: {}}}
         503: {**PROBLEM, "description": "Identity is unavailable, so there is no 360"},
     },
 )
-async def customer_360(customer_id: str, request: Request) -> Any:
+async def customer_360(customer_id: str, request: Request) -> Response:
     cache: Customer360Cache = request.app.state.customer360_cache
-    return await cache.get(customer_id, caller_key(principal_var.get()), lambda: _build(request, customer_id))
+    answer: _Answer = await cache.get(
+        customer_id, caller_key(principal_var.get()), lambda: _build(request, customer_id)
+    )
+    # A Response of its own per request (middlewares add headers to it); the body is serialised once.
+    return Response(answer.body, status_code=answer.status, media_type=answer.media_type)
 
 
-async def _build(request: Request, customer_id: str) -> tuple[Any, frozenset[str], bool]:
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    status: int
+    body: bytes
+    media_type: str | None
+
+
+async def _build(request: Request, customer_id: str) -> tuple[_Answer, frozenset[str], bool]:
     """The answer, the customer ids it covers, and whether it is complete (and so may be cached)."""
     services = _upstreams(request)
     settings = _settings(request)
@@ -324,10 +335,10 @@ async def _build(request: Request, customer_id: str) -> tuple[Any, frozenset[str
         )
     if profile_response.status_code != 200:
         _abandon(parts_task)
-        answer = Response(
+        answer = _Answer(
+            profile_response.status_code,
             profile_response.content,
-            status_code=profile_response.status_code,
-            media_type=profile_response.headers.get("content-type"),
+            profile_response.headers.get("content-type"),
         )
         return answer, frozenset({customer_id}), False
     profile: dict[str, Any] = profile_response.json()
@@ -372,4 +383,4 @@ async def _build(request: Request, customer_id: str) -> tuple[Any, frozenset[str
             loyalty=parts["loyalty"].status,
         ),
     )
-    return built, frozenset({survivor}), complete
+    return _Answer(200, built.model_dump_json().encode(), "application/json"), frozenset({survivor}), complete
