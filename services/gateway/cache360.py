@@ -9,11 +9,13 @@ customer whose 360 is being fetched wait for that fetch instead of starting seve
 What a caller may see depends on who it is, so answers are kept per caller: the key is the customer
 asked for *and* the verified principal's kind, subject, roles, scopes, customer and branch.
 
-Freshness: an answer is at most that many seconds old. Besides, every event the gateway's consumer
-reads about a customer (its CloudEvent `subject`) drops that customer's answers at once — a purchase,
-a points movement, a segment entered; an identity merge, unmerge or erasure drops everything. With
-several gateway replicas each reads only its share of the partitions, so for the others the age
-limit is the bound.
+Freshness: an answer is served for that many seconds; for as long again after that, while the one
+refresh it triggers runs (stale-while-revalidate: the entries of a busy page must not all expire into
+a stampede of fetches at the same moment; a refresh that comes back incomplete drops the old answer).
+Besides, every event the gateway's consumer reads about a customer (its CloudEvent `subject`) drops
+that customer's answers at once — a purchase, a points movement, a segment entered; an identity
+merge, unmerge or erasure drops everything. With several gateway replicas each reads only its share
+of the partitions, so for the others the age limit is the bound.
 """
 
 from __future__ import annotations
@@ -33,7 +35,8 @@ from shared.events.envelope import CloudEvent
 
 CACHE_LOOKUPS = Counter(
     "crm_gateway_customer360_cache_total",
-    "Customer 360 requests by how the cache answered them: hit, shared (joined a fetch in progress) or miss",
+    "Customer 360 requests by how the cache answered them: hit, stale (while it is refreshed), shared "
+    "(joined a fetch in progress) or miss",
     ["outcome"],
 )
 # Events after which no cached 360 can be trusted (who is who changed).
@@ -93,22 +96,37 @@ class Customer360Cache:
         key: Key = (customer_id, caller)
         entry = self._entries.get(key)
         if entry is not None:
-            if entry.expires > time.monotonic():
+            now = time.monotonic()
+            if entry.expires > now:
                 CACHE_LOOKUPS.labels("hit").inc()
                 self._entries.move_to_end(key)
+                return entry.value
+            if entry.expires + self.seconds > now:
+                # Past its age limit, but no event said it changed: answered while one refresh runs
+                # in the background, so the entries of a busy page do not all expire into a stampede
+                # of fetches at the same moment.
+                CACHE_LOOKUPS.labels("stale").inc()
+                if key not in self._fetching:
+                    self._start(key, customer_id, fetch)
                 return entry.value
             self._drop(key)
         running = self._fetching.get(key)
         if running is None:
             CACHE_LOOKUPS.labels("miss").inc()
-            # A task of its own: a caller that goes away does not cancel it for the others waiting.
-            running = asyncio.ensure_future(self._fetch(key, customer_id, fetch))
-            running.add_done_callback(_retrieve)
-            self._fetching[key] = running
+            running = self._start(key, customer_id, fetch)
         else:
             CACHE_LOOKUPS.labels("shared").inc()
         value, _, _ = await asyncio.shield(running)
         return value
+
+    def _start(
+        self, key: Key, customer_id: str, fetch: Callable[[], Awaitable[tuple[Any, frozenset[str], bool]]]
+    ) -> asyncio.Future[tuple[Any, frozenset[str], bool]]:
+        # A task of its own: a caller that goes away does not cancel it for the others waiting.
+        running = asyncio.ensure_future(self._fetch(key, customer_id, fetch))
+        running.add_done_callback(_retrieve)
+        self._fetching[key] = running
+        return running
 
     async def _fetch(
         self, key: Key, customer_id: str, fetch: Callable[[], Awaitable[tuple[Any, frozenset[str], bool]]]
@@ -128,6 +146,8 @@ class Customer360Cache:
         fresh = generation == self._generation and counters[1] == invalidations
         if keep and fresh:  # no event arrived meanwhile that it might predate
             self._put(key, _Entry(time.monotonic() + self.seconds, customers | {customer_id}, value))
+        else:  # an answer kept before is not served stale in place of this one
+            self._drop(key)
         return result
 
     # --- invalidation ---------------------------------------------------------------------------

@@ -3,10 +3,12 @@
 Publishing: an idempotent producer (`enable_idempotence`, `acks=all`), CloudEvents binary binding,
 record key = customer id. `publish` returns after every record is acknowledged.
 
-Consuming: one aiokafka consumer per subscribed consumer group, auto-commit off. Each partition's
-batch goes through `EventConsumer.handle_batch` (one transaction with the inbox rows); dead letters
-are produced to the group's dead-letter topic `crm.dlq.<group>` and acknowledged; only then is the
-partition's offset committed. Transient failures are retried with backoff without committing, so a
+Consuming: one aiokafka consumer per subscribed consumer group, auto-commit off. Everything one poll
+returned, from all the group's partitions (each partition's records in order, one partition after
+the other), goes through `EventConsumer.handle_batch` as one batch (one transaction with the inbox
+rows; set-based handlers see the longest runs); dead letters are produced to the group's dead-letter
+topic `crm.dlq.<group>` and acknowledged; only then are the partitions' offsets committed, in one
+request. Transient failures are retried with backoff without committing, so a
 database outage pauses consumption instead of losing or dead-lettering anything. A rebalance
 listener waits for the batch in flight, so partitions are handed over only after their offsets are
 committed.
@@ -224,13 +226,13 @@ class KafkaBus(EventBus):
         try:
             while self._running:
                 batches = await kafka_consumer.getmany(timeout_ms=500, max_records=self.consumer_batch_size)
-                for tp, records in batches.items():
-                    if not records:
-                        continue
+                if any(batches.values()):
                     async with lock:
-                        if tp not in kafka_consumer.assignment():
-                            continue  # revoked while we were busy: the new owner will handle it
-                        await self._process(kafka_consumer, consumer, tp, records)
+                        assigned = kafka_consumer.assignment()
+                        # A partition revoked while we were busy: its new owner will handle it.
+                        mine = {tp: records for tp, records in batches.items() if records and tp in assigned}
+                        if mine:
+                            await self._process(kafka_consumer, consumer, mine)
                 await self._record_lag(kafka_consumer, consumer.group)
         finally:
             with contextlib.suppress(Exception):
@@ -240,12 +242,11 @@ class KafkaBus(EventBus):
         self,
         kafka_consumer: AIOKafkaConsumer,
         consumer: EventConsumer,
-        tp: TopicPartition,
-        records: list[ConsumerRecord[Any, Any]],
+        batches: dict[TopicPartition, list[ConsumerRecord[Any, Any]]],
     ) -> None:
         deliveries: list[Delivery] = []
         malformed: list[tuple[ConsumerRecord[Any, Any], str]] = []
-        for record in records:
+        for record in (record for records in batches.values() for record in records):
             try:
                 event = from_kafka(record.value, record.headers)
             except MalformedEvent as exc:
@@ -271,11 +272,17 @@ class KafkaBus(EventBus):
             await self._send_dead_letter(consumer.group, letter)
         for record, error in malformed:
             await self._send_raw_dead_letter(consumer.group, record, error)
+        offsets = {tp: records[-1].offset + 1 for tp, records in batches.items()}
         try:
-            await self._commit_offsets(kafka_consumer, {tp: records[-1].offset + 1})
+            await self._commit_offsets(kafka_consumer, offsets)
         except (CommitFailedError, IllegalStateError) as exc:
-            # Lost the partition in a rebalance: the new owner re-reads it and the inbox drops repeats.
-            log.warning("offset_commit_failed", group=consumer.group, partition=str(tp), error=repr(exc))
+            # Lost a partition in a rebalance: the new owner re-reads it and the inbox drops repeats.
+            log.warning(
+                "offset_commit_failed",
+                group=consumer.group,
+                partitions=sorted(map(str, offsets)),
+                error=repr(exc),
+            )
 
     async def _commit_offsets(
         self, kafka_consumer: AIOKafkaConsumer, offsets: dict[TopicPartition, int]

@@ -47,8 +47,33 @@ async def test_a_complete_answer_is_kept_for_its_age_limit() -> None:
     assert await cache.get("c-1", ANA, fetch("c-1")) == {"n": 1}
     assert await cache.get("c-1", ANA, fetch("c-1")) == {"n": 1}
     assert fetch.calls == 1
-    await asyncio.sleep(0.25)
+    await asyncio.sleep(0.45)  # past twice the limit: not served at all
     assert await cache.get("c-1", ANA, fetch("c-1")) == {"n": 2}
+
+
+async def test_past_its_limit_an_answer_is_served_while_one_refresh_runs() -> None:
+    cache, fetch = Customer360Cache(seconds=0.2), Fetcher()
+    await cache.get("c-1", ANA, fetch("c-1"))
+    await asyncio.sleep(0.25)
+    fetch.gate.clear()
+    served = [await cache.get("c-1", ANA, fetch("c-1")) for _ in range(5)]
+    assert served == [{"n": 1}] * 5  # at once, not waiting for the refresh …
+    await asyncio.sleep(0.01)
+    assert fetch.calls == 2  # … of which there is one
+    fetch.gate.set()
+    await asyncio.sleep(0.01)
+    assert await cache.get("c-1", ANA, fetch("c-1")) == {"n": 2}
+
+
+async def test_an_incomplete_refresh_drops_the_old_answer() -> None:
+    cache, fetch = Customer360Cache(seconds=0.2), Fetcher()
+    await cache.get("c-1", ANA, fetch("c-1"))
+    await asyncio.sleep(0.25)
+    fetch.keep = False  # a service is down now
+    assert await cache.get("c-1", ANA, fetch("c-1")) == {"n": 1}  # stale, refresh started
+    await asyncio.sleep(0.01)
+    assert len(cache) == 0
+    assert await cache.get("c-1", ANA, fetch("c-1")) == {"n": 3}  # fetched, not the old one
 
 
 async def test_each_caller_and_customer_has_its_own_answer() -> None:
