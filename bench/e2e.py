@@ -156,7 +156,10 @@ class Topology:
     def __init__(self, args: argparse.Namespace) -> None:
         self.gateway = f"http://127.0.0.1:{args.port_base}"
         self.direct = {name: f"http://127.0.0.1:{args.port_base + 1 + i}" for i, name in enumerate(SERVICES)}
-        self.dsn = {name: f"postgresql://crm:crm@127.0.0.1:{args.pg_port}/crm_{name}" for name in SERVICES}
+        prefix = os.environ.get("CRM_DB_PREFIX", "crm_")  # deploy/up.sh's (bench/run.sh: crm_bench_)
+        self.dsn = {
+            name: f"postgresql://crm:crm@127.0.0.1:{args.pg_port}/{prefix}{name}" for name in SERVICES
+        }
         self.kafka = f"127.0.0.1:{args.kafka_port}"
         self.empty_port = args.port_base + 9
         self.headers = auth_headers(args.auth_header)

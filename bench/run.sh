@@ -89,6 +89,14 @@ else
   fi
   started_up=1
   ((started_pg)) && started_pg=0  # deploy/down.sh stops it with the rest
+  # Databases of its own, empty at each run: figures must not depend on what earlier runs left behind
+  # (their segments, say, are evaluated on every purchase), nor may a bench touch your crm_* data.
+  export CRM_DB_PREFIX=crm_bench_
+  deploy/postgres.sh start
+  for name in identity interactions segmentation loyalty gateway; do
+    deploy/postgres.sh dropdb "$CRM_DB_PREFIX$name" >/dev/null
+  done
+  rm -f "${CRM_VAR_DIR:-$PWD/var}/run/api-key"
   deploy/up.sh
 fi
 # Authentication on: one admin access token (a JWT signed with the gateway's key) for the workload —
@@ -108,7 +116,7 @@ if [[ -z "${BENCH_AUTH_HEADER:-}" && -s "$run_dir/gateway.database_url" ]]; then
   fi
 fi
 
-INTERACTIONS_DSN="postgresql://crm:crm@127.0.0.1:$PG_PORT/crm_interactions"
+INTERACTIONS_DSN="postgresql://crm:crm@127.0.0.1:$PG_PORT/${CRM_DB_PREFIX:-crm_}interactions"
 if [[ "${BENCH_ONLY:-}" != e2e ]]; then
   # shellcheck disable=SC2046
   step $PY -m bench.interactions.ingest --out "$OUT" --gateway "$GATEWAY" --interactions-dsn "$INTERACTIONS_DSN" \

@@ -16,6 +16,7 @@
 #   kill9     SIGKILL the postmaster and its backends (crash test); `start`
 #             then runs crash recovery.
 #   createdb  create database NAME owned by crm, unless it exists.
+#   dropdb    drop database NAME if it exists (connections to it are closed).
 #
 # Superuser role crm / password crm; trust auth on the socket and 127.0.0.1.
 # Environment: PG_PORT (55432), PG_START_TIMEOUT (60), PG_STOP_TIMEOUT (60),
@@ -347,8 +348,18 @@ WHERE NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = '${name}') \\gexec"
   log "database ${name} ready (owner ${PG_ROLE})"
 }
 
+cmd_dropdb() {
+  local name="${1:-}"
+  [[ "${name}" =~ ^[A-Za-z_][A-Za-z0-9_]*$ ]] || die "usage: $0 dropdb NAME (letters, digits, _)"
+  find_pg_bin
+  is_ready || die "server not running on ${PG_HOST}:${PG_PORT}: run '$0 start' first"
+  psql_as "${PG_ROLE}" postgres -q -c "SET client_min_messages = warning" -c "DROP DATABASE IF EXISTS \"${name}\" WITH (FORCE)" ||
+    die "could not drop database ${name}"
+  log "database ${name} dropped"
+}
+
 usage() {
-  echo "usage: $0 {start|stop [--if-started-by-us]|status|restart|kill9|createdb NAME}" >&2
+  echo "usage: $0 {start|stop [--if-started-by-us]|status|restart|kill9|createdb NAME|dropdb NAME}" >&2
   exit 2
 }
 
@@ -363,6 +374,7 @@ main() {
     restart) cmd_stop && cmd_start ;;
     kill9) cmd_kill9 ;;
     createdb) cmd_createdb "$@" ;;
+    dropdb) cmd_dropdb "$@" ;;
     *) usage ;;
   esac
 }

@@ -5,7 +5,9 @@
 #     service NAME  (re)start just that process if it is not running, exactly as `start` does,
 #                   without touching Kafka or PostgreSQL (used after a crash, e.g. by `make chaos`)
 # Environment: CRM_VAR_DIR, PG_PORT, KAFKA_PORT (see deploy/kafka.sh, deploy/postgres.sh) and
-#   CRM_PORT_BASE (8000): the gateway listens on it, identity .. loyalty on the next four ports.
+#   CRM_PORT_BASE (8000): the gateway listens on it, identity .. loyalty on the next four ports;
+#   CRM_DB_PREFIX (crm_): the databases are <prefix>identity .. <prefix>gateway (`make bench` uses
+#   crm_bench_, recreated empty for each run, so it never touches the databases you work with).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VAR=${CRM_VAR_DIR:-$PWD/var}
@@ -13,6 +15,7 @@ PG_PORT=${PG_PORT:-55432}
 KAFKA_PORT=${KAFKA_PORT:-9092}
 SERVICES=(identity interactions segmentation loyalty)
 BASE=${CRM_PORT_BASE:-8000}
+DB_PREFIX=${CRM_DB_PREFIX:-crm_}
 declare -A PORTS=([gateway]=$BASE [identity]=$((BASE + 1)) [interactions]=$((BASE + 2)) [segmentation]=$((BASE + 3)) [loyalty]=$((BASE + 4)))
 mkdir -p "$VAR/log" "$VAR/run"
 
@@ -40,13 +43,13 @@ if [[ "$MODE" == "service" ]]; then
 else
   deploy/kafka.sh start
   deploy/postgres.sh start
-  for name in "${SERVICES[@]}" gateway; do deploy/postgres.sh createdb "crm_$name" >/dev/null; done
+  for name in "${SERVICES[@]}" gateway; do deploy/postgres.sh createdb "$DB_PREFIX$name" >/dev/null; done
 fi
 
 export CRM_BUS=kafka CRM_KAFKA_BOOTSTRAP_SERVERS="127.0.0.1:$KAFKA_PORT" CRM_VAR_DIR="$VAR"
 for name in "${SERVICES[@]}"; do
   upper=${name^^}
-  export "CRM_${upper}_DATABASE_URL=postgresql+asyncpg://crm:crm@127.0.0.1:$PG_PORT/crm_$name"
+  export "CRM_${upper}_DATABASE_URL=postgresql+asyncpg://crm:crm@127.0.0.1:$PG_PORT/$DB_PREFIX$name"
   export "CRM_GATEWAY_${upper}_URL=http://127.0.0.1:${PORTS[$name]}"
 done
 export CRM_INTERACTIONS_IDENTITY_URL="http://127.0.0.1:${PORTS[identity]}"
@@ -54,7 +57,7 @@ export CRM_INTERACTIONS_IDENTITY_URL="http://127.0.0.1:${PORTS[identity]}"
 # the services verify tokens with its JWKS. `crm keys create` (and `crm users ...`) find the database
 # through var/run/gateway.database_url. The first admin password is in var/log/gateway.log (or set
 # CRM_ADMIN_PASSWORD before the first start).
-export CRM_GATEWAY_DATABASE_URL="postgresql+asyncpg://crm:crm@127.0.0.1:$PG_PORT/crm_gateway"
+export CRM_GATEWAY_DATABASE_URL="postgresql+asyncpg://crm:crm@127.0.0.1:$PG_PORT/${DB_PREFIX}gateway"
 echo "$CRM_GATEWAY_DATABASE_URL" > "$VAR/run/gateway.database_url"
 export CRM_AUTH_JWKS_URL=${CRM_AUTH_JWKS_URL:-http://127.0.0.1:${PORTS[gateway]}/auth/jwks.json}
 export CRM_AUTH_TOKEN_URL=${CRM_AUTH_TOKEN_URL:-http://127.0.0.1:${PORTS[gateway]}/auth/token}

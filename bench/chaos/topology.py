@@ -71,6 +71,7 @@ class Topology:
                 "KAFKA_PORT": str(self.kafka_port),
                 "KAFKA_CONTROLLER_PORT": str(self.kafka_controller_port),
                 "CRM_PORT_BASE": str(self.port_base),
+                "CRM_DB_PREFIX": "crm_",  # the names dsn() uses, whatever the caller exported
                 # What deploy/up.sh exports to the services, for `crm` commands run from here.
                 "CRM_BUS": "kafka",
                 "CRM_KAFKA_BOOTSTRAP_SERVERS": self.kafka_bootstrap,
