@@ -146,8 +146,11 @@ def _with_caller_token(headers: dict[str, str] | None) -> dict[str, str] | None:
 
 
 def http_client(base_url: str, *, timeout: float, max_connections: int) -> httpx.AsyncClient:
+    """A pooled client to one service in distributed mode (aiohttp underneath, see `transport`)."""
+    from services.gateway.transport import ServiceTransport
+
     return httpx.AsyncClient(
         base_url=base_url,
         timeout=httpx.Timeout(timeout, connect=min(timeout, 2.0), pool=min(timeout, POOL_WAIT_SECONDS)),
-        limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
+        transport=ServiceTransport(max_connections=max_connections),
     )
