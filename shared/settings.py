@@ -134,7 +134,14 @@ class ServiceSettings(PlatformSettings):
 
     service_name: str = "service"
     database_url: str = ""
-    db_pool_size: int = Field(default=10, ge=1, le=200)
+    db_pool_size: int = Field(
+        default=20,
+        ge=1,
+        le=200,
+        description="Pooled PostgreSQL connections kept open (as many more may be opened for bursts). "
+        "Below the requests a service works on at once plus its consumer and relay, connections are "
+        "opened and closed on every request: at 10, a third of a purchase's CPU went to that.",
+    )
     run_migrations: bool = True
     outbox_batch_size: int = Field(default=500, ge=1, le=10_000)
     outbox_poll_interval: float = Field(default=0.5, gt=0, le=60)
