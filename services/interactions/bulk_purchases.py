@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 from pydantic import ValidationError
-from sqlalchemy import Table, select, tuple_
+from sqlalchemy import Table, select, text, tuple_
 from sqlalchemy.exc import IntegrityError
 
 from services.interactions.directory import CustomerDirectory
@@ -115,11 +115,27 @@ def _field(loc: tuple[Any, ...], index: int) -> str:
 
 
 async def _stored(uow: UnitOfWork, pairs: list[tuple[str, str]]) -> dict[tuple[str, str], str]:
-    """Purchases already recorded under these (source system, external id) pairs, by pair."""
+    """Purchases already recorded under these (source system, external id) pairs, by pair.
+
+    On PostgreSQL the pairs go as two arrays joined with `unnest`: a `(a, b) IN (...)` list of 500
+    pairs is a thousand parameters, and planning it took PostgreSQL ~150 ms for each bulk request."""
     found: dict[tuple[str, str], str] = {}
+    if not pairs:
+        return found
+    session = uow.session
+    if session.bind is not None and session.bind.dialect.name == "postgresql":
+        rows = await session.execute(
+            text(
+                "SELECT p.source_system, p.external_id, p.id FROM purchases AS p "
+                "JOIN unnest(CAST(:systems AS text[]), CAST(:externals AS text[])) AS k(s, e) "
+                "ON p.source_system = k.s AND p.external_id = k.e"
+            ),
+            {"systems": [s for s, _ in pairs], "externals": [e for _, e in pairs]},
+        )
+        return {(str(s), str(e)): str(i) for s, e, i in rows}
     for start in range(0, len(pairs), 500):
         batch = pairs[start : start + 500]
-        rows = await uow.session.execute(
+        rows = await session.execute(
             select(Purchase.source_system, Purchase.external_id, Purchase.id).where(
                 tuple_(Purchase.source_system, Purchase.external_id).in_(batch)
             )

@@ -15,6 +15,7 @@ from sqlalchemy import text
 
 from services.interactions import service
 from services.interactions.app import build
+from services.interactions.bulk_purchases import record_purchases_bulk
 from services.interactions.directory import erased, remember
 from services.interactions.schemas import PurchaseCreate, PurchaseOut
 from services.interactions.settings import load_settings
@@ -113,3 +114,21 @@ async def test_a_repeat_after_the_customer_was_erased_returns_the_first(runtime:
         await record(runtime, external_id="T-2")
     assert refused.value.errors[0].field == "body.customer_id"
     assert (await counts(runtime))["purchases"] == 1
+
+
+async def test_bulk_repeats_are_duplicates_with_the_first_ids(runtime: ServiceRuntime) -> None:
+    """Found by one query whatever the batch size (on PostgreSQL: arrays joined with unnest)."""
+    first, _ = await record(runtime, external_id="B-0")
+    items = [{**ORDER, "external_id": f"B-{i}"} for i in range(1, 300)]
+    created = await record_purchases_bulk(runtime.uow(), runtime.app.state.directory, items)
+    assert created.created == 299
+    ids = {item.index: item.id for item in created.items}
+    again = await record_purchases_bulk(
+        runtime.uow(),
+        runtime.app.state.directory,
+        [{**ORDER, "external_id": "B-0"}, *items[:150], {**ORDER, "external_id": "B-new"}],
+    )
+    assert [i.status for i in again.items] == ["duplicate"] * 151 + ["created"]
+    assert again.items[0].id == first.id
+    assert [i.id for i in again.items[1:151]] == [ids[i] for i in range(150)]
+    assert (await counts(runtime))["purchases"] == 301
