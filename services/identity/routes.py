@@ -40,12 +40,12 @@ NOT_FOUND: dict[int | str, dict[str, Any]] = {
 }
 
 
-def get_settings(request: Request) -> IdentitySettings:
+async def get_settings(request: Request) -> IdentitySettings:
     settings: IdentitySettings = request.app.state.runtime.settings
     return settings
 
 
-def get_matcher(request: Request) -> service.Matcher:
+async def get_matcher(request: Request) -> service.Matcher:
     matcher: service.Matcher = request.app.state.matcher
     return matcher
 

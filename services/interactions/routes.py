@@ -31,7 +31,7 @@ router = APIRouter(tags=["purchases"])
 contacts_router = APIRouter(tags=["contacts"])
 
 
-def get_directory(request: Request) -> CustomerDirectory:
+async def get_directory(request: Request) -> CustomerDirectory:
     directory: CustomerDirectory = request.app.state.directory
     return directory
 

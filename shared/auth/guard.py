@@ -252,7 +252,7 @@ def _customer_filter(request: Request) -> str | None:
     return next(iter(values), None) or None
 
 
-def list_branch(request: Request) -> str | None:
+async def list_branch(request: Request) -> str | None:
     """The branch a `+branch` list must be limited to (None: no limit), as the guard decided."""
     access: Access | None = getattr(request.state, "access", None)
     return access.branch if access is not None else None
