@@ -23,13 +23,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from sqlalchemy import and_, func, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.loyalty import ledger
 from services.loyalty.models import Account, Lot, Member, Program
 from services.loyalty.tables import ExpiryNotice
 from shared.contracts.loyalty import PointsExpired, PointsExpiringSoon
+from shared.db import dialect_insert as _insert
 from shared.logging import get_logger
 from shared.runtime import ServiceRuntime
 from shared.uow import UnitOfWork
@@ -70,11 +70,6 @@ class PassResult:
             "points": self.points,
             "failed": len(self.failed),
         }
-
-
-def _insert(session: AsyncSession) -> object:
-    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
-    return postgresql.insert if dialect == "postgresql" else sqlite.insert
 
 
 async def _lock_member(session: AsyncSession, member_id: str) -> None:

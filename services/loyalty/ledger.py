@@ -22,7 +22,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import JSON, and_, bindparam, case, func, or_, select, text, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.util import identity_key
@@ -36,6 +35,7 @@ from services.loyalty.domain import (
 )
 from services.loyalty.models import Account, LedgerEntry, LedgerTransaction, Lot, LotMovement, Member, Program
 from shared.db import UTCDateTime, insert_rows
+from shared.db import dialect_insert as _insert
 from shared.errors import Conflict, NotFound
 
 MEMBER_KINDS = ("available", "pending", "reserved", "qualifying")
@@ -73,11 +73,6 @@ class Posted:
 
     def balance(self, member_id: str, kind: str = "available") -> int | None:
         return self.balances.get(member_account(member_id, kind))
-
-
-def _insert(session: AsyncSession) -> Any:
-    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
-    return postgresql.insert if dialect == "postgresql" else sqlite.insert
 
 
 async def open_accounts(

@@ -22,7 +22,6 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import delete, or_, select, text, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.segmentation import features as feature_store
@@ -64,6 +63,7 @@ from shared.contracts.loyalty import (
     ReferralCompleted,
     TierChanged,
 )
+from shared.db import dialect_insert as _insert
 from shared.errors import NotFound
 from shared.uow import UnitOfWork
 
@@ -147,11 +147,6 @@ def on_refreshed(hook: Hook, *, after_contacts: bool = True, everyone: Populatio
         _CONTACT_HOOKS.append(hook)
     if everyone is not None:  # what `hook` gives every customer, set-based (the recompute runs it)
         _POPULATION_HOOKS[hook] = everyone
-
-
-def _insert(session: AsyncSession) -> Any:
-    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
-    return postgresql.insert if dialect == "postgresql" else sqlite.insert
 
 
 async def current_id(session: AsyncSession, customer_id: str) -> str:

@@ -25,7 +25,6 @@ from typing import Any
 
 from sqlalchemy import bindparam, case, delete, exists, false, func, literal, literal_column, select
 from sqlalchemy import insert as sql_insert
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -50,6 +49,7 @@ from services.segmentation.segments.schemas import (
 )
 from shared.contracts.segmentation import SegmentEntered, SegmentExited
 from shared.db import UTCDateTime, insert_rows
+from shared.db import dialect_insert as _insert
 from shared.errors import Conflict, DomainError, FieldError, InvalidInput, NotFound
 from shared.logging import get_logger
 from shared.uow import UnitOfWork
@@ -195,10 +195,6 @@ def _parse(raw: Any, path: str, segments: Sequence[Segment], self_id: str | None
 
 def _dialect(session: AsyncSession) -> str:
     return session.bind.dialect.name if session.bind is not None else "sqlite"
-
-
-def _insert(session: AsyncSession) -> Any:
-    return postgresql.insert if _dialect(session) == "postgresql" else sqlite.insert
 
 
 def _out(segment: Segment, member_count: int | None = None) -> SegmentOut:
