@@ -125,10 +125,12 @@ def e2e_charts(raw: dict[str, Any], charts: Path) -> list[tuple[str, Path]]:
             made.append((title, path))
         fig, ax = plt.subplots(figsize=(10, 4))
         _shade(ax, phases)
-        ax.plot(t, [p.get("ledger", math.nan) for p in series], label="loyalty ledger: purchase earnings")
+        counted = [p for p in series if "ledger" in p]  # the counts are sampled every 2 s, not every point
+        tc = [p["t"] for p in counted]
+        ax.plot(tc, [p["ledger"] for p in counted], label="loyalty ledger: purchase earnings")
         ax.plot(
-            t,
-            [p.get("facts", math.nan) for p in series],
+            tc,
+            [p["facts"] for p in counted],
             label="segmentation: purchase facts",
             linestyle="--",
         )

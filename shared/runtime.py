@@ -117,7 +117,12 @@ class ServiceRuntime:
             metadata=metadata,
             tables=tables,
             migrations=migrations,
-            bus=bus or make_bus(settings, client_id=f"crm-{settings.service_name}"),
+            bus=bus
+            or make_bus(
+                settings,
+                client_id=f"crm-{settings.service_name}",
+                consumer_batch_size=settings.consumer_batch_size,
+            ),
             owns_bus=bus is None,
             title=title,
             description=description,

@@ -23,6 +23,8 @@ from shared.db import insert_rows
 from shared.events.envelope import CloudEvent, EventPayload, new_event
 from shared.messaging.tables import MessagingTables
 
+_Later = tuple[Callable[[], EventPayload], datetime | None]
+
 
 class UnitOfWork:
     def __init__(
@@ -38,7 +40,10 @@ class UnitOfWork:
         self._on_commit = on_commit
         self._session: AsyncSession | None = None
         self._published = 0
-        self._deferred: list[dict[str, Any]] | None = None
+        # An outbox row, or (for `publish_later`) how to build the event and its time.
+        self._deferred: list[dict[str, Any] | tuple[Callable[[], EventPayload], datetime | None]] | None = (
+            None
+        )
 
     @property
     def session(self) -> AsyncSession:
@@ -97,10 +102,23 @@ class UnitOfWork:
         self._deferred = []
         try:
             yield
-            rows = self._deferred
+            held = self._deferred
         finally:
             self._deferred = None
+        now = datetime.now(UTC)
+        rows = [
+            item if isinstance(item, dict) else self._outbox_row(item[0](), item[1], now)[1] for item in held
+        ]
         await insert_rows(self.session, self.tables.outbox, rows)
+
+    def publish_later(self, build: Callable[[], EventPayload], *, time: datetime | None = None) -> None:
+        """Inside `deferred_publishing`: the event `build()` returns, built when the block ends — from
+        what is known only then (a write-behind ledger's balances) — in its place among the events
+        published in the block."""
+        if self._deferred is None:
+            raise RuntimeError("publish_later is for a deferred_publishing block")
+        self._deferred.append((build, time))
+        self._published += 1
 
     async def publish_many(self, payloads: Sequence[EventPayload], *, time: datetime | None = None) -> None:
         """`publish` for many events in one statement (executemany): the same outbox rows, in order."""

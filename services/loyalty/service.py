@@ -6,6 +6,7 @@ so a redelivered event finds its transaction and does nothing."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -164,10 +165,28 @@ async def earn_for_purchases(uow: UnitOfWork, purchases: Sequence[PurchaseRecord
         return 0
     known = await _prefetch(uow, earning_ones)
     total = 0
-    async with uow.deferred_publishing():
+    async with uow.deferred_publishing(), ledger.write_behind(uow.session):
         for purchase in earning_ones:
             total += await earn_for_purchase(uow, purchase, known=known)
     return total
+
+
+def _with_balance(
+    earned: functools.partial[PointsEarned], posted: ledger.Posted, account: str
+) -> PointsEarned:
+    return earned(balance_after=posted.balances[account])
+
+
+async def _behind(uow: UnitOfWork, program: Program, member: Member | None, fresh: bool) -> bool:
+    """Whether this earn may wait in the run's write-behind ledger buffer: nothing on its way reads what
+    the held credits write — no ledger lookup (`fresh`: known absent), no enrolment, no tier to
+    requalify, no referral to complete, no cap counting what was earned, no pending window (whose
+    `balance_after` is read back) — so it ends exactly as if posted at once."""
+    if ledger.buffered(uow.session) is None or not fresh or member is None or member.status != "active":
+        return False
+    if program.tiers or program.pending_days > 0 or member.referred_by is not None:
+        return False
+    return not any(rule.kind == "cap" for rule in await rules.load_rules(uow.session, program.id))
 
 
 async def earn_for_purchase(
@@ -195,7 +214,12 @@ async def earn_for_purchase(
         earning_in = await programs_for(uow, customer_id)
     for index, (program, member) in enumerate(earning_in):
         reference = purchase_reference(program.id, purchase.purchase_id)
-        if known is not None and reference in known.absent:
+        fresh = known is not None and reference in known.absent
+        behind = await _behind(uow, program, member, fresh)
+        if not behind:
+            await ledger.flush_buffered(session)  # what follows may read what the held credits write
+        if fresh:
+            assert known is not None
             known.absent.discard(reference)  # from now on (a purchase id twice), ask the database
         elif await ledger.transaction_for(session, reference) is not None:
             continue
@@ -223,24 +247,27 @@ async def earn_for_purchase(
                 **outcome.details(),
             },
             now=at,
+            behind=behind,
         )
         total += outcome.points
         if outcome.points > 0:
-            pending = program.pending_days > 0
-            await uow.publish(
-                PointsEarned(
-                    customer_id=customer_id,
-                    program_id=program.id,
-                    transaction_id=posted.id,
-                    points=outcome.points,
-                    qualifying=outcome.qualifying,
-                    pending=pending,
-                    reason="purchase",
-                    reference=purchase.purchase_id,
-                    balance_after=await _available_after(session, member, posted),
-                    occurred_at=at,
-                )
+            earned = functools.partial(
+                PointsEarned,
+                customer_id=customer_id,
+                program_id=program.id,
+                transaction_id=posted.id,
+                points=outcome.points,
+                qualifying=outcome.qualifying,
+                pending=program.pending_days > 0,
+                reason="purchase",
+                reference=purchase.purchase_id,
+                occurred_at=at,
             )
+            if behind:  # the balance is known once the held credit is posted
+                account = ledger.member_account(member.id)
+                uow.publish_later(functools.partial(_with_balance, earned, posted, account))
+            else:
+                await uow.publish(earned(balance_after=await _available_after(session, member, posted)))
         await rules.complete_referral(uow, program, member, purchase_id=purchase.purchase_id, now=at)
         await tiers.requalify(uow, program, member, at)
     return total

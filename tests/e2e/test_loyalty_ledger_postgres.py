@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -140,3 +141,62 @@ def test_postgres_ledger_matches_sqlite(
     assert got[0] == expected[0], "the same operations succeed and are refused"
     assert got[1] == expected[1], "the same balances"
     assert got[2] == expected[2], "the same lots, with the same remaining points"
+
+
+# A run of earns and spends in one transaction, as a consumer's batch does it: the earns held in a
+# write-behind buffer (one statement) must leave the same ledger, lots and returned balances as the
+# same earns posted one by one — including a spend between them, which posts the held ones first.
+_RUN = [
+    ("earn", 0, 120),
+    ("earn", 1, 40),
+    ("earn", 0, 30),
+    ("spend", 0, 140),  # needs the two held earns of member 0 (150) before it
+    ("earn", 2, 75),
+    ("earn", 0, 5),
+    ("earn", 1, 60),
+]
+
+
+async def _write_behind_run(url: str, *, behind: bool) -> tuple[list[dict[str, int]], list[bool], State]:
+    engine = create_async_engine(url)
+    try:
+        async with engine.begin() as conn:
+            tables = ", ".join(t.name for t in metadata.sorted_tables)
+            await conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+        async with async_sessionmaker(engine, expire_on_commit=False)() as session:
+            program, members = await _setup(session, False, 0)
+            await session.commit()
+            posted: list[ledger.Posted] = []
+            held: list[bool] = []
+            at = datetime(2026, 3, 1, 12, tzinfo=UTC)
+            async with ledger.write_behind(session) as buffer:
+                assert buffer is not None
+                for i, (kind, m, points) in enumerate(_RUN):
+                    if kind == "earn":
+                        p = await ledger.earn(
+                            session, program, members[m], points, reference=f"e{i}", now=at, behind=behind
+                        )
+                    else:
+                        p = await ledger.spend(
+                            session, program, members[m], points, reference=f"s{i}", now=at
+                        )
+                    held.append(not p.balances)  # a held credit has its balances only after the flush
+                    posted.append(p)
+            await session.commit()
+            names = {member.id: f"member{j}" for j, member in enumerate(members)}  # ids differ per run
+            returned = [
+                {f"{names[a.split(':')[1]]}:{a.split(':')[2]}": b for a, b in p.balances.items()}
+                for p in posted
+            ]
+            return returned, held, await _state(session, [])
+    finally:
+        await engine.dispose()
+
+
+def test_write_behind_earns_end_as_posted_one_by_one(pg_url: str) -> None:
+    one_by_one = asyncio.run(_write_behind_run(pg_url, behind=False))
+    held_run = asyncio.run(_write_behind_run(pg_url, behind=True))
+    assert one_by_one[1] == [False] * len(_RUN)
+    assert held_run[1] == [kind == "earn" for kind, _, _ in _RUN]  # every earn was held
+    assert held_run[0] == one_by_one[0]  # the balances each posting returned
+    assert held_run[2] == one_by_one[2]  # balances and lots (points, remaining, status, dates)
