@@ -65,7 +65,12 @@ def is_sqlite(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
 
 
-def create_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> AsyncEngine:
+def create_engine(
+    url: str, *, pool_size: int = 10, echo: bool = False, statement_cache_size: int | None = None
+) -> AsyncEngine:
+    """An engine for `url`: SQLite made transactional, or a PostgreSQL pool (`pool_size` kept, as many
+    more for bursts; idle connections pinged; `statement_cache_size` prepared statements kept per
+    connection, default `PREPARED_STATEMENTS`)."""
     if is_sqlite(url):
         path = make_url(url).database
         if path and path != ":memory:":
@@ -75,10 +80,23 @@ def create_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> Async
         engine = create_async_engine(url, echo=echo, connect_args={"timeout": 60})
         _make_sqlite_transactional(engine)
         return engine
-    engine = create_async_engine(url, echo=echo, pool_size=pool_size, max_overflow=pool_size)
+    engine = create_async_engine(
+        url,
+        echo=echo,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        connect_args={
+            "prepared_statement_cache_size": PREPARED_STATEMENTS
+            if statement_cache_size is None
+            else statement_cache_size
+        },
+    )
     _ping_idle_connections(engine, PING_AFTER_IDLE_SECONDS)
     return engine
 
+
+# Prepared statements kept per PostgreSQL connection (SQLAlchemy's asyncpg adapter keeps 100 by default).
+PREPARED_STATEMENTS = 1000
 
 # A pooled connection that sat unused this long is checked (a round trip) before it is handed out.
 PING_AFTER_IDLE_SECONDS = 1.0

@@ -64,7 +64,11 @@ class ServiceRuntime:
         self.migrations = migrations
         self.bus = bus
         self.owns_bus = owns_bus
-        self.engine = create_engine(settings.database_url, pool_size=settings.db_pool_size)
+        self.engine = create_engine(
+            settings.database_url,
+            pool_size=settings.db_pool_size,
+            statement_cache_size=settings.db_statement_cache_size,
+        )
         self.sessions = session_factory(self.engine)
         self.tables = tables
         self.uow = UnitOfWorkFactory(self.sessions, tables, source=f"/crm/{self.name}")

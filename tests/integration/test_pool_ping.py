@@ -69,3 +69,26 @@ async def test_idle_connection_is_pinged_and_a_dead_one_replaced(pg_database: st
         assert len(pings) == 2
     finally:
         await engine.dispose()
+
+
+async def _prepared_in_backend(engine: db.AsyncEngine, statements: int) -> int:
+    """Run `statements` distinct SELECTs twice each on one connection; how many the backend holds."""
+    async with engine.connect() as conn:
+        for _ in range(2):
+            for i in range(statements):
+                await conn.execute(text(f"SELECT {i} AS n"))
+        return int((await conn.execute(text("SELECT count(*) FROM pg_prepared_statements"))).scalar_one())
+
+
+async def test_prepared_statements_kept_per_connection(pg_database: str) -> None:
+    """Distinct SQL texts beyond the kept number are prepared again (a round trip and a parse each time):
+    the default keeps far more than the driver's 100, and the setting reaches the connection."""
+    default = db.create_engine(pg_database, pool_size=1)
+    small = db.create_engine(pg_database, pool_size=1, statement_cache_size=5)
+    try:
+        # every one kept (the driver's 100 keeps at most 150: it trims back to 100 past half as many again)
+        assert await _prepared_in_backend(default, 300) >= 300
+        assert await _prepared_in_backend(small, 150) < 20  # the older ones closed as new ones came
+    finally:
+        await default.dispose()
+        await small.dispose()
