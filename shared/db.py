@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import JSON, DateTime, Dialect, MetaData, Table, TypeDecorator, event, exc
 from sqlalchemy.engine import make_url
@@ -95,8 +95,9 @@ def create_engine(
     return engine
 
 
-# Prepared statements kept per PostgreSQL connection (SQLAlchemy's asyncpg adapter keeps 100 by default).
-PREPARED_STATEMENTS = 1000
+# Prepared statements kept per PostgreSQL connection (SQLAlchemy's asyncpg adapter keeps 100 by default;
+# segmentation's consumer used ~500 distinct texts before its batch statements were `padded`).
+PREPARED_STATEMENTS = 250
 
 # A pooled connection that sat unused this long is checked (a round trip) before it is handed out.
 PING_AFTER_IDLE_SECONDS = 1.0
@@ -152,6 +153,22 @@ def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
 
 
 COPY_THRESHOLD = 32
+
+_T = TypeVar("_T")
+
+
+def padded(items: Sequence[_T]) -> list[_T]:
+    """`items` with its last item repeated up to the next power of two (1, 2, 4, … 512, …).
+
+    A statement whose SQL grows with its parameters — an IN list, a multi-row VALUES — has one text per
+    length, and each text is one more prepared statement per connection: prepared again whenever it
+    falls out of the cache, kept in the server's memory while it stays. Padded, a batch of any length
+    has one of ~10 texts. Only where a repeat changes nothing: IN lists, and INSERT … ON CONFLICT DO
+    NOTHING (the repeat conflicts with the row just inserted and is skipped; RETURNING omits it)."""
+    items = list(items)
+    if items:
+        items.extend([items[-1]] * ((1 << (len(items) - 1).bit_length()) - len(items)))
+    return items
 
 
 def dialect_insert(session: AsyncSession) -> Any:

@@ -143,13 +143,12 @@ class ServiceSettings(PlatformSettings):
         "opened and closed on every request: at 10, a third of a purchase's CPU went to that.",
     )
     db_statement_cache_size: int = Field(
-        default=1000,
+        default=250,
         ge=0,
         le=100_000,
         description="Prepared statements kept per PostgreSQL connection (0: none). Every distinct SQL text "
-        "is one — an IN list or a batch of each length is another — and a statement not kept is prepared "
-        "again: a round trip and a parse. At 100 (the driver's default) segmentation's consumer spent a "
-        "sixth of its time re-preparing.",
+        "is one, kept in the server's memory, and one not kept is prepared again (a round trip and a "
+        "parse). Batch statements are padded to a few lengths (`shared.db.padded`) so that they fit.",
     )
     run_migrations: bool = True
     outbox_batch_size: int = Field(default=500, ge=1, le=10_000)

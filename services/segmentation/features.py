@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Float, and_, case, cast, delete, func, or_, select
+from sqlalchemy import Float, and_, case, cast, delete, func, or_, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -31,7 +31,7 @@ from services.segmentation.models import (
     RegistrationFact,
     SurveyFact,
 )
-from shared.db import insert_rows
+from shared.db import insert_rows, padded
 
 BATCH = 2_000
 WRITE_BATCH = 900  # rows per INSERT … VALUES: 36 columns each, under asyncpg's 32,767 parameters
@@ -529,12 +529,25 @@ async def add_purchase(
     return True
 
 
+# `add_purchases`' spend upsert on PostgreSQL: the rows as arrays, so that a wave of any size is one
+# prepared statement (a multi-row VALUES would be one per size; a repeat cannot pad an upsert).
+_SPEND_UPSERT_PG = text(
+    "INSERT INTO customer_spend (customer_id, currency, purchase_count, total_minor) "
+    "SELECT * FROM unnest(CAST(:customer_id AS varchar[]), CAST(:currency AS varchar[]), "
+    "CAST(:counts AS integer[]), CAST(:totals AS bigint[])) "
+    "ON CONFLICT (customer_id, currency) DO UPDATE SET "
+    "purchase_count = customer_spend.purchase_count + excluded.purchase_count, "
+    "total_minor = customer_spend.total_minor + excluded.total_minor "
+    "RETURNING customer_id, purchase_count, total_minor"
+)
+
+
 async def _locked(session: AsyncSession, ids: Sequence[str]) -> dict[str, CustomerFeatures]:
     """The features rows of these customers, locked for the transaction in id order (no deadlock
     between two batches locking overlapping customers)."""
     rows = await session.scalars(
         select(CustomerFeatures)
-        .where(CustomerFeatures.customer_id.in_(ids))
+        .where(CustomerFeatures.customer_id.in_(padded(ids)))
         .order_by(CustomerFeatures.customer_id)
         .with_for_update()
     )
@@ -576,30 +589,33 @@ async def add_purchases(session: AsyncSession, purchases: Sequence[NewPurchase])
             quick.append(customer_id)
     if quick:
         dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
-        insert: Any = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        statement = insert(CustomerSpend)
-        upsert = statement.on_conflict_do_update(
-            index_elements=[CustomerSpend.customer_id, CustomerSpend.currency],
-            set_={
-                "purchase_count": CustomerSpend.purchase_count + statement.excluded.purchase_count,
-                "total_minor": CustomerSpend.total_minor + statement.excluded.total_minor,
-            },
-        ).returning(CustomerSpend.customer_id, CustomerSpend.purchase_count, CustomerSpend.total_minor)
-        spent = {
-            customer_id: (int(count), int(total))
-            for customer_id, count, total in await session.execute(
-                upsert,
-                [
-                    {
-                        "customer_id": customer_id,
-                        "currency": by_customer[customer_id][0].currency,
-                        "purchase_count": len(by_customer[customer_id]),
-                        "total_minor": sum(p.total_minor for p in by_customer[customer_id]),
-                    }
-                    for customer_id in quick
-                ],
+        added_rows = [
+            {
+                "customer_id": customer_id,
+                "currency": by_customer[customer_id][0].currency,
+                "purchase_count": len(by_customer[customer_id]),
+                "total_minor": sum(p.total_minor for p in by_customer[customer_id]),
+            }
+            for customer_id in quick
+        ]
+        if dialect == "postgresql":  # one statement text for any number of customers (see `padded`)
+            result = await session.execute(
+                _SPEND_UPSERT_PG,
+                {key: [r[key] for r in added_rows] for key in ("customer_id", "currency")}
+                | {"counts": [r["purchase_count"] for r in added_rows]}
+                | {"totals": [r["total_minor"] for r in added_rows]},
             )
-        }
+        else:
+            statement = sqlite.insert(CustomerSpend)
+            upsert = statement.on_conflict_do_update(
+                index_elements=[CustomerSpend.customer_id, CustomerSpend.currency],
+                set_={
+                    "purchase_count": CustomerSpend.purchase_count + statement.excluded.purchase_count,
+                    "total_minor": CustomerSpend.total_minor + statement.excluded.total_minor,
+                },
+            ).returning(CustomerSpend.customer_id, CustomerSpend.purchase_count, CustomerSpend.total_minor)
+            result = await session.execute(upsert, added_rows)
+        spent = {customer_id: (int(count), int(total)) for customer_id, count, total in result}
         now = datetime.now(UTC)
         for customer_id in quick:
             row, added = held[customer_id], by_customer[customer_id]

@@ -64,6 +64,7 @@ from shared.contracts.loyalty import (
     TierChanged,
 )
 from shared.db import dialect_insert as _insert
+from shared.db import padded
 from shared.errors import NotFound
 from shared.uow import UnitOfWork
 
@@ -280,13 +281,14 @@ def waves(items: Sequence[T], customer: Callable[[T], str]) -> list[list[T]]:
 
 
 async def _store_facts(session: AsyncSession, model: Any, rows: list[dict[str, Any]]) -> set[str]:
-    """Many facts in one statement each 500 (a fact stored before is skipped): the keys stored now."""
+    """Many facts in one statement each 500 (a fact stored before is skipped): the keys stored now. The
+    rows are `padded` (a repeat is skipped as a conflict): a few statement texts for any wave size."""
     table = model.__table__
     key = next(iter(table.primary_key.columns))
     statement = _insert(session)(table).on_conflict_do_nothing().returning(key)
     stored: set[str] = set()
     for start in range(0, len(rows), 500):
-        stored.update((await session.execute(statement, rows[start : start + 500])).scalars())
+        stored.update((await session.execute(statement, padded(rows[start : start + 500]))).scalars())
     return stored
 
 

@@ -48,7 +48,7 @@ from services.segmentation.segments.schemas import (
     SegmentOut,
 )
 from shared.contracts.segmentation import SegmentEntered, SegmentExited
-from shared.db import UTCDateTime, insert_rows
+from shared.db import UTCDateTime, insert_rows, padded
 from shared.db import dialect_insert as _insert
 from shared.errors import Conflict, DomainError, FieldError, InvalidInput, NotFound
 from shared.logging import get_logger
@@ -691,7 +691,7 @@ async def _reevaluate_few(
             )
             built = found.statements[key] = (targets, statement, cuts)
         targets, statement, cuts = built
-        params = {compiler.RESTRICT_IDS: ids, **compiler.cut_params(cuts, now)}
+        params = {compiler.RESTRICT_IDS: padded(ids), **compiler.cut_params(cuts, now)}
         rows = (await session.execute(statement, params)).all()
         if len(rows) != len(ids) or any(row[1] for row in rows):
             return None  # erased or unknown customers: the general path

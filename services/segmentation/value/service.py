@@ -54,6 +54,7 @@ from services.segmentation.value.models import (
 )
 from services.segmentation.value.sqltime import NOW, Moment, at, days_between
 from shared.contracts.segmentation_value import CustomerAtRisk, LadderStageChanged, RiskReason
+from shared.db import padded
 from shared.logging import get_logger
 from shared.uow import UnitOfWork
 
@@ -593,7 +594,7 @@ async def _score_few(
     session: AsyncSession, uow: UnitOfWork, ids: list[str], now: datetime, settings: ValueSettings
 ) -> dict[str, int]:
     dialect = _dialect(session)
-    rows = (await session.execute(_few_select(dialect), {"now": now, "ids": ids})).all()
+    rows = (await session.execute(_few_select(dialect), {"now": now, "ids": padded(ids)})).all()
     known = {row[0] for row in rows}
     erased = [row[0] for row in rows if row[1]]
     # An id without features (merged into another) keeps no value row; an erased customer keeps nothing.
@@ -623,7 +624,7 @@ async def _score_few(
         statement = _one_customer_update(dialect, cached.cuts, settings)
         written = (await session.execute(statement, params)).all()
     else:  # a few customers (a consumer's wave): the template for this many predictions
-        params = {**risk.window_params(now, settings), "ids": [row[0] for row in live]}
+        params = {**risk.window_params(now, settings), "ids": padded([row[0] for row in live])}
         slots = 1 << max(len(predicted) - 1, 0).bit_length()  # a power of two: few templates
         pairs = list(predicted.items()) + [("", None)] * (slots - len(predicted))  # "" matches no one
         for i, (customer_id, value) in enumerate(pairs):
