@@ -41,9 +41,7 @@ class UnitOfWork:
         self._session: AsyncSession | None = None
         self._published = 0
         # An outbox row, or (for `publish_later`) how to build the event and its time.
-        self._deferred: list[dict[str, Any] | tuple[Callable[[], EventPayload], datetime | None]] | None = (
-            None
-        )
+        self._deferred: list[dict[str, Any] | _Later] | None = None
 
     @property
     def session(self) -> AsyncSession:
