@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any, cast
 
-from sqlalchemy import String, Table, bindparam, delete, func, select, text, tuple_, update
+from sqlalchemy import String, Table, bindparam, delete, func, literal, select, text, tuple_, update
 from sqlalchemy import cast as sql_cast
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -456,9 +456,45 @@ class LineageRepository:
 
 
 async def golden_member_ids(session: AsyncSession, customer_id: str) -> list[str]:
-    """The ids whose data belongs to this customer's golden record (for consents, notes, households)."""
-    repo = CustomerRepository(session)
-    root = await repo.resolve(customer_id)
-    if root is None:
-        return [customer_id]
-    return await repo.member_ids(root.id)
+    """The ids whose data belongs to this customer's golden record (for consents, notes, households):
+    the survivor first, then the ids merged into it, nearest first. One statement (the merge chain up
+    to the survivor and the tree down from it, recursively); a customer that does not exist answers
+    `[customer_id]` (its data is simply empty), a chain longer than `MAX_CHAIN` is an error."""
+    found = list(await session.execute(_golden_members(), {"id": customer_id}))
+    if not found:
+        repo = CustomerRepository(session)  # no such customer, or a chain too long: say which
+        root = await repo.resolve(customer_id)
+        return [customer_id] if root is None else await repo.member_ids(root.id)
+    if len(found) > 10_000:
+        raise RuntimeError(f"customer {customer_id} has implausibly many merged ids")
+    return [row[0] for row in found]
+
+
+_GOLDEN_MEMBERS: list[Any] = []
+
+
+def _golden_members() -> Any:
+    """`golden_member_ids`' statement, built once: `up` follows `merged_into` from the id to the
+    survivor (at most `MAX_CHAIN` steps), `down` walks from the survivor to every id merged into it."""
+    if not _GOLDEN_MEMBERS:
+        c = cast(Table, CustomerRow.__table__).c
+        up = (
+            select(c.id, c.merged_into, literal(0).label("depth"))
+            .where(c.id == bindparam("id"))
+            .cte("up", recursive=True)
+        )
+        up = up.union_all(
+            select(c.id, c.merged_into, up.c.depth + 1)
+            .join(up, c.id == up.c.merged_into)
+            .where(up.c.depth < MAX_CHAIN)
+        )
+        down = (
+            select(up.c.id, literal(0).label("depth"))
+            .where(up.c.merged_into.is_(None))
+            .cte("down", recursive=True)
+        )
+        down = down.union_all(
+            select(c.id, down.c.depth + 1).join(down, c.merged_into == down.c.id).where(down.c.depth < 10_000)
+        )
+        _GOLDEN_MEMBERS.append(select(down.c.id).order_by(down.c.depth, down.c.id))
+    return _GOLDEN_MEMBERS[0]

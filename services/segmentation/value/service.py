@@ -395,29 +395,53 @@ async def risk_explanations(
 ) -> list[tuple[str, int, str]]:
     """Why the customer's stored risk score is what it is: (component, points, sentence), largest
     first, the trend components with their figures ("satisfaction fell from 9.0 to 4.0"). Empty for a
-    customer without a value row."""
-    row = await session.get(CustomerValue, customer_id)
-    features = await session.get(F, customer_id)
-    if row is None or features is None:
-        return []
+    customer without a value row. One statement (built once), the value row, the features it needs and
+    the trend windows' counts together."""
     now = now or datetime.now(UTC)
     settings = load_value_settings()
-    win = risk.windows(now, settings, [customer_id])
-    counts = (
-        await session.execute(select(win.c.recent_n, win.c.prior_n, win.c.recent_m, win.c.prior_m))
+    found = (
+        await session.execute(_explain_select(), {**risk.window_params(now, settings), "ids": [customer_id]})
     ).first()
-    recent_n, prior_n, recent_m, prior_m = (int(v or 0) for v in (counts or (0, 0, 0, 0)))
+    if found is None:
+        return []
+    reasons, currency, before, latest, recent_n, prior_n, recent_m, prior_m = found
     trends = risk.Trends(
         window_days=settings.trend_window_days,
-        recent_purchases=recent_n,
-        prior_purchases=prior_n,
-        recent_spend_minor=recent_m,
-        prior_spend_minor=prior_m,
-        currency=features.currency,
-        satisfaction_before=features.satisfaction_before,
-        satisfaction_latest=features.satisfaction_latest,
+        recent_purchases=int(recent_n or 0),
+        prior_purchases=int(prior_n or 0),
+        recent_spend_minor=int(recent_m or 0),
+        prior_spend_minor=int(prior_m or 0),
+        currency=currency,
+        satisfaction_before=before,
+        satisfaction_latest=latest,
     )
-    return risk.explain(parse_reasons(row.risk_reasons), trends)
+    return risk.explain(parse_reasons(reasons), trends)
+
+
+_EXPLAIN: list[Any] = []
+
+
+def _explain_select() -> Any:
+    """`risk_explanations`' read, with `now`, `recent_from`, `prior_from` and `ids` (one id) as
+    parameters: built once (the window starts are parameters, so the settings do not shape it)."""
+    if not _EXPLAIN:
+        win = risk.windows(NOW, load_value_settings(), IDS)
+        _EXPLAIN.append(
+            select(
+                CV.c.risk_reasons,
+                F.currency,
+                F.satisfaction_before,
+                F.satisfaction_latest,
+                win.c.recent_n,
+                win.c.prior_n,
+                win.c.recent_m,
+                win.c.prior_m,
+            )
+            .join(F, F.customer_id == CV.c.customer_id)
+            .outerjoin(win, win.c.customer_id == CV.c.customer_id)
+            .where(CV.c.customer_id.in_(IDS))
+        )
+    return _EXPLAIN[0]
 
 
 def parse_reasons(raw: Any) -> dict[str, int]:
