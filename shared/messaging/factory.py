@@ -18,5 +18,7 @@ def make_bus(
             default_partitions=settings.kafka_topic_partitions,
             replication_factor=settings.kafka_replication_factor,
             consumer_batch_size=consumer_batch_size,
+            fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
+            fetch_min_bytes=settings.kafka_fetch_min_bytes,
         )
     return InProcessBus()

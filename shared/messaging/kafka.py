@@ -82,6 +82,8 @@ class KafkaBus(EventBus):
         default_partitions: int = 6,
         replication_factor: int = 1,
         consumer_batch_size: int = 500,
+        fetch_max_wait_ms: int = 100,
+        fetch_min_bytes: int = 65_536,
         start_timeout: float = 120.0,
     ) -> None:
         super().__init__()
@@ -91,6 +93,9 @@ class KafkaBus(EventBus):
         self.default_partitions = default_partitions
         self.replication_factor = replication_factor
         self.consumer_batch_size = consumer_batch_size
+        # A fetch waits up to `fetch_max_wait_ms` for `fetch_min_bytes` of events (see the settings).
+        self.fetch_max_wait_ms = fetch_max_wait_ms
+        self.fetch_min_bytes = fetch_min_bytes
         self._producer: AIOKafkaProducer | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._running = False
@@ -220,6 +225,8 @@ class KafkaBus(EventBus):
             auto_offset_reset="earliest",
             max_poll_records=self.consumer_batch_size,
             max_poll_interval_ms=600_000,
+            fetch_max_wait_ms=self.fetch_max_wait_ms,
+            fetch_min_bytes=self.fetch_min_bytes,
         )
         kafka_consumer.subscribe(consumer.topics, listener=_WaitForBatch(lock, consumer.group))
         await kafka_consumer.start()
