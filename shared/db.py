@@ -66,11 +66,17 @@ def is_sqlite(url: str) -> bool:
 
 
 def create_engine(
-    url: str, *, pool_size: int = 10, echo: bool = False, statement_cache_size: int | None = None
+    url: str,
+    *,
+    pool_size: int = 10,
+    max_overflow: int | None = None,
+    echo: bool = False,
+    statement_cache_size: int | None = None,
 ) -> AsyncEngine:
-    """An engine for `url`: SQLite made transactional, or a PostgreSQL pool (`pool_size` kept, as many
-    more for bursts; idle connections pinged; `statement_cache_size` prepared statements kept per
-    connection, default `PREPARED_STATEMENTS`)."""
+    """An engine for `url`: SQLite made transactional, or a PostgreSQL pool (`pool_size` kept, and
+    `max_overflow` more — as many again by default — opened for a burst and closed after it; idle
+    connections pinged; `statement_cache_size` prepared statements kept per connection, default
+    `PREPARED_STATEMENTS`)."""
     if is_sqlite(url):
         path = make_url(url).database
         if path and path != ":memory:":
@@ -84,7 +90,7 @@ def create_engine(
         url,
         echo=echo,
         pool_size=pool_size,
-        max_overflow=pool_size,
+        max_overflow=pool_size if max_overflow is None else max_overflow,
         connect_args={
             "prepared_statement_cache_size": PREPARED_STATEMENTS
             if statement_cache_size is None

@@ -67,6 +67,7 @@ class ServiceRuntime:
         self.engine = create_engine(
             settings.database_url,
             pool_size=settings.db_pool_size,
+            max_overflow=0,  # kept, never opened for a burst only (see `db_pool_size`)
             statement_cache_size=settings.db_statement_cache_size,
         )
         self.sessions = session_factory(self.engine)

@@ -53,3 +53,21 @@ class TestPrefixes:
         settings = load_settings(var_dir=tmp_path)
         assert settings.database_url.endswith("/identity.db")
         assert settings.database_url.startswith("sqlite+aiosqlite:///")
+
+
+class TestDatabasePool:
+    def test_a_service_keeps_its_connections_and_opens_none_for_a_burst(self) -> None:
+        from services.loyalty.app import build
+        from services.loyalty.settings import load_settings as loyalty_settings
+        from shared.messaging.bus import InProcessBus
+
+        runtime = build(
+            loyalty_settings(database_url="postgresql+asyncpg://crm@db/loyalty", db_pool_size=7),
+            InProcessBus(),
+        )
+        pool = runtime.engine.sync_engine.pool
+        assert pool.size() == 7  # type: ignore[attr-defined]
+        assert pool._max_overflow == 0  # type: ignore[attr-defined]
+
+    def test_the_default_is_forty(self) -> None:
+        assert load_settings().db_pool_size == 40
