@@ -181,12 +181,26 @@ class Sampler:
         self.phases: list[tuple[str, float, float]] = []
         self._task: asyncio.Task[None] | None = None
         self._counted = 0.0
+        self._ledger_split: datetime | None = None
+        self._ledger_before: int | None = None
 
     async def counts(self) -> tuple[int, int]:
         # A range, not LIKE 'purchase:%': under the C.UTF-8 collation LIKE costs PostgreSQL ~2× more.
-        ledger = await self.pools["loyalty"].fetchval(
-            "SELECT count(*) FROM ledger_transactions"
-            " WHERE reference >= 'purchase:' AND reference < 'purchase;'"
+        # The ledger's purchase transactions from before the sampler started (less a minute, for
+        # transactions still open then) are counted once; after that only the newer ones, through
+        # the created_at index. A full count had grown to ~240 ms of PostgreSQL at 550,000 rows.
+        purchases = "reference >= 'purchase:' AND reference < 'purchase;'"
+        if self._ledger_before is None:
+            self._ledger_split = await self.pools["loyalty"].fetchval("SELECT now() - interval '1 minute'")
+            self._ledger_before = int(
+                await self.pools["loyalty"].fetchval(
+                    f"SELECT count(*) FROM ledger_transactions WHERE {purchases} AND created_at < $1",
+                    self._ledger_split,
+                )
+            )
+        ledger = self._ledger_before + await self.pools["loyalty"].fetchval(
+            f"SELECT count(*) FROM ledger_transactions WHERE {purchases} AND created_at >= $1",
+            self._ledger_split,
         )
         facts = await self.pools["segmentation"].fetchval("SELECT count(*) FROM purchase_facts")
         return int(ledger), int(facts)

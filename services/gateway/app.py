@@ -122,7 +122,9 @@ def build(
     app.state.settings = settings
     app.state.webhooks = webhooks
     app.state.customer360_cache = Customer360Cache(
-        seconds=settings.customer360_cache_seconds, max_entries=settings.customer360_cache_entries
+        seconds=settings.customer360_cache_seconds,
+        max_entries=settings.customer360_cache_entries,
+        affected=customer360.affected_groups,
     )
     if webhooks is not None:  # its consumer reads every event: each drops what it may have changed
         webhooks.observers.append(app.state.customer360_cache.observe)

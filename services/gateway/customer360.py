@@ -11,7 +11,8 @@ never takes the whole page down or makes it hang.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import functools
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, cast
@@ -20,11 +21,30 @@ import httpx
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.gateway.cache360 import Customer360Cache, caller_key
+from services.gateway.cache360 import Built, Customer360Cache, caller_key
 from services.gateway.settings import GatewaySettings
 from services.gateway.upstreams import Upstream
+from services.gateway.webhooks.catalogue import event_types
 from shared.auth.guard import principal_var
 from shared.context import request_id_var
+from shared.contracts.identity import CustomerErased, CustomerMerged, CustomerRegistered, CustomerUnmerged
+from shared.contracts.interactions import (
+    ComplaintOpened,
+    ComplaintSlaBreached,
+    ComplaintStatusChanged,
+    InteractionRecorded,
+    PurchaseRecorded,
+    PurchaseRefunded,
+    SurveyAnswered,
+)
+from shared.contracts.loyalty import (
+    MemberEnrolled,
+    PointsEarned,
+    PointsRedeemed,
+    ReferralCompleted,
+    TierChanged,
+)
+from shared.contracts.segmentation import SegmentEntered, SegmentExited
 from shared.errors import PROBLEM_JSON, Problem, ServiceUnavailable
 from shared.logging import get_logger
 
@@ -34,6 +54,60 @@ router = APIRouter(tags=["customer 360"])
 
 DEFAULT_PROGRAM = "default"
 OPEN_COMPLAINT_STATUSES = frozenset({"opened", "acknowledged", "in_progress", "reopened"})
+
+# The parts of a 360 by the service that answers them: the groups the cache keeps and drops.
+GROUPS: dict[str, tuple[str, ...]] = {
+    "identity": ("profile", "consents"),
+    "interactions": ("timeline", "complaints"),
+    "segmentation": ("value", "segments"),
+    "loyalty": ("loyalty",),
+}
+_LIFECYCLE = (CustomerRegistered, CustomerMerged, CustomerUnmerged, CustomerErased)
+# The events each service consumes (and so may change what it answers on): its consumer's
+# registrations, kept in step by tests/unit/test_gateway_cache360.py.
+CONSUMES: dict[str, frozenset[str]] = {
+    "identity": frozenset(),
+    "interactions": frozenset(c.full_type() for c in _LIFECYCLE),
+    "segmentation": frozenset(
+        c.full_type()
+        for c in (
+            *_LIFECYCLE,
+            PurchaseRecorded,
+            PurchaseRefunded,
+            InteractionRecorded,
+            ComplaintOpened,
+            ComplaintStatusChanged,
+            ComplaintSlaBreached,
+            SurveyAnswered,
+            MemberEnrolled,
+            TierChanged,
+            ReferralCompleted,
+            PointsEarned,
+            PointsRedeemed,
+        )
+    ),
+    "loyalty": frozenset(
+        c.full_type()
+        for c in (
+            *_LIFECYCLE,
+            PurchaseRecorded,
+            PurchaseRefunded,
+            SurveyAnswered,
+            SegmentEntered,
+            SegmentExited,
+        )
+    ),
+}
+
+
+@functools.lru_cache(maxsize=1024)
+def affected_groups(event_type: str) -> frozenset[str] | None:
+    """The groups of parts an event can have changed: its publisher's and its consumers'. None (all)
+    for an event type the gateway does not know."""
+    payload = event_types().get(event_type)
+    if payload is None or payload.topic.owner not in GROUPS:
+        return None
+    return frozenset({payload.topic.owner, *(s for s, types in CONSUMES.items() if event_type in types)})
 
 
 class PartStatus(StrEnum):
@@ -222,11 +296,12 @@ async def _part(
 
 
 def _fetchers(
-    services: dict[str, Upstream], settings: GatewaySettings, customer_id: str
+    services: dict[str, Upstream], settings: GatewaySettings, customer_id: str, parts: frozenset[str]
 ) -> dict[str, Callable[[], Awaitable[Fetched]]]:
+    """The calls that fetch `parts` (of consents, timeline, complaints, value, segments, loyalty)."""
     timeout = settings.customer360_part_timeout
     limit = settings.customer360_timeline_limit
-    return {
+    every: dict[str, Callable[[], Awaitable[Fetched]]] = {
         "consents": lambda: _part(
             services["identity"], f"/customers/{customer_id}/consents", timeout=timeout
         ),
@@ -245,9 +320,12 @@ def _fetchers(
         ),
         "loyalty": lambda: _part(services["loyalty"], f"/members/{customer_id}/memberships", timeout=timeout),
     }
+    return {name: fetcher for name, fetcher in every.items() if name in parts}
 
 
 async def _gather(fetchers: dict[str, Callable[[], Awaitable[Fetched]]]) -> dict[str, Fetched]:
+    if not fetchers:
+        return {}
     results = await asyncio.gather(*(fetch() for fetch in fetchers.values()))
     return dict(zip(fetchers, results, strict=True))
 
@@ -299,7 +377,7 @@ PROBLEM: dict[str, Any] = {"model": Problem, "content": {PROBLEM_JSON: {}}}
 async def customer_360(customer_id: str, request: Request) -> Response:
     cache: Customer360Cache = request.app.state.customer360_cache
     answer: _Answer = await cache.get(
-        customer_id, caller_key(principal_var.get()), lambda: _build(request, customer_id)
+        customer_id, caller_key(principal_var.get()), lambda reuse: _build(request, customer_id, reuse)
     )
     # A Response of its own per request (middlewares add headers to it); the body is serialised once.
     return Response(answer.body, status_code=answer.status, media_type=answer.media_type)
@@ -312,42 +390,54 @@ class _Answer:
     media_type: str | None
 
 
-async def _build(request: Request, customer_id: str) -> tuple[_Answer, frozenset[str], bool]:
-    """The answer, the customer ids it covers, and whether it is complete (and so may be cached)."""
+async def _build(request: Request, customer_id: str, reuse: Mapping[str, Any]) -> Built:
+    """The answer, the customer ids it covers, whether it is complete (and so may be cached), and
+    the groups of parts fetched that may be kept. Groups in `reuse` (as an earlier build returned
+    them) are not fetched again."""
     services = _upstreams(request)
     settings = _settings(request)
     identity = services["identity"]
-    # Everything at once under the id asked for; if identity says it was merged, the other parts are
-    # fetched again under the survivor's id (rare: one extra round trip only then).
-    profile_task = asyncio.create_task(
-        _get(identity, f"/customers/{customer_id}", timeout=settings.customer360_part_timeout)
-    )
-    parts_task = asyncio.ensure_future(_gather(_fetchers(services, settings, customer_id)))
-    try:
-        profile_response = await profile_task
-    except BaseException:
-        _abandon(parts_task)
-        raise
-    if profile_response is None:
-        _abandon(parts_task)
-        raise ServiceUnavailable(
-            "identity service is unavailable: the customer 360 cannot be built", service="identity"
-        )
-    if profile_response.status_code != 200:
-        _abandon(parts_task)
-        answer = _Answer(
-            profile_response.status_code,
-            profile_response.content,
-            profile_response.headers.get("content-type"),
-        )
-        return answer, frozenset({customer_id}), False
-    profile: dict[str, Any] = profile_response.json()
-    survivor = str(profile["id"])
-    if survivor != customer_id:
-        _abandon(parts_task)
-        parts = await _gather(_fetchers(services, settings, survivor))
+    kept: dict[str, Fetched] = {
+        part: got for group, payload in reuse.items() for part, got in payload.items()
+    }
+    missing = frozenset(part for parts in GROUPS.values() for part in parts) - kept.keys() - {"profile"}
+    if "profile" in kept:
+        profile = cast(dict[str, Any], kept["profile"].body)
+        survivor = str(profile["id"])
+        parts = {**kept, **await _gather(_fetchers(services, settings, survivor, missing))}
     else:
-        parts = await parts_task
+        # Everything at once under the id asked for; if identity says it was merged, the other parts
+        # are fetched again under the survivor's id (rare: one extra round trip only then).
+        profile_task = asyncio.create_task(
+            _get(identity, f"/customers/{customer_id}", timeout=settings.customer360_part_timeout)
+        )
+        parts_task = asyncio.ensure_future(_gather(_fetchers(services, settings, customer_id, missing)))
+        try:
+            profile_response = await profile_task
+        except BaseException:
+            _abandon(parts_task)
+            raise
+        if profile_response is None:
+            _abandon(parts_task)
+            raise ServiceUnavailable(
+                "identity service is unavailable: the customer 360 cannot be built", service="identity"
+            )
+        if profile_response.status_code != 200:
+            _abandon(parts_task)
+            answer = _Answer(
+                profile_response.status_code,
+                profile_response.content,
+                profile_response.headers.get("content-type"),
+            )
+            return Built(answer, frozenset({customer_id}), False)
+        profile = profile_response.json()
+        survivor = str(profile["id"])
+        if survivor != customer_id:
+            _abandon(parts_task)
+            fetched = await _gather(_fetchers(services, settings, survivor, missing))
+        else:
+            fetched = await parts_task
+        parts = {**kept, **fetched, "profile": Fetched(PartStatus.OK, profile)}
 
     value = parts["value"]
     loyalty = _loyalty(parts["loyalty"])
@@ -356,6 +446,12 @@ async def _build(request: Request, customer_id: str) -> tuple[_Answer, frozenset
     timeline = parts["timeline"]
     value_body: dict[str, Any] | None = value.body if value.status is PartStatus.OK else None
     complete = all(p.status is not PartStatus.UNAVAILABLE for p in parts.values())
+    # The groups fetched now, each kept only if every part of it answered.
+    fresh = {
+        group: {part: parts[part] for part in names}
+        for group, names in GROUPS.items()
+        if group not in reuse and all(parts[part].status is not PartStatus.UNAVAILABLE for part in names)
+    }
     built = Customer360(
         customer_id=survivor,
         resolved_from=profile.get("resolved_from"),
@@ -383,4 +479,5 @@ async def _build(request: Request, customer_id: str) -> tuple[_Answer, frozenset
             loyalty=parts["loyalty"].status,
         ),
     )
-    return _Answer(200, built.model_dump_json().encode(), "application/json"), frozenset({survivor}), complete
+    answer = _Answer(200, built.model_dump_json().encode(), "application/json")
+    return Built(answer, frozenset({survivor}), complete, fresh)
