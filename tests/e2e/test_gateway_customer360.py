@@ -1,5 +1,6 @@
 """The customer 360 through the gateway on the embedded platform: every part after a purchase, a merged
-id answered by the survivor, and a sick service leaving only its own part unavailable."""
+id answered by the survivor, a sick service leaving only its own part unavailable, and an event making
+the next 360 ask again only the services whose parts it can have changed."""
 
 from __future__ import annotations
 
@@ -233,6 +234,60 @@ async def test_a_kept_360_is_dropped_by_the_events_of_a_change(platform: Platfor
         after = (await gw.get(f"/api/customers/{ana}/360")).json()
         assert [t["kind"] for t in after["timeline"]] == ["purchase", "purchase"]
         assert after["loyalty"]["points"] == 198
+
+
+class Recording(httpx.AsyncBaseTransport):
+    """Passes requests on to a service, noting each GET's path."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport, name: str, seen: list[str]) -> None:
+        self.inner, self.name, self.seen = inner, name, seen
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.method == "GET":
+            self.seen.append(f"{self.name}{request.url.path}")
+        return await self.inner.handle_async_request(request)
+
+
+async def test_an_event_refetches_only_the_parts_it_can_have_changed(
+    platform: Platform, tmp_path: Path
+) -> None:
+    """A consent change (identity's own event) asks identity again and nobody else; a purchase asks
+    everyone but identity, whose answers are reused — and each 360 shows the change."""
+    app = auth_gateway(platform, tmp_path, customer360_cache_seconds=60)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as gw,
+    ):
+        await authed(gw)
+        ana = await buyer(gw, platform)
+        first = (await gw.get(f"/api/customers/{ana}/360")).json()
+        assert first["consents"]["consents"][0]["status"] == "granted"
+        seen: list[str] = []
+        for name, upstream in app.state.upstreams.items():
+            upstream.client._transport = Recording(upstream.client._transport, name, seen)
+
+        withdrawn = await gw.put(
+            f"/api/identity/customers/{ana}/consents/email/marketing",
+            json={"status": "withdrawn", "source": "web_form"},
+        )
+        assert withdrawn.status_code == 200, withdrawn.text
+        await platform.drain()
+        seen.clear()
+        after_consent = (await gw.get(f"/api/customers/{ana}/360")).json()
+        assert after_consent["consents"]["consents"][0]["status"] == "withdrawn"
+        assert sorted(seen) == [f"identity/customers/{ana}", f"identity/customers/{ana}/consents"]
+        assert after_consent["loyalty"] == first["loyalty"]
+
+        bought = await gw.post("/api/interactions/purchases", json={**PURCHASE, "customer_id": ana})
+        assert bought.status_code == 201, bought.text
+        await platform.drain()
+        seen.clear()
+        after_purchase = (await gw.get(f"/api/customers/{ana}/360")).json()
+        assert after_purchase["loyalty"]["points"] == 198
+        assert len(after_purchase["timeline"]) == 2
+        assert after_purchase["consents"] == after_consent["consents"]
+        assert {path.split("/")[0] for path in seen} == {"interactions", "segmentation", "loyalty"}
+        assert (await gw.get(f"/api/customers/{ana}/360")).json() == after_purchase  # kept again
 
 
 async def test_documented_in_openapi(gw: httpx.AsyncClient) -> None:
