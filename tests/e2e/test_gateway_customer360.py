@@ -213,27 +213,35 @@ def _hits() -> float:
     return REGISTRY.get_sample_value("crm_gateway_customer360_cache_total", {"outcome": "hit"}) or 0.0
 
 
-async def test_a_kept_360_is_dropped_by_the_events_of_a_change(platform: Platform, tmp_path: Path) -> None:
-    """Kept for a minute here: only the events the gateway consumes can make it show the change."""
+@pytest.fixture
+async def kept(platform: Platform, tmp_path: Path) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
+    """A gateway keeping 360s for a minute: only the events it consumes can make one show a change."""
     app = auth_gateway(platform, tmp_path, customer360_cache_seconds=60)
     async with (
         app.router.lifespan_context(app),
         httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as gw,
     ):
         await authed(gw)
-        ana = await buyer(gw, platform)
-        first = (await gw.get(f"/api/customers/{ana}/360")).json()
-        assert first["loyalty"]["points"] == 99
-        asked = _hits()
-        assert (await gw.get(f"/api/customers/{ana}/360")).json() == first  # kept
-        assert _hits() == asked + 1
+        yield app, gw
 
-        bought = await gw.post("/api/interactions/purchases", json={**PURCHASE, "customer_id": ana})
-        assert bought.status_code == 201, bought.text
-        await platform.drain()
-        after = (await gw.get(f"/api/customers/{ana}/360")).json()
-        assert [t["kind"] for t in after["timeline"]] == ["purchase", "purchase"]
-        assert after["loyalty"]["points"] == 198
+
+async def test_a_kept_360_is_dropped_by_the_events_of_a_change(
+    platform: Platform, kept: tuple[FastAPI, httpx.AsyncClient]
+) -> None:
+    _, gw = kept
+    ana = await buyer(gw, platform)
+    first = (await gw.get(f"/api/customers/{ana}/360")).json()
+    assert first["loyalty"]["points"] == 99
+    asked = _hits()
+    assert (await gw.get(f"/api/customers/{ana}/360")).json() == first  # kept
+    assert _hits() == asked + 1
+
+    bought = await gw.post("/api/interactions/purchases", json={**PURCHASE, "customer_id": ana})
+    assert bought.status_code == 201, bought.text
+    await platform.drain()
+    after = (await gw.get(f"/api/customers/{ana}/360")).json()
+    assert [t["kind"] for t in after["timeline"]] == ["purchase", "purchase"]
+    assert after["loyalty"]["points"] == 198
 
 
 class Recording(httpx.AsyncBaseTransport):
@@ -249,45 +257,40 @@ class Recording(httpx.AsyncBaseTransport):
 
 
 async def test_an_event_refetches_only_the_parts_it_can_have_changed(
-    platform: Platform, tmp_path: Path
+    platform: Platform, kept: tuple[FastAPI, httpx.AsyncClient]
 ) -> None:
     """A consent change (identity's own event) asks identity again and nobody else; a purchase asks
     everyone but identity, whose answers are reused — and each 360 shows the change."""
-    app = auth_gateway(platform, tmp_path, customer360_cache_seconds=60)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as gw,
-    ):
-        await authed(gw)
-        ana = await buyer(gw, platform)
-        first = (await gw.get(f"/api/customers/{ana}/360")).json()
-        assert first["consents"]["consents"][0]["status"] == "granted"
-        seen: list[str] = []
-        for name, upstream in app.state.upstreams.items():
-            upstream.client._transport = Recording(upstream.client._transport, name, seen)
+    app, gw = kept
+    ana = await buyer(gw, platform)
+    first = (await gw.get(f"/api/customers/{ana}/360")).json()
+    assert first["consents"]["consents"][0]["status"] == "granted"
+    seen: list[str] = []
+    for name, upstream in app.state.upstreams.items():
+        upstream.client._transport = Recording(upstream.client._transport, name, seen)
 
-        withdrawn = await gw.put(
-            f"/api/identity/customers/{ana}/consents/email/marketing",
-            json={"status": "withdrawn", "source": "web_form"},
-        )
-        assert withdrawn.status_code == 200, withdrawn.text
-        await platform.drain()
-        seen.clear()
-        after_consent = (await gw.get(f"/api/customers/{ana}/360")).json()
-        assert after_consent["consents"]["consents"][0]["status"] == "withdrawn"
-        assert sorted(seen) == [f"identity/customers/{ana}", f"identity/customers/{ana}/consents"]
-        assert after_consent["loyalty"] == first["loyalty"]
+    withdrawn = await gw.put(
+        f"/api/identity/customers/{ana}/consents/email/marketing",
+        json={"status": "withdrawn", "source": "web_form"},
+    )
+    assert withdrawn.status_code == 200, withdrawn.text
+    await platform.drain()
+    seen.clear()
+    after_consent = (await gw.get(f"/api/customers/{ana}/360")).json()
+    assert after_consent["consents"]["consents"][0]["status"] == "withdrawn"
+    assert sorted(seen) == [f"identity/customers/{ana}", f"identity/customers/{ana}/consents"]
+    assert after_consent["loyalty"] == first["loyalty"]
 
-        bought = await gw.post("/api/interactions/purchases", json={**PURCHASE, "customer_id": ana})
-        assert bought.status_code == 201, bought.text
-        await platform.drain()
-        seen.clear()
-        after_purchase = (await gw.get(f"/api/customers/{ana}/360")).json()
-        assert after_purchase["loyalty"]["points"] == 198
-        assert len(after_purchase["timeline"]) == 2
-        assert after_purchase["consents"] == after_consent["consents"]
-        assert {path.split("/")[0] for path in seen} == {"interactions", "segmentation", "loyalty"}
-        assert (await gw.get(f"/api/customers/{ana}/360")).json() == after_purchase  # kept again
+    bought = await gw.post("/api/interactions/purchases", json={**PURCHASE, "customer_id": ana})
+    assert bought.status_code == 201, bought.text
+    await platform.drain()
+    seen.clear()
+    after_purchase = (await gw.get(f"/api/customers/{ana}/360")).json()
+    assert after_purchase["loyalty"]["points"] == 198
+    assert len(after_purchase["timeline"]) == 2
+    assert after_purchase["consents"] == after_consent["consents"]
+    assert {path.split("/")[0] for path in seen} == {"interactions", "segmentation", "loyalty"}
+    assert (await gw.get(f"/api/customers/{ana}/360")).json() == after_purchase  # kept again
 
 
 async def test_documented_in_openapi(gw: httpx.AsyncClient) -> None:
