@@ -75,6 +75,7 @@ from services.identity import service
 from services.identity.batch import Report
 from services.identity.domain import SourceView, assemble, changed_fields
 from services.identity.matching import MatchModel, MatchRecord, MatchResult, blocking_keys, score
+from services.identity.matching.scoring import log_odds, score_reaches
 from services.identity.models import (
     BlockingKeyRow,
     CustomerRow,
@@ -88,6 +89,7 @@ from services.identity.normalisation import Normalised, match_record, normalise_
 from services.identity.repository import MAX_CHAIN
 from services.identity.schemas import SourceRecordIn
 from services.identity.settings import IdentitySettings
+from shared import heap
 from shared.contracts.identity import CustomerRegistered, CustomerUpdated
 from shared.errors import DomainError
 from shared.events.envelope import EventPayload, new_event
@@ -330,8 +332,6 @@ def decide(
         incoming = service._without(incoming, too_common)
         keys = None
 
-    scored = score_candidates(settings, model, incoming, known, keys=keys)
-
     strong = [(k, v) for k, v in identifiers if k in service.STRONG_KINDS or k.startswith("external:")]
     strong_owners: set[str] = set()
     for kind, value in strong:
@@ -339,6 +339,12 @@ def decide(
             root = known.live_root(owner)
             if root is not None:
                 strong_owners.add(root)
+
+    # Below the review threshold a score changes nothing here, so only pairs that can reach it are
+    # scored in full — and every candidate owning a strong identifier, whose evidence is weighed.
+    scored = score_candidates(
+        settings, model, incoming, known, keys=keys, floor=settings.review_threshold, keep=strong_owners
+    )
     best_id, best = max(scored.items(), key=lambda kv: kv[1].probability) if scored else (None, None)
     decision = Decision(best=best, best_candidate=best_id)
 
@@ -386,17 +392,30 @@ def score_candidates(
     known: Known,
     *,
     keys: Collection[str] | None = None,
+    floor: float | None = None,
+    keep: Collection[str] = (),
 ) -> dict[str, MatchResult]:
     """`service._score_candidates` without I/O: the best score per candidate customer.
+
+    With `floor` (a probability), a candidate none of whose records can reach it is left out
+    (`score_reaches`), unless it is one of `keep`: the result holds the same candidates at or above
+    `floor`, with the same scores, as without it.
 
     Source records always belong to a live golden record (they move on merge and go on erasure),
     so every candidate found is a customer that can be matched."""
     ordered = sorted(blocking_keys(incoming) if keys is None else keys)
     usable = [k for k in ordered if known.block_size(k) <= settings.block_size_cap]
     candidate_ids = known.candidates(usable, limit=settings.block_size_cap * 2)
+    # In bits, a little lower (and at most 30: near 1 the probability's rounding blurs the bits).
+    bits = None if floor is None else min(log_odds(floor), 30.0) - 1e-3
     best: dict[str, MatchResult] = {}
     for customer_id, other in known.records_of(candidate_ids, limit=settings.block_size_cap * 4):
-        result = score(incoming, other, model)
+        if bits is None or customer_id in keep:
+            result: MatchResult | None = score(incoming, other, model)
+        else:
+            result = score_reaches(incoming, other, model, bits)
+        if result is None:
+            continue
         current = best.get(customer_id)
         if current is None or result.probability > current.probability:
             best[customer_id] = result
@@ -1184,15 +1203,16 @@ class BulkResolver:
     ) -> Report:
         """Resolve `records`; with `wait=False` the last run may still be writing (see `finish`)."""
         done = False
-        try:
-            for chunk in _batches(records, self.chunk_size):
-                await self._chunk(chunk, report)
-                if progress is not None:
-                    progress(len(chunk))
-            done = True
-        finally:
-            if wait or not done:
-                await self.finish()
+        with heap.bulk_job():
+            try:
+                for chunk in _batches(records, self.chunk_size):
+                    await self._chunk(chunk, report)
+                    if progress is not None:
+                        progress(len(chunk))
+                done = True
+            finally:
+                if wait or not done:
+                    await self.finish()
         return report
 
     async def finish(self) -> None:
@@ -1256,24 +1276,25 @@ class BulkResolver:
 
         ahead = max(1, workers) + 1
         pending: list[asyncio.Future[_Prepared]] = [submit(c) for c in chunks[:ahead]]
-        finished = False
-        try:
-            for index, chunk in enumerate(chunks):
-                with self.stats.timed("normalise"):
-                    prepared = await pending[index]
-                if index + ahead < len(chunks):
-                    pending.append(submit(chunks[index + ahead]))
-                report.errors.extend(prepared.errors)
-                await self._resolve_rows(prepared.rows, report)
-                if progress is not None:
-                    progress(len(chunk))
-            finished = True
-        finally:
+        with heap.bulk_job():
+            finished = False
             try:
-                await self.finish()
+                for index, chunk in enumerate(chunks):
+                    with self.stats.timed("normalise"):
+                        prepared = await pending[index]
+                    if index + ahead < len(chunks):
+                        pending.append(submit(chunks[index + ahead]))
+                    report.errors.extend(prepared.errors)
+                    await self._resolve_rows(prepared.rows, report)
+                    if progress is not None:
+                        progress(len(chunk))
+                finished = True
             finally:
-                if executor is not None:
-                    executor.shutdown(wait=finished, cancel_futures=True)
+                try:
+                    await self.finish()
+                finally:
+                    if executor is not None:
+                        executor.shutdown(wait=finished, cancel_futures=True)
         return report
 
     async def _chunk(self, chunk: Sequence[tuple[int, SourceRecordIn]], report: Report) -> None:
@@ -1386,6 +1407,7 @@ class BulkResolver:
         # Committed: later runs may reuse what this one wrote (entries are checked before use).
         self.cache.keep_records(run.written_records)
         self.cache.keep_goldens(run.goldens, run.sources)
+        heap.keep()  # the cache grows by the run: no later collection of the import walks it again
         self.stats.runs += 1
         report.outcomes.update(run.outcomes)
         return True

@@ -109,6 +109,7 @@ class _Plan:
     """What `score` precomputes from a model: the logarithms of every level's m, u and r."""
 
     __slots__ = (
+        "bounded",
         "comparisons",
         "generation",
         "log_m",
@@ -119,6 +120,7 @@ class _Plan:
         "prior_weight",
         "related_prior",
         "steps",
+        "terms",
     )  # fmt: skip
 
     def __init__(self, model: MatchModel) -> None:
@@ -140,6 +142,7 @@ class _Plan:
                     table[level.name] = (level, lm, lu, lr, lm - lu)
             steps.append((key, _PROFILE_FUNCTIONS[key], table, comparison.levels[0].name))
         self.steps = tuple(steps)
+        self.bounded, self.terms = _bounded_steps(self.steps)
 
 
 _PLANS: dict[int, _Plan] = {}
@@ -222,6 +225,103 @@ def score(a: MatchRecord, b: MatchRecord, model: MatchModel) -> MatchResult:
     return _result(total, tuple(evidence), prior_weight)
 
 
+# For `score_reaches`, per comparison in the order that bounds the score soonest: its function, its
+# table of level -> (log2 m, log2 u, log2 r, level), the exact level's name, the key if the exact
+# level's u may be the value's own (term frequencies), and the most the comparisons AFTER it can add
+# to log m - log u and to log m - log r (each the sum of their best level's, or 0 for a null outcome).
+_Bounded = tuple[
+    Callable[[_Profile, _Profile], str | None],
+    dict[str, tuple[float, float, float, ComparisonLevel]],
+    str,
+    str | None,
+    float,
+    float,
+]
+_TERM_KEYS = ("given_name", "family_name")  # those `_term_value` gives a value for
+
+
+def _bounded_steps(steps: Sequence[_Step]) -> tuple[tuple[_Bounded, ...], tuple[tuple[int, str, float], ...]]:
+    """The steps for `score_reaches`, and (position, key, most the table adds to log m - log u) of
+    each step whose exact level's u may be a value's own."""
+    best: list[tuple[float, float]] = []
+    for _key, _, table, _first in steps:
+        best.append(
+            (
+                max(0.0, *(row[1] - row[2] for row in table.values())),
+                max(0.0, *(row[1] - row[3] for row in table.values())),
+            )
+        )
+    # The comparisons able to add most go first: after them, little can lift the score.
+    order = sorted(range(len(steps)), key=lambda i: -best[i][0])
+    bounded: list[_Bounded] = []
+    terms: list[tuple[int, str, float]] = []
+    for position, i in enumerate(order):
+        key, function, table, first = steps[i]
+        after = [best[j] for j in order[position + 1 :]]
+        term_key = key if key in _TERM_KEYS else None
+        if term_key is not None:
+            terms.append((position, key, best[i][0]))
+        bounded.append(
+            (
+                function,
+                {name: (row[1], row[2], row[3], row[0]) for name, row in table.items()},
+                first,
+                term_key,
+                sum(u for u, _ in after),
+                sum(r for _, r in after),
+            )
+        )
+    return tuple(bounded), tuple(terms)
+
+
+def score_reaches(a: MatchRecord, b: MatchRecord, model: MatchModel, floor: float) -> MatchResult | None:
+    """`score(a, b, model)` if its score can be at least `floor` bits, else None — found out, for
+    most pairs that are not a match, after the few comparisons able to add most to the score.
+
+    The score is log m - log2(2^log u + 2^log r) (sums over the comparisons, priors included), so it
+    is at most both log m - log u and log m - log r. After each comparison, the most the others can
+    still add to each of those is known: the sum of their best level's (the exact level of a name
+    taking `a`'s name's own u from the model's term frequencies, as `score` does). Once even the
+    smaller of the two cannot reach `floor`, the pair is dropped: never one that `score` puts at or
+    above `floor`. A pair that is not dropped is scored by `score`, so its result is exactly that."""
+    plan = _PLANS.get(id(model))
+    if (
+        plan is None
+        or plan.model is not model
+        or plan.generation != generation()
+        or plan.comparisons is not model.comparisons
+        or plan.prior != model.prior
+        or plan.related_prior != model.related_prior
+    ):
+        plan = _plan(model)
+    pa, pb = _profile(a), _profile(b)
+    term_frequencies = model.term_frequencies
+    # Per step not yet run, how much more than its table says a's own name could add to m - u.
+    extra = [0.0] * len(plan.bounded)
+    if term_frequencies:
+        for position, key, table_best in plan.terms:
+            _, table, first, _, _, _ = plan.bounded[position]
+            lm, _, _, level = table[first]
+            own = lm - _log2(model.term_u(key, _term_value(key, pa), level))
+            extra[position] = max(0.0, own - table_best)
+    pending = sum(extra)
+    to_u = plan.log_m - plan.log_u
+    to_r = plan.log_m - plan.log_r
+    floor -= 1e-6  # float rounding: these sums are taken in another order than `score`'s
+    for position, (function, table, first, term_key, more_u, more_r) in enumerate(plan.bounded):
+        outcome = function(pa, pb)
+        if outcome is not None:
+            lm, lu, lr, level = table[outcome]
+            if term_key is not None and term_frequencies and outcome == first:
+                lu = _log2(model.term_u(term_key, _term_value(term_key, pa), level))
+            to_u += lm - lu
+            to_r += lm - lr
+        pending -= extra[position]
+        if to_u + more_u + pending < floor or to_r + more_r < floor:
+            return None
+    return score(a, b, model)
+
+
 def _log2_sum(x: float, y: float) -> float:
     """log2(2**x + 2**y) without overflow."""
     if x < y:
@@ -229,6 +329,15 @@ def _log2_sum(x: float, y: float) -> float:
     if y == -math.inf:
         return x
     return x + math.log2(1.0 + math.pow(2.0, y - x))
+
+
+def log_odds(p: float) -> float:
+    """The posterior log2-odds (bits) whose `probability` is `p` (0 < p < 1; ±inf at 0 and 1)."""
+    if p <= 0.0:
+        return -math.inf
+    if p >= 1.0:
+        return math.inf
+    return math.log2(p / (1.0 - p))
 
 
 def probability(bits: float) -> float:
