@@ -75,7 +75,7 @@ from services.identity import service
 from services.identity.batch import Report
 from services.identity.domain import SourceView, assemble, changed_fields
 from services.identity.matching import MatchModel, MatchRecord, MatchResult, blocking_keys, score
-from services.identity.matching.scoring import log_odds, score_reaches
+from services.identity.matching.scoring import ScoreFloor, log_odds
 from services.identity.models import (
     BlockingKeyRow,
     CustomerRow,
@@ -258,6 +258,23 @@ class _Db:
             return
         await self.copy(table.name, table, rows)
 
+    async def insert_tuples(self, table: Table, columns: Sequence[str], rows: list[tuple[Any, ...]]) -> None:
+        """Insert `rows`, tuples of plain values of `columns` in that order."""
+        if not rows:
+            return
+        if not self.postgres:
+            await self.session.execute(table.insert(), [dict(zip(columns, row, strict=True)) for row in rows])
+            return
+        await self._copy_records(table.name, rows, list(columns))
+
+    async def _copy_records(self, target: str, records: Sequence[Sequence[Any]], columns: list[str]) -> None:
+        raw = await self.driver()
+        try:
+            await raw.copy_records_to_table(target, records=records, columns=columns)
+        except asyncpg.IntegrityConstraintViolationError as exc:
+            # Bypassing SQLAlchemy bypasses its exception translation: the callers expect its kind.
+            raise IntegrityError(f"COPY {target}", None, exc) from exc
+
     async def copy(self, target: str, table: Table, rows: list[dict[str, Any]]) -> None:
         """COPY `rows` (dicts keyed by `table`'s column names) into the table named `target`."""
         columns = list(rows[0])
@@ -269,12 +286,7 @@ class _Db:
             for i in encoded:
                 values[i] = orjson.dumps(values[i]).decode()
             records.append(values)
-        raw = await self.driver()
-        try:
-            await raw.copy_records_to_table(target, records=records, columns=columns)
-        except asyncpg.IntegrityConstraintViolationError as exc:
-            # Bypassing SQLAlchemy bypasses its exception translation: the callers expect its kind.
-            raise IntegrityError(f"COPY {target}", None, exc) from exc
+        await self._copy_records(target, records, columns)
 
 
 # -- the decision, free of I/O --------------------------------------------------------------------
@@ -398,7 +410,7 @@ def score_candidates(
     """`service._score_candidates` without I/O: the best score per candidate customer.
 
     With `floor` (a probability), a candidate none of whose records can reach it is left out
-    (`score_reaches`), unless it is one of `keep`: the result holds the same candidates at or above
+    (`ScoreFloor`), unless it is one of `keep`: the result holds the same candidates at or above
     `floor`, with the same scores, as without it.
 
     Source records always belong to a live golden record (they move on merge and go on erasure),
@@ -408,12 +420,13 @@ def score_candidates(
     candidate_ids = known.candidates(usable, limit=settings.block_size_cap * 2)
     # In bits, a little lower (and at most 30: near 1 the probability's rounding blurs the bits).
     bits = None if floor is None else min(log_odds(floor), 30.0) - 1e-3
+    bounded = None if bits is None else ScoreFloor(incoming, model, bits)
     best: dict[str, MatchResult] = {}
     for customer_id, other in known.records_of(candidate_ids, limit=settings.block_size_cap * 4):
-        if bits is None or customer_id in keep:
+        if bounded is None or customer_id in keep:
             result: MatchResult | None = score(incoming, other, model)
         else:
-            result = score_reaches(incoming, other, model, bits)
+            result = bounded.reaches(other)
         if result is None:
             continue
         current = best.get(customer_id)
@@ -850,9 +863,10 @@ class _Run:
         assembling.__enter__()
 
         records: list[dict[str, Any]] = []
-        identifiers: list[dict[str, Any]] = []
-        blocks: list[dict[str, Any]] = []
-        searches: list[dict[str, Any]] = []
+        # Index rows as tuples in their table's column order (no dict per row: there are ~15 a record).
+        identifiers: list[tuple[str, str, str, str]] = []  # kind, value, customer_id, source_record_id
+        blocks: list[tuple[str, str, str]] = []  # key, customer_id, source_record_id
+        searches: list[tuple[str, str, str]] = []
         reviews: list[dict[str, Any]] = []
         changes: list[dict[str, Any]] = []
         events: list[tuple[EventPayload, datetime]] = []
@@ -882,16 +896,13 @@ class _Run:
                     "updated_at": now,
                 }
             )
-            identifiers.extend(
-                {"kind": k, "value": v, "customer_id": customer_id, "source_record_id": row.record_id}
-                for k, v in row.identifiers
-            )
+            record_id = row.record_id
+            identifiers.extend((k, v, customer_id, record_id) for k, v in row.identifiers)
             assert row.match is not None
-            self.written_records.append((row.record_id, now, row.match))
-            self.sources.setdefault(customer_id, set()).add((row.record_id, now))
-            link = {"customer_id": customer_id, "source_record_id": row.record_id}
-            blocks.extend({"key": key, **link} for key in sorted(row.keys))
-            searches.extend({"key": key, **link} for key in sorted(search_keys(row.normal.match)))
+            self.written_records.append((record_id, now, row.match))
+            self.sources.setdefault(customer_id, set()).add((record_id, now))
+            blocks.extend((key, customer_id, record_id) for key in sorted(row.keys))
+            searches.extend((key, customer_id, record_id) for key in sorted(search_keys(row.normal.match)))
             view = SourceView(
                 row.record_id,
                 data.source_system,
@@ -1005,16 +1016,16 @@ class _Run:
                     for g in updated
                 ]
             )
-        for table, rows in (
-            (SOURCES, records),
-            (IDENTIFIERS, identifiers),
-            (BLOCKS, blocks),
-            (SEARCH, searches),
-            (REVIEWS, reviews),
-            (CHANGES, changes),
-        ):
+        for table, rows in ((SOURCES, records), (REVIEWS, reviews), (CHANGES, changes)):
             with self.stats.timed(f"write.{table.name}"):
                 await self.db.insert(table, rows)
+        for table, columns, tuples in (
+            (IDENTIFIERS, ("kind", "value", "customer_id", "source_record_id"), identifiers),
+            (BLOCKS, ("key", "customer_id", "source_record_id"), blocks),
+            (SEARCH, ("key", "customer_id", "source_record_id"), searches),
+        ):
+            with self.stats.timed(f"write.{table.name}"):
+                await self.db.insert_tuples(table, columns, tuples)
         with self.stats.timed("write.events"):
             await publish_many(self.uow, events, self.db)
 

@@ -225,7 +225,7 @@ def score(a: MatchRecord, b: MatchRecord, model: MatchModel) -> MatchResult:
     return _result(total, tuple(evidence), prior_weight)
 
 
-# For `score_reaches`, per comparison in the order that bounds the score soonest: its function, its
+# For `ScoreFloor`, per comparison in the order that bounds the score soonest: its function, its
 # table of level -> (log2 m, log2 u, log2 r, level), the exact level's name, the key if the exact
 # level's u may be the value's own (term frequencies), and the most the comparisons AFTER it can add
 # to log m - log u and to log m - log r (each the sum of their best level's, or 0 for a null outcome).
@@ -241,7 +241,7 @@ _TERM_KEYS = ("given_name", "family_name")  # those `_term_value` gives a value 
 
 
 def _bounded_steps(steps: Sequence[_Step]) -> tuple[tuple[_Bounded, ...], tuple[tuple[int, str, float], ...]]:
-    """The steps for `score_reaches`, and (position, key, most the table adds to log m - log u) of
+    """The steps for `ScoreFloor`, and (position, key, most the table adds to log m - log u) of
     each step whose exact level's u may be a value's own."""
     best: list[tuple[float, float]] = []
     for _key, _, table, _first in steps:
@@ -274,52 +274,75 @@ def _bounded_steps(steps: Sequence[_Step]) -> tuple[tuple[_Bounded, ...], tuple[
     return tuple(bounded), tuple(terms)
 
 
-def score_reaches(a: MatchRecord, b: MatchRecord, model: MatchModel, floor: float) -> MatchResult | None:
-    """`score(a, b, model)` if its score can be at least `floor` bits, else None — found out, for
-    most pairs that are not a match, after the few comparisons able to add most to the score.
+class ScoreFloor:
+    """Scores pairs of `a` and other records only as far as needed to know whether their score can
+    be at least `floor` bits: `reaches(b)` is `score(a, b, model)` if it can, else None — found out,
+    for most pairs that are not a match, after the few comparisons able to add most to the score.
 
     The score is log m - log2(2^log u + 2^log r) (sums over the comparisons, priors included), so it
     is at most both log m - log u and log m - log r. After each comparison, the most the others can
     still add to each of those is known: the sum of their best level's (the exact level of a name
     taking `a`'s name's own u from the model's term frequencies, as `score` does). Once even the
     smaller of the two cannot reach `floor`, the pair is dropped: never one that `score` puts at or
-    above `floor`. A pair that is not dropped is scored by `score`, so its result is exactly that."""
-    plan = _PLANS.get(id(model))
-    if (
-        plan is None
-        or plan.model is not model
-        or plan.generation != generation()
-        or plan.comparisons is not model.comparisons
-        or plan.prior != model.prior
-        or plan.related_prior != model.related_prior
-    ):
-        plan = _plan(model)
-    pa, pb = _profile(a), _profile(b)
-    term_frequencies = model.term_frequencies
-    # Per step not yet run, how much more than its table says a's own name could add to m - u.
-    extra = [0.0] * len(plan.bounded)
-    if term_frequencies:
-        for position, key, table_best in plan.terms:
-            _, table, first, _, _, _ = plan.bounded[position]
-            lm, _, _, level = table[first]
-            own = lm - _log2(model.term_u(key, _term_value(key, pa), level))
-            extra[position] = max(0.0, own - table_best)
-    pending = sum(extra)
-    to_u = plan.log_m - plan.log_u
-    to_r = plan.log_m - plan.log_r
-    floor -= 1e-6  # float rounding: these sums are taken in another order than `score`'s
-    for position, (function, table, first, term_key, more_u, more_r) in enumerate(plan.bounded):
-        outcome = function(pa, pb)
-        if outcome is not None:
-            lm, lu, lr, level = table[outcome]
-            if term_key is not None and term_frequencies and outcome == first:
-                lu = _log2(model.term_u(term_key, _term_value(term_key, pa), level))
-            to_u += lm - lu
-            to_r += lm - lr
-        pending -= extra[position]
-        if to_u + more_u + pending < floor or to_r + more_r < floor:
-            return None
-    return score(a, b, model)
+    above `floor`. A pair that is not dropped is scored by `score`, so its result is exactly that.
+    The model is read when the floor is made: make a new one after changing the model."""
+
+    __slots__ = ("a", "extra", "floor", "model", "pa", "pending", "plan")
+
+    def __init__(self, a: MatchRecord, model: MatchModel, floor: float) -> None:
+        plan = _PLANS.get(id(model))
+        if (
+            plan is None
+            or plan.model is not model
+            or plan.generation != generation()
+            or plan.comparisons is not model.comparisons
+            or plan.prior != model.prior
+            or plan.related_prior != model.related_prior
+        ):
+            plan = _plan(model)
+        self.a, self.model, self.plan = a, model, plan
+        self.pa = pa = _profile(a)
+        self.floor = floor - 1e-6  # float rounding: these sums are taken in another order than `score`'s
+        # Per step, how much more than its table says a's own name could add to log m - log u.
+        self.extra = extra = [0.0] * len(plan.bounded)
+        if model.term_frequencies:
+            for position, key, table_best in plan.terms:
+                _, table, first, _, _, _ = plan.bounded[position]
+                lm, _, _, level = table[first]
+                own = lm - _log2(model.term_u(key, _term_value(key, pa), level))
+                extra[position] = max(0.0, own - table_best)
+        self.pending = sum(extra)
+
+    def reaches(self, b: MatchRecord) -> MatchResult | None:
+        plan, model, pa, pb, extra, floor = (
+            self.plan,
+            self.model,
+            self.pa,
+            _profile(b),
+            self.extra,
+            self.floor,
+        )
+        term_frequencies = model.term_frequencies
+        pending = self.pending
+        to_u = plan.log_m - plan.log_u
+        to_r = plan.log_m - plan.log_r
+        for position, (function, table, first, term_key, more_u, more_r) in enumerate(plan.bounded):
+            outcome = function(pa, pb)
+            if outcome is not None:
+                lm, lu, lr, level = table[outcome]
+                if term_key is not None and term_frequencies and outcome == first:
+                    lu = _log2(model.term_u(term_key, _term_value(term_key, pa), level))
+                to_u += lm - lu
+                to_r += lm - lr
+            pending -= extra[position]
+            if to_u + more_u + pending < floor or to_r + more_r < floor:
+                return None
+        return score(self.a, b, model)
+
+
+def score_reaches(a: MatchRecord, b: MatchRecord, model: MatchModel, floor: float) -> MatchResult | None:
+    """`score(a, b, model)` if its score can be at least `floor` bits, else None (see `ScoreFloor`)."""
+    return ScoreFloor(a, model, floor).reaches(b)
 
 
 def _log2_sum(x: float, y: float) -> float:
