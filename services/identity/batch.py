@@ -142,7 +142,7 @@ async def rematch(runtime: ServiceRuntime, *, show_progress: bool = True) -> Rep
                 best: dict[str, Any] = {}
                 for record in records:
                     scored = await service._score_candidates(
-                        uow, settings, model, match_record(record.id, record.match)
+                        uow, settings, model, match_record(record.id, record.match), keep=()
                     )
                     for candidate, result in scored.items():
                         if candidate != customer_id and (

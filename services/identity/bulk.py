@@ -75,7 +75,7 @@ from services.identity import service
 from services.identity.batch import Report
 from services.identity.domain import SourceView, assemble, changed_fields
 from services.identity.matching import MatchModel, MatchRecord, MatchResult, blocking_keys, score
-from services.identity.matching.scoring import ScoreFloor, log_odds
+from services.identity.matching.scoring import ScoreFloor, review_floor
 from services.identity.models import (
     BlockingKeyRow,
     CustomerRow,
@@ -418,9 +418,7 @@ def score_candidates(
     ordered = sorted(blocking_keys(incoming) if keys is None else keys)
     usable = [k for k in ordered if known.block_size(k) <= settings.block_size_cap]
     candidate_ids = known.candidates(usable, limit=settings.block_size_cap * 2)
-    # In bits, a little lower (and at most 30: near 1 the probability's rounding blurs the bits).
-    bits = None if floor is None else min(log_odds(floor), 30.0) - 1e-3
-    bounded = None if bits is None else ScoreFloor(incoming, model, bits)
+    bounded = None if floor is None else ScoreFloor(incoming, model, review_floor(floor))
     best: dict[str, MatchResult] = {}
     for customer_id, other in known.records_of(candidate_ids, limit=settings.block_size_cap * 4):
         if bounded is None or customer_id in keep:

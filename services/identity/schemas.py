@@ -169,10 +169,18 @@ class FieldEvidenceOut(BaseModel):
 
 class MatchOut(BaseModel):
     outcome: Outcome
-    probability: float | None = None
-    candidate_id: str | None = Field(default=None, description="The customer it was compared with best")
+    probability: float | None = Field(
+        default=None,
+        description="The best candidate's match probability; null when no candidate came near the "
+        "review threshold (such candidates are not scored in full: they could change nothing)",
+    )
+    candidate_id: str | None = Field(
+        default=None, description="The customer it was compared with best (null as for `probability`)"
+    )
     review_id: str | None = None
-    evidence: list[FieldEvidenceOut] = Field(default_factory=list)
+    evidence: list[FieldEvidenceOut] = Field(
+        default_factory=list, description="Field by field, why the best candidate scored as it did"
+    )
 
 
 class IngestOut(BaseModel):

@@ -15,6 +15,7 @@ limit goes to review instead.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -23,6 +24,7 @@ import orjson
 
 from services.identity.domain import SourceView, assemble, changed_fields
 from services.identity.matching import MatchModel, MatchResult, blocking_keys, score
+from services.identity.matching.scoring import ScoreFloor, review_floor
 from services.identity.models import (
     CustomerRow,
     MatchModelRow,
@@ -322,8 +324,6 @@ async def _decide(
     if too_common:
         incoming = _without(incoming, too_common)
 
-    scored = await _score_candidates(uow, settings, model, incoming)
-
     strong = [(k, v) for k, v in identifiers if k in STRONG_KINDS or k.startswith("external:")]
     strong_owners: set[str] = set()
     for kind, value in strong:
@@ -331,6 +331,8 @@ async def _decide(
             root = await customers.resolve(owner)
             if root is not None and root.erased_at is None:
                 strong_owners.add(root.id)
+
+    scored = await _score_candidates(uow, settings, model, incoming, keep=strong_owners)
     best_id, best = max(scored.items(), key=lambda kv: kv[1].probability) if scored else (None, None)
     decision = _Decision(best=best, best_candidate=best_id)
 
@@ -389,19 +391,27 @@ def _without(record: Any, fields: set[str]) -> Any:
 
 
 async def _score_candidates(
-    uow: UnitOfWork, settings: IdentitySettings, model: MatchModel, incoming: Any
+    uow: UnitOfWork, settings: IdentitySettings, model: MatchModel, incoming: Any, *, keep: Collection[str]
 ) -> dict[str, MatchResult]:
     """The best score per candidate customer: those sharing a blocking key of at most
-    `block_size_cap` rows (the first `block_size_cap` × 2 by id), over at most × 4 of their records."""
+    `block_size_cap` rows (the first `block_size_cap` × 2 by id), over at most × 4 of their records.
+
+    Only candidates that can reach the review threshold are scored in full (`ScoreFloor`: below it a
+    score changes no decision), and every one of `keep` (the owners of a strong identifier, whose
+    evidence is weighed): the others are left out."""
     cap = settings.block_size_cap
     # Source records always belong to a live golden record (they move on merge and go on erasure),
     # so every candidate found here is a customer that can be matched.
     rows = await IndexRepository(uow.session).candidate_matches(
         sorted(blocking_keys(incoming)), cap=cap, customers=cap * 2, limit=cap * 4
     )
+    floor = ScoreFloor(incoming, model, review_floor(settings.review_threshold))
     best: dict[str, MatchResult] = {}
     for record_id, customer_id, match in rows:
-        result = score(incoming, match_record(record_id, orjson.loads(match)), model)
+        other = match_record(record_id, orjson.loads(match))
+        result = score(incoming, other, model) if customer_id in keep else floor.reaches(other)
+        if result is None:
+            continue
         current = best.get(customer_id)
         if current is None or result.probability > current.probability:
             best[customer_id] = result

@@ -363,6 +363,12 @@ def log_odds(p: float) -> float:
     return math.log2(p / (1.0 - p))
 
 
+def review_floor(p: float) -> float:
+    """The floor in bits (for `ScoreFloor`) below which a pair's probability is under `p`: its
+    log-odds a little lowered, and at most 30 bits (near 1 the probability's rounding blurs them)."""
+    return min(log_odds(p), 30.0) - 1e-3
+
+
 def probability(bits: float) -> float:
     """The probability for posterior log2-odds `bits`."""
     if bits >= _MAX_BITS:
