@@ -770,6 +770,8 @@ class _Run:
             keys |= row.keys
 
         owner_ids: set[str] = set()  # strong identifiers' owners: resolved through merges
+        reading = self.stats.timed("prefetch.identifiers")
+        reading.__enter__()
         for kind, values in by_kind.items():
             strong = kind in service.STRONG_KINDS or kind.startswith("external:")
             known.owners.update({(kind, v): set() for v in values})
@@ -783,7 +785,9 @@ class _Run:
                 if strong:
                     owner_ids.add(customer_id)
 
-        known.block_count, members = await db.blocks(keys, cap)
+        reading.__exit__(None, None, None)
+        with self.stats.timed("prefetch.blocks"):
+            known.block_count, members = await db.blocks(keys, cap)
         # Keys still small enough to use (new keys have no rows yet, but may get some).
         known.block_members = {k: [] for k in keys if known.block_count.get(k, 0) <= cap}
         for key, customer_id in members:
@@ -803,7 +807,8 @@ class _Run:
         # with all its source records: later records of the run may meet it through the new ones.
         targets = {customer_id for _, customer_id in members}
         targets |= {root for owner in owner_ids if (root := known.live_root(owner)) is not None}
-        await self._load_records(targets)
+        with self.stats.timed("prefetch.records"):
+            await self._load_records(targets)
 
     async def _load_records(self, customer_ids: Collection[str]) -> None:
         """The matching views of those customers' source records, oldest first, into `known`."""
