@@ -143,7 +143,7 @@ def error_analysis(
 
 def _bucket(probability: float | None) -> str:
     if probability is None:
-        return "no candidate"
+        return "no candidate near"
     for low, label in (
         (0.99, "≥ 0.99"),
         (0.95, "0.95–0.99"),
@@ -166,8 +166,9 @@ def arrival_analysis(
 
     A record whose person already had a record should join it (`should_match`); the first record
     of a person should create a customer (`should_create`). Decisions: matched (to the right or a
-    wrong person), review (with the service's reason), created (with the best candidate's
-    probability, or no candidate at all: a blocking miss).
+    wrong person), review (with the service's reason), created (no candidate came near the review
+    threshold — a blocking miss or a low score: the service scores below it no further — or, with a
+    candidate's probability, one was near).
     """
     seen: dict[str, list[str]] = {}
     should_match: Counter[str] = Counter()
@@ -183,7 +184,7 @@ def arrival_analysis(
             elif outcome == "review":
                 key = f"review: {review_reasons.get(source_id) or '?'}"
             elif outcome == "created":
-                key = "created (no candidate)" if best is None else "created (candidate below review)"
+                key = "created (no candidate near)" if best is None else "created (candidate below review)"
             else:
                 key = outcome
             should_match[key] += 1

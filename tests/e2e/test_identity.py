@@ -87,6 +87,28 @@ class TestIngestion:
         resolved = (await api.get("/records/pos/p-77")).json()
         assert resolved["customer_id"] == first["customer"]["id"]
 
+    async def test_a_candidate_far_below_the_review_threshold_is_not_reported(
+        self, api: httpx.AsyncClient
+    ) -> None:
+        first = await ingest(api, ANA, 201)
+        # Same family name and postcode (a shared blocking key), otherwise another person.
+        sister = {
+            "source_system": "web",
+            "source_id": "w-2",
+            "given_name": "Lucía",
+            "family_name": "García",
+            "email": "lucia.g@example.org",
+            "phone": "699 000 111",
+            "birth_date": "1979-01-30",
+            "addresses": ANA["addresses"],
+        }
+        body = await ingest(api, sister, 201)
+        assert body["match"]["outcome"] == "created"
+        assert body["customer"]["id"] != first["customer"]["id"]
+        assert body["match"]["probability"] is None  # not scored in full: it could change nothing
+        assert body["match"]["candidate_id"] is None
+        assert body["match"]["evidence"] == []
+
     async def test_the_same_source_record_again_updates_it(self, api: httpx.AsyncClient) -> None:
         first = await ingest(api, ANA, 201)
         again = await ingest(api, {**ANA, "phone": "+34 699 111 222"}, 200)

@@ -99,14 +99,14 @@ def test_arrival_analysis_splits_decisions_by_what_should_have_happened() -> Non
         ("a2", "matched", 0.999),
         ("c1", "created", 0.1),
         ("a3", "review", 0.9),
-        ("c2", "created", None),  # never found its earlier record: a blocking miss
+        ("c2", "created", None),  # no candidate came near its earlier record
     ]
     clusters = {"a1": 1, "b1": 1, "a2": 1, "c1": 2, "a3": 3, "c2": 4}
     arrivals = arrival_analysis(decisions, {"a3": "probable match"}, truth, clusters)
     assert arrivals["should_match"] == {
         "matched the right person": 1,
         "review: probable match": 1,
-        "created (no candidate)": 1,
+        "created (no candidate near)": 1,
     }
     assert arrivals["should_create"] == {"created": 2, "matched someone else (false merge)": 1}
-    assert arrivals["should_match_not_matched_best_probability"] == {"0.90–0.95": 1, "no candidate": 1}
+    assert arrivals["should_match_not_matched_best_probability"] == {"0.90–0.95": 1, "no candidate near": 1}
