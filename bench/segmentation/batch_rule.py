@@ -77,7 +77,7 @@ async def measure(url: str, customers_n: int, purchases: int, repeat: int) -> di
         now = datetime.now(UTC)
         statement = compiler.matching(rules.parse(RULE), now=now, dialect="postgresql")
         compiled_sql = str(
-            statement.compile(dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True})
+            statement.compile(dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True})  # type: ignore[no-untyped-call]
         )
         figures["compiled_sql"] = compiled_sql
         conn = await asyncpg.connect(dsn)
