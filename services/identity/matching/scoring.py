@@ -290,16 +290,7 @@ class ScoreFloor:
     __slots__ = ("a", "extra", "floor", "model", "pa", "pending", "plan")
 
     def __init__(self, a: MatchRecord, model: MatchModel, floor: float) -> None:
-        plan = _PLANS.get(id(model))
-        if (
-            plan is None
-            or plan.model is not model
-            or plan.generation != generation()
-            or plan.comparisons is not model.comparisons
-            or plan.prior != model.prior
-            or plan.related_prior != model.related_prior
-        ):
-            plan = _plan(model)
+        plan = _plan(model)
         self.a, self.model, self.plan = a, model, plan
         self.pa = pa = _profile(a)
         self.floor = floor - 1e-6  # float rounding: these sums are taken in another order than `score`'s
