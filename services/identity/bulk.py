@@ -770,22 +770,20 @@ class _Run:
             keys |= row.keys
 
         owner_ids: set[str] = set()  # strong identifiers' owners: resolved through merges
-        reading = self.stats.timed("prefetch.identifiers")
-        reading.__enter__()
-        for kind, values in by_kind.items():
-            strong = kind in service.STRONG_KINDS or kind.startswith("external:")
-            known.owners.update({(kind, v): set() for v in values})
-            found = await db.select_in(
-                select(IDENTIFIERS.c.value, IDENTIFIERS.c.customer_id).where(IDENTIFIERS.c.kind == kind),
-                IDENTIFIERS.c.value,
-                values,
-            )
-            for value, customer_id in found:
-                known.owners[(kind, value)].add(customer_id)
-                if strong:
-                    owner_ids.add(customer_id)
+        with self.stats.timed("prefetch.identifiers"):
+            for kind, values in by_kind.items():
+                strong = kind in service.STRONG_KINDS or kind.startswith("external:")
+                known.owners.update({(kind, v): set() for v in values})
+                found = await db.select_in(
+                    select(IDENTIFIERS.c.value, IDENTIFIERS.c.customer_id).where(IDENTIFIERS.c.kind == kind),
+                    IDENTIFIERS.c.value,
+                    values,
+                )
+                for value, customer_id in found:
+                    known.owners[(kind, value)].add(customer_id)
+                    if strong:
+                        owner_ids.add(customer_id)
 
-        reading.__exit__(None, None, None)
         with self.stats.timed("prefetch.blocks"):
             known.block_count, members = await db.blocks(keys, cap)
         # Keys still small enough to use (new keys have no rows yet, but may get some).
