@@ -10,9 +10,11 @@ again: measured on a 20,000-record import, 7.8 s of a 18.5 s run (27 full collec
 `bulk_job()` around such a job raises the youngest generation's threshold (fewer, larger young
 collections), and `keep()`, called where the job has just put away what it keeps, freezes every
 object alive at that moment (`gc.freeze`): no later collection examines them again. When the last
-bulk job running ends, the frozen objects go back to the oldest generation (`gc.unfreeze`), where
-the next full collection finds whatever of them has become garbage meanwhile, and the thresholds are
-restored. Nothing is ever freed later than the end of the job that froze it.
+bulk job running ends, the thresholds are restored and the frozen objects go back to the oldest
+generation (`gc.unfreeze`), where a collection finds whatever of them has become garbage meanwhile.
+A service freezes what it loaded at start (`ServiceRuntime.start`); if anything was frozen before
+the job, the end of the job collects once and freezes what is alive again, so that stays as it was.
+(Frozen objects are still freed as soon as nothing refers to them: only cyclic garbage waits.)
 """
 
 from __future__ import annotations
@@ -25,14 +27,16 @@ YOUNG_THRESHOLD = 50_000
 
 _jobs = 0
 _saved: tuple[int, int, int] | None = None
+_frozen_before = False
 
 
 @contextmanager
 def bulk_job(young: int = YOUNG_THRESHOLD) -> Iterator[None]:
     """The collector tuned for a bulk job while the block runs (jobs may nest or overlap)."""
-    global _jobs, _saved
+    global _jobs, _saved, _frozen_before
     if _jobs == 0:
         _saved = gc.get_threshold()
+        _frozen_before = gc.get_freeze_count() > 0
         gc.set_threshold(max(young, _saved[0]), _saved[1], _saved[2])
     _jobs += 1
     try:
@@ -40,10 +44,13 @@ def bulk_job(young: int = YOUNG_THRESHOLD) -> Iterator[None]:
     finally:
         _jobs -= 1
         if _jobs == 0:
-            gc.unfreeze()
             if _saved is not None:
                 gc.set_threshold(*_saved)
                 _saved = None
+            gc.unfreeze()
+            if _frozen_before:
+                gc.collect()
+                gc.freeze()
 
 
 def keep() -> None:

@@ -4,8 +4,24 @@ from __future__ import annotations
 
 import gc
 import weakref
+from collections.abc import Iterator
+
+import pytest
 
 from shared import heap
+
+
+@pytest.fixture(autouse=True)
+def nothing_frozen() -> Iterator[None]:
+    """Each test starts with nothing frozen (services started by earlier tests freeze what they
+    loaded) and leaves the process as it found it."""
+    frozen = gc.get_freeze_count() > 0
+    gc.unfreeze()
+    yield
+    gc.unfreeze()
+    if frozen:
+        gc.collect()
+        gc.freeze()
 
 
 class Node:
@@ -50,3 +66,15 @@ def test_the_job_ends_cleanly_when_it_fails() -> None:
         pass
     assert gc.get_threshold() == before
     assert gc.get_freeze_count() == 0
+
+
+def test_what_a_service_froze_at_start_stays_frozen_and_the_job_garbage_goes() -> None:
+    gc.collect()
+    gc.freeze()  # as ServiceRuntime.start does
+    with heap.bulk_job():
+        node = Node()
+        gone = weakref.ref(node)
+        heap.keep()
+        del node
+    assert gone() is None  # collected when the job ended
+    assert gc.get_freeze_count() > 0  # and the service's start-up objects frozen again
