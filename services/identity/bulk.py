@@ -36,6 +36,7 @@ Where the result can differ from resolving one by one (`Stats` counts the first 
 from __future__ import annotations
 
 import asyncio
+import collections
 import itertools
 import multiprocessing
 import time
@@ -1225,6 +1226,7 @@ class BulkResolver:
             finally:
                 if wait or not done:
                     await self.finish()
+                    self.cache.clear()
         return report
 
     async def finish(self) -> None:
@@ -1287,13 +1289,13 @@ class BulkResolver:
             return loop.run_in_executor(executor, prepare_rows, chunk, region, blocked, source_system)
 
         ahead = max(1, workers) + 1
-        pending: list[asyncio.Future[_Prepared]] = [submit(c) for c in chunks[:ahead]]
+        pending = collections.deque(submit(c) for c in chunks[:ahead])  # consumed futures are dropped
         with heap.bulk_job():
             finished = False
             try:
                 for index, chunk in enumerate(chunks):
                     with self.stats.timed("normalise"):
-                        prepared = await pending[index]
+                        prepared = await pending.popleft()
                     if index + ahead < len(chunks):
                         pending.append(submit(chunks[index + ahead]))
                     report.errors.extend(prepared.errors)
@@ -1304,6 +1306,7 @@ class BulkResolver:
             finally:
                 try:
                     await self.finish()
+                    self.cache.clear()  # the job is over: its objects go before the collector's pass
                 finally:
                     if executor is not None:
                         executor.shutdown(wait=finished, cancel_futures=True)

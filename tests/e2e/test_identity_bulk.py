@@ -11,6 +11,7 @@ The outbox relay is stopped after start-up so that the outbox keeps every event 
 
 from __future__ import annotations
 
+import gc
 import json
 import random
 from collections import Counter
@@ -30,6 +31,7 @@ from services.identity.bulk import BulkResolver
 from services.identity.models import CustomerRow, MatchReviewRow, ProfileChangeRow, SourceRecordRow
 from services.identity.schemas import SourceRecordIn
 from services.identity.settings import load_settings
+from shared import heap
 from shared.contracts.identity import CustomerRegistered, CustomerUpdated
 from shared.errors import DomainError
 from shared.messaging.bus import InProcessBus
@@ -315,6 +317,30 @@ async def test_one_registered_event_per_created_customer(identity: ServiceRuntim
         last_version[key] = data["record_version"]
     for key, version in last_version.items():
         assert customers[key].version >= version  # (a change of provenance alone bumps it silently)
+
+
+async def test_an_import_holds_only_the_rows_of_the_chunks_in_hand(
+    identity: ServiceRuntime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rows of chunks already written are let go: an import's memory does not grow with the file
+    (the chunks' prepared rows were once all kept until its end)."""
+    monkeypatch.setattr(heap, "keep", lambda: None)  # frozen objects are not listed by gc.get_objects
+    records, _ = dataset(400, 7)
+    resolver = BulkResolver(identity.uow, identity.settings, identity.app.state.matcher, chunk_size=40)
+    alive: list[int] = []
+
+    def count_rows(done: int) -> None:
+        gc.collect()
+        alive.append(sum(1 for o in gc.get_objects() if type(o).__name__ == "_Row"))
+
+    report = Report()
+    await resolver.resolve_raw(list(enumerate(records, start=1)), report, progress=count_rows, workers=0)
+    assert sum(report.outcomes.values()) > 300
+    assert len(alive) == -(-len(records) // 40)
+    # The chunk being decided, the one being written and the one prepared ahead: never the file.
+    assert max(alive) <= 3 * 40, alive
+    assert not resolver.cache.records
+    assert not resolver.cache.goldens
 
 
 async def test_a_customer_met_through_a_strong_identifier_is_known_in_full(tmp_path: Path) -> None:
