@@ -326,7 +326,7 @@ async def test_an_import_holds_only_the_rows_of_the_chunks_in_hand(
     (the chunks' prepared rows were once all kept until its end)."""
     monkeypatch.setattr(heap, "keep", lambda: None)  # frozen objects are not listed by gc.get_objects
     records, _ = dataset(400, 7)
-    resolver = BulkResolver(identity.uow, identity.settings, identity.app.state.matcher, chunk_size=40)
+    resolver = BulkResolver(identity.uow, identity.settings, identity.app.state.matcher, chunk_size=40)  # type: ignore[arg-type]
     alive: list[int] = []
 
     def count_rows(done: int) -> None:
