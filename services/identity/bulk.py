@@ -164,11 +164,13 @@ class _Db:
             rows.extend((await self.session.execute(query.where(column.in_(batch)))).all())
         return rows
 
-    async def blocks(self, keys: Collection[str], cap: int) -> tuple[dict[str, int], list[tuple[str, str]]]:
+    async def blocks(self, keys: Collection[str], cap: int) -> tuple[dict[str, int], dict[str, list[str]]]:
         """Per key its row count, at least up to `cap + 1` (more makes no difference: such a block is
-        never used), and (key, customer id) of every row of the keys with at most `cap` rows."""
+        never used), and the customer ids of the rows of each key with rows, at most `cap` of them."""
         if not keys:
-            return {}, []
+            return {}, {}
+        counts: dict[str, int] = {}
+        members: dict[str, list[str]] = {}
         if self.postgres:
             # One index probe per key, reading at most cap + 1 rows of each, aggregated into one
             # array per key by the server (and decoded by asyncpg in C: no Python object per row).
@@ -179,47 +181,46 @@ class _Db:
                 list(keys),
                 cap + 1,
             )
-            counts: dict[str, int] = {}
-            found: list[tuple[str, str]] = []
             for key, ids in rows:
                 counts[key] = len(ids)
                 if len(ids) <= cap:
-                    found.extend((key, customer_id) for customer_id in ids)
-            return counts, found
+                    members[key] = ids
+            return counts, members
         sizes = await self.select_in(
             select(BLOCKS.c.key, func.count()).group_by(BLOCKS.c.key), BLOCKS.c.key, keys
         )
         counts = {key: int(n) for key, n in sizes}
         small = [k for k, n in counts.items() if n <= cap]
-        members = await self.select_in(select(BLOCKS.c.key, BLOCKS.c.customer_id), BLOCKS.c.key, small)
-        return counts, [(k, c) for k, c in members]
+        for key, customer_id in await self.select_in(
+            select(BLOCKS.c.key, BLOCKS.c.customer_id), BLOCKS.c.key, small
+        ):
+            members.setdefault(key, []).append(customer_id)
+        return counts, members
 
     async def fetch(self, sql: str, *args: Any) -> list[Any]:
         """Rows of a PostgreSQL query run by asyncpg itself, in the session's transaction: for the
         hot reads, where SQLAlchemy's per-row result processing would cost more than the query."""
         return list(await (await self.driver()).fetch(sql, *args))
 
-    async def source_records_of(
-        self, customer_ids: Collection[str]
-    ) -> list[tuple[str, str, datetime, datetime]]:
-        """(customer id, record id, received_at, updated_at) of those customers' source records."""
+    async def source_records_of(self, customer_ids: Collection[str]) -> list[tuple[str, str, datetime]]:
+        """(customer id, record id, updated_at) of those customers' source records, in the order
+        `of_customer` reads a customer's: by received_at, then id."""
         if not customer_ids:
             return []
         if self.postgres:
-            rows = await self.fetch(
-                "SELECT customer_id, id, received_at, updated_at FROM source_records "
-                "WHERE customer_id = ANY($1::text[])",
+            # Sorted by the server (and decoded by asyncpg in C); Records unpack like tuples.
+            return await self.fetch(
+                "SELECT customer_id, id, updated_at FROM source_records WHERE customer_id = ANY($1::text[]) "
+                'ORDER BY received_at, id COLLATE "C"',
                 list(customer_ids),
             )
-            return [tuple(r) for r in rows]  # type: ignore[misc]
-        return [
-            tuple(r)  # type: ignore[misc]
-            for r in await self.select_in(
-                select(SOURCES.c.customer_id, SOURCES.c.id, SOURCES.c.received_at, SOURCES.c.updated_at),
-                SOURCES.c.customer_id,
-                customer_ids,
-            )
-        ]
+        rows = await self.select_in(
+            select(SOURCES.c.customer_id, SOURCES.c.id, SOURCES.c.updated_at, SOURCES.c.received_at),
+            SOURCES.c.customer_id,
+            customer_ids,
+        )
+        rows.sort(key=lambda r: (r[3], r[1]))
+        return [(c, i, u) for c, i, u, _ in rows]
 
     async def update_customers(self, rows: list[dict[str, Any]]) -> None:
         """Set the golden columns (and provenance, updated_at, version) of customers by id: on
@@ -556,10 +557,6 @@ class _Cache:
         self.records: dict[str, tuple[datetime, MatchRecord]] = {}
         self.goldens: dict[str, tuple[frozenset[tuple[str, datetime]], _Golden]] = {}
 
-    def record(self, record_id: str, updated_at: datetime) -> MatchRecord | None:
-        entry = self.records.get(record_id)
-        return entry[1] if entry is not None and entry[0] == updated_at else None
-
     def keep_records(self, entries: Sequence[tuple[str, datetime, MatchRecord]]) -> None:
         for record_id, updated_at, record in entries:
             self.records[record_id] = (updated_at, record)
@@ -788,9 +785,7 @@ class _Run:
         with self.stats.timed("prefetch.blocks"):
             known.block_count, members = await db.blocks(keys, cap)
         # Keys still small enough to use (new keys have no rows yet, but may get some).
-        known.block_members = {k: [] for k in keys if known.block_count.get(k, 0) <= cap}
-        for key, customer_id in members:
-            known.block_members[key].append(customer_id)
+        known.block_members = {k: members.get(k, []) for k in keys if known.block_count.get(k, 0) <= cap}
         pending = owner_ids
         while pending:
             states = await db.select_in(
@@ -804,30 +799,37 @@ class _Run:
 
         # Every customer a record of the run may join (a candidate, or a strong identifier's owner)
         # with all its source records: later records of the run may meet it through the new ones.
-        targets = {customer_id for _, customer_id in members}
+        targets = {customer_id for ids in members.values() for customer_id in ids}
         targets |= {root for owner in owner_ids if (root := known.live_root(owner)) is not None}
         with self.stats.timed("prefetch.records"):
             await self._load_records(targets)
 
     async def _load_records(self, customer_ids: Collection[str]) -> None:
         """The matching views of those customers' source records, oldest first, into `known`."""
-        db = self.db
-        known = self.known
-        stored = await db.source_records_of(customer_ids)
-        stored.sort(key=lambda r: (r[0], r[2], r[1]))
-        cache = self.cache
-        views = {record_id: cache.record(record_id, updated_at) for _, record_id, _, updated_at in stored}
-        missing = [record_id for record_id, view in views.items() if view is None]
-        fetched = await db.select_in(
+        stored = await self.db.source_records_of(customer_ids)
+        cached = self.cache.records.get
+        views: dict[str, MatchRecord] = {}
+        missing: list[str] = []
+        for _, record_id, updated_at in stored:  # the cache's entries, as `_Cache.record` checks them
+            entry = cached(record_id)
+            if entry is not None and entry[0] == updated_at:
+                views[record_id] = entry[1]
+            else:
+                missing.append(record_id)
+        fetched = await self.db.select_in(
             select(SOURCES.c.id, SOURCES.c.updated_at, _as_text(SOURCES.c.match)), SOURCES.c.id, missing
         )
         loaded = [(rid, at, match_record(rid, orjson.loads(match))) for rid, at, match in fetched]
-        cache.keep_records(loaded)
+        self.cache.keep_records(loaded)
         views.update((rid, record) for rid, _, record in loaded)
-        for customer_id, record_id, _, _ in stored:
-            view = views[record_id]
+        records = self.known.records
+        for customer_id, record_id, _ in stored:
+            view = views.get(record_id)
             if view is not None:  # None: erased between the two reads
-                known.records.setdefault(customer_id, []).append(view)
+                if (kept := records.get(customer_id)) is None:
+                    records[customer_id] = [view]
+                else:
+                    kept.append(view)
         self.stats.record_views_cached += len(stored) - len(missing)
         self.stats.record_views_loaded += len(missing)
 
@@ -1039,7 +1041,7 @@ class _Run:
             select(CUSTOMERS.c.id, CUSTOMERS.c.version).with_for_update(), CUSTOMERS.c.id, customer_ids
         )
         listed = await self.db.source_records_of(customer_ids)
-        for customer_id, record_id, _, updated_at in listed:
+        for customer_id, record_id, updated_at in listed:
             self.sources.setdefault(customer_id, set()).add((record_id, updated_at))
         misses: list[str] = []
         for customer_id, version in locked:

@@ -262,15 +262,19 @@ _MIN_PHONE_DIGITS = 7
 
 def _repetitive(text: str) -> bool:
     """One character, or a pair of characters, repeated: `0000000`, `xxx`, `121212`."""
-    return len(set(text)) == 1 or (len(text) >= 6 and text == (text[:2] * len(text))[: len(text)])
+    if not text:
+        return False
+    n = len(text)
+    return text == text[0] * n or (n >= 6 and text == (text[:2] * n)[:n])
 
 
 def _sequential(digits: str) -> bool:
     """A run of consecutive digits up or down: `123456789`, `0123456`, `987654321`."""
     if len(digits) < 6:
         return False
-    steps = {(int(b) - int(a)) % 10 for a, b in pairwise(digits)}
-    return steps in ({1}, {9})
+    step = (int(digits[1]) - int(digits[0])) % 10
+    # Most values differ at the first step: only a run's first step is worth going on from.
+    return step in (1, 9) and all((int(b) - int(a)) % 10 == step for a, b in pairwise(digits))
 
 
 def _email_placeholder(value: str) -> bool:
@@ -300,7 +304,7 @@ def _national_digits(digits: str) -> str:
 
 
 def _phone_placeholder(value: str) -> bool:
-    digits = "".join(c for c in value if c.isdigit())
+    digits = "".join(filter(str.isdigit, value))
     national = digits
     if value.strip().startswith("+"):
         national = _national_digits(digits)
