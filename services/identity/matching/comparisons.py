@@ -523,6 +523,23 @@ _PROFILE_FUNCTIONS: dict[str, Callable[[_Profile, _Profile], str | None]] = {
     "gender": _gender,
 }
 
+# Per comparison: whether a record has what it compares. Without it, its level is None (null)
+# whatever the other record holds: a bound on a pair's score leaves such a comparison out.
+PRESENT: dict[str, Callable[[_Profile], bool]] = {
+    "given_name": lambda p: p.given is not None,
+    "family_name": lambda p: p.family is not None,
+    "organisation_name": lambda p: p.org_words is not None,
+    "email": lambda p: p.email is not None,
+    "phone": lambda p: p.phone is not None,
+    "birth_date": lambda p: p.birth_date is not None,
+    "address": lambda p: p.postcode is not None or p.city is not None or p.street is not None,
+    "postcode": lambda p: p.postcode is not None,
+    "city": lambda p: p.city is not None,
+    "street": lambda p: p.street is not None,
+    "national_id": lambda p: p.national_id is not None,
+    "gender": lambda p: p.gender is not None,
+}
+
 LEVEL_FUNCTIONS: dict[str, LevelFunction] = {
     "given_name": given_name_level,
     "family_name": family_name_level,

@@ -47,13 +47,12 @@ class MatchRecord:
     derived: object | None = field(default=None, init=False, repr=False, compare=False)
 
     def __getstate__(self) -> tuple[object, ...]:
-        return tuple(getattr(self, f.name) for f in fields(self) if f.name != "derived")
+        return tuple(getattr(self, name) for name in _VALUE_FIELDS)
 
     def __setstate__(self, state: tuple[object, ...]) -> None:
-        names = [f.name for f in fields(self) if f.name != "derived"]
-        for name, value in zip(names, state, strict=True):
-            object.__setattr__(self, name, value)
-        object.__setattr__(self, "derived", None)
+        for name, value in zip(_VALUE_FIELDS, state, strict=True):
+            _set(self, name, value)
+        _set(self, "derived", None)
 
     @classmethod
     def from_raw(
@@ -110,6 +109,11 @@ class MatchRecord:
             national_id=clean("national_id", national_id, normalise_national_id),
             gender=None if gender is None else _gender(gender),
         )
+
+
+# The fields that make a record's value, in order (pickled as a tuple of them); frozen: set this way.
+_VALUE_FIELDS = tuple(f.name for f in fields(MatchRecord) if f.name != "derived")
+_set = object.__setattr__
 
 
 def _birth_date(raw: dt.date | str | None, today: dt.date) -> dt.date | None:

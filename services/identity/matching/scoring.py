@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from services.identity.matching.comparisons import _PROFILE_FUNCTIONS, _Profile, _profile
+from services.identity.matching.comparisons import _PROFILE_FUNCTIONS, PRESENT, _Profile, _profile
 from services.identity.matching.model import PROBABILITY_FLOOR, ComparisonLevel, MatchModel, generation
 from services.identity.matching.record import MatchRecord
 
@@ -109,8 +109,10 @@ class _Plan:
     """What `score` precomputes from a model: the logarithms of every level's m, u and r."""
 
     __slots__ = (
+        "best",
         "bounded",
         "comparisons",
+        "deltas",
         "generation",
         "log_m",
         "log_r",
@@ -142,7 +144,12 @@ class _Plan:
                     table[level.name] = (level, lm, lu, lr, lm - lu)
             steps.append((key, _PROFILE_FUNCTIONS[key], table, comparison.levels[0].name))
         self.steps = tuple(steps)
-        self.bounded, self.terms = _bounded_steps(self.steps)
+        self.bounded, self.terms, self.best = _bounded_steps(self.steps)
+        # Per bounded step and outcome: what it adds to log m - log u and to log m - log r.
+        self.deltas = tuple(
+            {name: (lm - lu, lm - lr) for name, (lm, lu, lr, _) in table.items()}
+            for _, table, *_ in self.bounded
+        )
 
 
 _PLANS: dict[int, _Plan] = {}
@@ -240,9 +247,12 @@ _Bounded = tuple[
 _TERM_KEYS = ("given_name", "family_name")  # those `_term_value` gives a value for
 
 
-def _bounded_steps(steps: Sequence[_Step]) -> tuple[tuple[_Bounded, ...], tuple[tuple[int, str, float], ...]]:
-    """The steps for `ScoreFloor`, and (position, key, most the table adds to log m - log u) of
-    each step whose exact level's u may be a value's own."""
+def _bounded_steps(
+    steps: Sequence[_Step],
+) -> tuple[tuple[_Bounded, ...], tuple[tuple[int, str, float], ...], tuple[tuple[str, float, float], ...]]:
+    """The steps for `ScoreFloor`; (position, key, most the table adds to log m - log u) of each
+    step whose exact level's u may be a value's own; and per step its comparison's key and the most
+    its table adds to log m - log u and to log m - log r."""
     best: list[tuple[float, float]] = []
     for _key, _, table, _first in steps:
         best.append(
@@ -255,8 +265,10 @@ def _bounded_steps(steps: Sequence[_Step]) -> tuple[tuple[_Bounded, ...], tuple[
     order = sorted(range(len(steps)), key=lambda i: -best[i][0])
     bounded: list[_Bounded] = []
     terms: list[tuple[int, str, float]] = []
+    kept: list[tuple[str, float, float]] = []
     for position, i in enumerate(order):
         key, function, table, first = steps[i]
+        kept.append((key, *best[i]))
         after = [best[j] for j in order[position + 1 :]]
         term_key = key if key in _TERM_KEYS else None
         if term_key is not None:
@@ -271,7 +283,7 @@ def _bounded_steps(steps: Sequence[_Step]) -> tuple[tuple[_Bounded, ...], tuple[
                 sum(r for _, r in after),
             )
         )
-    return tuple(bounded), tuple(terms)
+    return tuple(bounded), tuple(terms), tuple(kept)
 
 
 class ScoreFloor:
@@ -287,48 +299,69 @@ class ScoreFloor:
     above `floor`. A pair that is not dropped is scored by `score`, so its result is exactly that.
     The model is read when the floor is made: make a new one after changing the model."""
 
-    __slots__ = ("a", "extra", "floor", "model", "pa", "pending", "plan")
+    __slots__ = ("a", "floor", "model", "pa", "start", "steps")
 
     def __init__(self, a: MatchRecord, model: MatchModel, floor: float) -> None:
         plan = _plan(model)
-        self.a, self.model, self.plan = a, model, plan
+        self.a, self.model = a, model
         self.pa = pa = _profile(a)
-        self.floor = floor - 1e-6  # float rounding: these sums are taken in another order than `score`'s
-        # Per step, how much more than its table says a's own name could add to log m - log u.
-        self.extra = extra = [0.0] * len(plan.bounded)
+        self.floor = floor = (
+            floor - 1e-6
+        )  # float rounding: these sums are taken in another order than `score`'s
+        # A comparison whose value `a` lacks is null whatever `b` holds: it adds nothing, and is left
+        # out (of the steps, and of what later steps could add).
+        present = [PRESENT[key](pa) for key, _, _ in plan.best]
+        # The exact level of a name adds a's own name's weight (from its term frequency) to log m -
+        # log u: by `extra` more than the table's best, which the bounds of earlier steps allow for.
+        extra = [0.0] * len(plan.bounded)
+        own: dict[int, float] = {}
         if model.term_frequencies:
             for position, key, table_best in plan.terms:
-                _, table, first, _, _, _ = plan.bounded[position]
-                lm, _, _, level = table[first]
-                own = lm - _log2(model.term_u(key, _term_value(key, pa), level))
-                extra[position] = max(0.0, own - table_best)
-        self.pending = sum(extra)
+                if present[position]:
+                    _, table, first, _, _, _ = plan.bounded[position]
+                    lm, _, _, level = table[first]
+                    own[position] = lm - _log2(model.term_u(key, _term_value(key, pa), level))
+                    extra[position] = max(0.0, own[position] - table_best)
+        # Per step (last first): its level function; per outcome what it adds to log m - log u and
+        # to log m - log r; and the least each of those must be after it for the pair to stay in
+        # reach: the floor less the most the later steps can still add.
+        steps: list[
+            tuple[Callable[[_Profile, _Profile], str | None], dict[str, tuple[float, float]], float, float]
+        ]
+        steps = []
+        more_u = more_r = 0.0
+        for position in reversed(range(len(plan.bounded))):
+            if not present[position]:
+                continue
+            function, _, first, _, _, _ = plan.bounded[position]
+            deltas = plan.deltas[position]
+            if position in own:
+                deltas = {**deltas, first: (own[position], deltas[first][1])}
+            steps.append((function, deltas, floor - more_u, floor - more_r))
+            _, best_u, best_r = plan.best[position]
+            more_u += best_u + extra[position]
+            more_r += best_r
+        steps.reverse()
+        self.steps = tuple(steps)
+        self.start = (plan.log_m - plan.log_u, plan.log_m - plan.log_r)
 
     def reaches(self, b: MatchRecord) -> MatchResult | None:
-        plan, model, pa, pb, extra, floor = (
-            self.plan,
-            self.model,
-            self.pa,
-            _profile(b),
-            self.extra,
-            self.floor,
-        )
-        term_frequencies = model.term_frequencies
-        pending = self.pending
-        to_u = plan.log_m - plan.log_u
-        to_r = plan.log_m - plan.log_r
-        for position, (function, table, first, term_key, more_u, more_r) in enumerate(plan.bounded):
+        pa = self.pa
+        pb: _Profile | None = b.derived  # type: ignore[assignment]  # (`_profile` inlined: kept on b)
+        if pb is None:
+            pb = _profile(b)
+        to_u, to_r = self.start
+        for function, deltas, least_u, least_r in self.steps:
             outcome = function(pa, pb)
             if outcome is not None:
-                lm, lu, lr, level = table[outcome]
-                if term_key is not None and term_frequencies and outcome == first:
-                    lu = _log2(model.term_u(term_key, _term_value(term_key, pa), level))
-                to_u += lm - lu
-                to_r += lm - lr
-            pending -= extra[position]
-            if to_u + more_u + pending < floor or to_r + more_r < floor:
+                add_u, add_r = deltas[outcome]
+                to_u += add_u
+                to_r += add_r
+            if to_u < least_u or to_r < least_r:
                 return None
-        return score(self.a, b, model)
+        if to_u < self.floor or to_r < self.floor:  # (no step at all: a lacks every value)
+            return None
+        return score(self.a, b, self.model)
 
 
 def score_reaches(a: MatchRecord, b: MatchRecord, model: MatchModel, floor: float) -> MatchResult | None:

@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from services.identity.matching import MatchModel, MatchRecord, score
+from services.identity.matching.comparisons import _PROFILE_FUNCTIONS, PRESENT, _profile
 from services.identity.matching.scoring import log_odds, probability, score_reaches
 
 given_names = st.sampled_from(["ana", "anna", "maria", "mario", "bob", "robert", "lucia", "zoe"])
@@ -59,6 +60,19 @@ def test_only_pairs_below_the_floor_are_dropped(
         assert reached == full
     if full.score < floor - 40:  # far below: dropped, or the bound would be useless
         assert reached is None
+
+
+@settings(max_examples=400, deadline=None)
+@given(records, records)
+def test_a_comparison_of_a_value_one_record_lacks_is_null(a: MatchRecord, b: MatchRecord) -> None:
+    """`PRESENT`, which lets the bound leave a comparison out, says exactly when a level is possible."""
+    pa, pb = _profile(a), _profile(b)
+    for key, function in _PROFILE_FUNCTIONS.items():
+        if not PRESENT[key](pa):
+            assert function(pa, pb) is None, key
+            assert function(pb, pa) is None, key
+        else:  # and what it has, compared with itself, is never null
+            assert function(pa, pa) is not None, key
 
 
 def test_most_non_matches_are_dropped_early_and_matches_kept() -> None:
