@@ -41,7 +41,7 @@ import itertools
 import multiprocessing
 import time
 import uuid
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -306,8 +306,11 @@ class Known(Protocol):
     def candidates(self, keys: Sequence[str], *, limit: int) -> list[str]:
         """Distinct customer ids in the blocks of `keys`, at most `limit`."""
 
-    def records_of(self, customer_ids: Sequence[str], *, limit: int) -> list[tuple[str, MatchRecord]]:
-        """(customer id, matching view) of those customers' source records, at most `limit`."""
+    def records_of(
+        self, customer_ids: Sequence[str], *, limit: int
+    ) -> list[tuple[str, Sequence[MatchRecord]]]:
+        """(customer id, matching views of its source records) of those customers in order, at
+        most `limit` records in all (the last customer's cut short if need be)."""
 
     def live_root(self, customer_id: str) -> str | None:
         """The customer an id stands for today (merges followed), None if unknown or erased."""
@@ -422,16 +425,17 @@ def score_candidates(
     candidate_ids = known.candidates(usable, limit=settings.block_size_cap * 2)
     bounded = None if floor is None else ScoreFloor(incoming, model, review_floor(floor))
     best: dict[str, MatchResult] = {}
-    for customer_id, other in known.records_of(candidate_ids, limit=settings.block_size_cap * 4):
+    for customer_id, others in known.records_of(candidate_ids, limit=settings.block_size_cap * 4):
         if bounded is None or customer_id in keep:
-            result: MatchResult | None = score(incoming, other, model)
+            results: Iterable[MatchResult | None] = (score(incoming, other, model) for other in others)
         else:
-            result = bounded.reaches(other)
-        if result is None:
-            continue
-        current = best.get(customer_id)
-        if current is None or result.probability > current.probability:
-            best[customer_id] = result
+            results = map(bounded.reaches, others)
+        for result in results:
+            if result is None:
+                continue
+            current = best.get(customer_id)
+            if current is None or result.probability > current.probability:
+                best[customer_id] = result
     return best
 
 
@@ -491,12 +495,25 @@ class _Known:
             ids = sorted(ids)[:limit]
         return ids
 
-    def records_of(self, customer_ids: Sequence[str], *, limit: int) -> list[tuple[str, MatchRecord]]:
-        out = [(c, r) for c in customer_ids for r in self.records.get(c, ())]
-        if len(out) > limit:
-            self.stats.record_limit_hits += 1
-            out = out[:limit]
-        self.stats.pairs_scored += len(out)
+    def records_of(
+        self, customer_ids: Sequence[str], *, limit: int
+    ) -> list[tuple[str, Sequence[MatchRecord]]]:
+        records = self.records
+        out: list[tuple[str, Sequence[MatchRecord]]] = []
+        total = 0
+        for customer_id in customer_ids:
+            views = records.get(customer_id)
+            if not views:
+                continue
+            if total + len(views) > limit:
+                self.stats.record_limit_hits += 1
+                if limit > total:
+                    out.append((customer_id, views[: limit - total]))
+                total = limit
+                break
+            out.append((customer_id, views))
+            total += len(views)
+        self.stats.pairs_scored += total
         return out
 
     def live_root(self, customer_id: str) -> str | None:
