@@ -827,7 +827,7 @@ class _Run:
         cached = self.cache.records.get
         views: dict[str, MatchRecord] = {}
         missing: list[str] = []
-        for _, record_id, updated_at in stored:  # the cache's entries, as `_Cache.record` checks them
+        for _, record_id, updated_at in stored:  # a cached view holds while its updated_at does
             entry = cached(record_id)
             if entry is not None and entry[0] == updated_at:
                 views[record_id] = entry[1]

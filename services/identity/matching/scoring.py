@@ -294,7 +294,8 @@ class ScoreFloor:
     The score is log m - log2(2^log u + 2^log r) (sums over the comparisons, priors included), so it
     is at most both log m - log u and log m - log r. After each comparison, the most the others can
     still add to each of those is known: the sum of their best level's (the exact level of a name
-    taking `a`'s name's own u from the model's term frequencies, as `score` does). Once even the
+    taking `a`'s name's own u from the model's term frequencies, as `score` does; a comparison of a
+    value `a` lacks is null whatever `b` holds, so it is left out, `comparisons.PRESENT`). Once even the
     smaller of the two cannot reach `floor`, the pair is dropped: never one that `score` puts at or
     above `floor`. A pair that is not dropped is scored by `score`, so its result is exactly that.
     The model is read when the floor is made: make a new one after changing the model."""
