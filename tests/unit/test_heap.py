@@ -78,3 +78,19 @@ def test_what_a_service_froze_at_start_stays_frozen_and_the_job_garbage_goes() -
         del node
     assert gone() is None  # collected when the job ended
     assert gc.get_freeze_count() > 0  # and the service's start-up objects frozen again
+
+
+def test_a_long_job_collects_what_it_froze_as_garbage_every_so_often() -> None:
+    with heap.bulk_job():
+        heap.keep()  # wherever the count stands, start a round of COLLECT_EVERY
+        while heap._kept % heap.COLLECT_EVERY:
+            heap.keep()
+        node = Node()
+        gone = weakref.ref(node)
+        del node  # garbage (a cycle), frozen by the next keep()
+        for _ in range(heap.COLLECT_EVERY - 1):
+            heap.keep()
+            assert gone() is not None
+        heap.keep()  # the COLLECT_EVERY-th: the heap is collected before freezing again
+        assert gone() is None
+        assert gc.get_freeze_count() > 0
