@@ -28,7 +28,15 @@ from services.identity import service
 from services.identity.app import build
 from services.identity.batch import Report, import_records
 from services.identity.bulk import BulkResolver
-from services.identity.models import CustomerRow, MatchReviewRow, ProfileChangeRow, SourceRecordRow
+from services.identity.models import (
+    BlockingKeyRow,
+    CustomerRow,
+    IdentifierRow,
+    MatchReviewRow,
+    ProfileChangeRow,
+    SearchKeyRow,
+    SourceRecordRow,
+)
 from services.identity.schemas import SourceRecordIn
 from services.identity.settings import load_settings
 from shared import heap
@@ -148,6 +156,14 @@ async def state(runtime: ServiceRuntime) -> dict[str, Any]:
         changes = list(await session.scalars(select(ProfileChangeRow).order_by(ProfileChangeRow.id)))
         outbox = runtime.tables.outbox
         events = list(await session.execute(select(outbox.c.type, outbox.c.envelope).order_by(outbox.c.id)))
+        indexes = {
+            row.__tablename__: [tuple(r) for r in await session.execute(select(*columns))]
+            for row, columns in (
+                (IdentifierRow, (IdentifierRow.kind, IdentifierRow.value, IdentifierRow.customer_id, IdentifierRow.source_record_id)),
+                (BlockingKeyRow, (BlockingKeyRow.key, BlockingKeyRow.customer_id, BlockingKeyRow.source_record_id)),
+                (SearchKeyRow, (SearchKeyRow.key, SearchKeyRow.customer_id, SearchKeyRow.source_record_id)),
+            )
+        }  # fmt: skip
     members: dict[str, set[str]] = {}
     source_of = {s.id: s.source_id for s in sources}
     for s in sources:
@@ -173,7 +189,23 @@ async def state(runtime: ServiceRuntime) -> dict[str, Any]:
         subject = cluster[data.pop("customer_id")]
         data.pop("registered_at", None)
         data.pop("updated_at", None)
-        published.append((kind, subject, data))
+        assert envelope["subject"] == envelope["data"]["customer_id"]
+        rest = {k: v for k, v in envelope.items() if k not in ("id", "time", "subject", "data")}
+        published.append((kind, subject, data, sorted(rest.items())))
+    # Every column of the source records but the generated ids and clock readings; the index rows.
+    stored = {
+        (s.source_system, s.source_id): (
+            s.kind, s.data, s.match, s.trust, sorted(s.verified), cluster[s.customer_id], cluster[s.origin_customer_id],
+            s.received_at == s.updated_at,
+        )
+        for s in sources
+    }  # fmt: skip
+    index_rows = {
+        table: Counter(
+            (*values, cluster[customer_id], source_of[record_id]) for *values, customer_id, record_id in rows
+        )
+        for table, rows in indexes.items()
+    }
     return {
         "partition": set(cluster.values()),
         "customers_without_records": len(customers) - len(cluster),
@@ -184,6 +216,8 @@ async def state(runtime: ServiceRuntime) -> dict[str, Any]:
         ),
         "audit": audit,
         "events": published,
+        "sources": stored,
+        "indexes": index_rows,
     }
 
 
@@ -249,6 +283,8 @@ async def check_bulk_equals_one_by_one(
     assert after["reviews"] == before["reviews"]
     assert after["audit"] == before["audit"]
     assert after["events"] == before["events"]
+    assert after["sources"] == before["sources"]
+    assert after["indexes"] == before["indexes"]
     assert after["customers_without_records"] == before["customers_without_records"] == 0
     # Later chunks did reuse what earlier ones built, and the cached views were checked, not trusted:
     # source records updated in between (repeated source ids) were read again.
@@ -438,3 +474,5 @@ async def test_a_run_another_writer_conflicts_with_is_redone_one_by_one(
     assert after["reviews"] == before["reviews"]
     assert after["audit"] == before["audit"]
     assert after["events"] == before["events"]
+    assert after["sources"] == before["sources"]
+    assert after["indexes"] == before["indexes"]
