@@ -159,11 +159,12 @@ async def state(runtime: ServiceRuntime) -> dict[str, Any]:
         indexes = {
             row.__tablename__: [tuple(r) for r in await session.execute(select(*columns))]
             for row, columns in (
-                (IdentifierRow, (IdentifierRow.kind, IdentifierRow.value, IdentifierRow.customer_id, IdentifierRow.source_record_id)),
-                (BlockingKeyRow, (BlockingKeyRow.key, BlockingKeyRow.customer_id, BlockingKeyRow.source_record_id)),
-                (SearchKeyRow, (SearchKeyRow.key, SearchKeyRow.customer_id, SearchKeyRow.source_record_id)),
+                (IdentifierRow, (IdentifierRow.kind, IdentifierRow.value)),
+                (BlockingKeyRow, (BlockingKeyRow.key,)),
+                (SearchKeyRow, (SearchKeyRow.key,)),
             )
-        }  # fmt: skip
+            for columns in [(*columns, row.customer_id, row.source_record_id)]
+        }
     members: dict[str, set[str]] = {}
     source_of = {s.id: s.source_id for s in sources}
     for s in sources:
@@ -195,11 +196,11 @@ async def state(runtime: ServiceRuntime) -> dict[str, Any]:
     # Every column of the source records but the generated ids and clock readings; the index rows.
     stored = {
         (s.source_system, s.source_id): (
-            s.kind, s.data, s.match, s.trust, sorted(s.verified), cluster[s.customer_id], cluster[s.origin_customer_id],
-            s.received_at == s.updated_at,
+            (s.kind, s.data, s.match, s.trust, sorted(s.verified)),
+            (cluster[s.customer_id], cluster[s.origin_customer_id], s.received_at == s.updated_at),
         )
         for s in sources
-    }  # fmt: skip
+    }
     index_rows = {
         table: Counter(
             (*values, cluster[customer_id], source_of[record_id]) for *values, customer_id, record_id in rows
