@@ -7,6 +7,7 @@ writers wait for each other instead of failing, and savepoints work as on Postgr
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -225,3 +226,19 @@ async def insert_rows(session: AsyncSession, table: Table, rows: Sequence[dict[s
         )
     except asyncpg.IntegrityConstraintViolationError as exc:
         raise IntegrityError(f"COPY {table.name}", None, exc) from exc
+
+
+# PostgreSQL's COPY text format: one line per row, columns separated by tabs, and in each value a
+# backslash, tab, newline or carriage return written as a backslash escape (`\N` would be NULL).
+_COPY_SPECIAL = re.compile(r"[\\\t\n\r]")
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def copy_text(value: str) -> str:
+    """`value` as a column of a line of COPY text (values without special characters, nearly all of
+    them, come back as they are). A NUL character, which no PostgreSQL text can hold, is refused."""
+    if "\x00" in value:
+        raise ValueError("PostgreSQL text cannot hold a NUL character")
+    if _COPY_SPECIAL.search(value) is None:
+        return value
+    return value.translate(_COPY_ESCAPES)

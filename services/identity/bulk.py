@@ -47,7 +47,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from operator import itemgetter
-from typing import Any, Protocol, TypeVar
+from typing import Any, NamedTuple, Protocol, TypeVar
 from typing import cast as typing_cast
 
 import asyncpg
@@ -92,6 +92,7 @@ from services.identity.schemas import SourceRecordIn
 from services.identity.settings import IdentitySettings
 from shared import heap
 from shared.contracts.identity import CustomerRegistered, CustomerUpdated
+from shared.db import copy_text
 from shared.errors import DomainError
 from shared.events.envelope import EventPayload, new_event
 from shared.uow import UnitOfWork
@@ -277,6 +278,18 @@ class _Db:
             # Bypassing SQLAlchemy bypasses its exception translation: the callers expect its kind.
             raise IntegrityError(f"COPY {target}", None, exc) from exc
 
+    async def copy_text(self, target: str, columns: Sequence[str], lines: list[str]) -> None:
+        """COPY `lines` (COPY text format, without their line ends) into the table named `target`."""
+        if not lines:
+            return
+        raw = await self.driver()
+        # Sent as one buffer (a memoryview: bytes would be taken for a path, a file read in a thread).
+        data = memoryview(("\n".join(lines) + "\n").encode())
+        try:
+            await raw.copy_to_table(target, source=data, columns=list(columns), format="text")
+        except asyncpg.IntegrityConstraintViolationError as exc:
+            raise IntegrityError(f"COPY {target}", None, exc) from exc
+
     async def copy(self, target: str, table: Table, rows: list[dict[str, Any]]) -> None:
         """COPY `rows` (dicts keyed by `table`'s column names) into the table named `target`."""
         columns = list(rows[0])
@@ -289,6 +302,94 @@ class _Db:
                 values[i] = orjson.dumps(values[i]).decode()
             records.append(values)
         await self._copy_records(target, records, columns)
+
+
+class _ValueRows:
+    """A run's source and index rows as values: for SQLite, or rows prepared without COPY text."""
+
+    def __init__(self) -> None:
+        self.sources: list[dict[str, Any]] = []
+        # Index rows as tuples in their table's column order (no dict per row: there are ~15 a record).
+        self.identifiers: list[tuple[str, str, str, str]] = []  # kind, value, customer_id, source_record_id
+        self.blocks: list[tuple[str, str, str]] = []  # key, customer_id, source_record_id
+        self.search: list[tuple[str, str, str]] = []
+
+    def add(self, row: _Row, customer_id: str, now: datetime, observed: datetime, trust: int) -> None:
+        data = row.data
+        record_id = row.record_id
+        self.sources.append(
+            {
+                "id": record_id,
+                "customer_id": customer_id,
+                "origin_customer_id": customer_id,
+                "source_system": data.source_system,
+                "source_id": row.source_id,
+                "kind": data.kind,
+                "data": row.stored,
+                "match": row.normal.match,
+                "trust": trust,
+                "verified": row.verified,
+                "observed_at": observed,
+                "received_at": now,
+                "updated_at": now,
+            }
+        )
+        self.identifiers.extend((k, v, customer_id, record_id) for k, v in row.identifiers)
+        self.blocks.extend((key, customer_id, record_id) for key in sorted(row.keys))
+        self.search.extend((key, customer_id, record_id) for key in row.search)
+
+    async def write(self, db: _Db, stats: Stats) -> None:
+        with stats.timed("write.source_records"):
+            await db.insert(SOURCES, self.sources)
+        for table, columns, tuples in (
+            (IDENTIFIERS, ("kind", "value", "customer_id", "source_record_id"), self.identifiers),
+            (BLOCKS, ("key", "customer_id", "source_record_id"), self.blocks),
+            (SEARCH, ("key", "customer_id", "source_record_id"), self.search),
+        ):
+            with stats.timed(f"write.{table.name}"):
+                await db.insert_tuples(table, columns, tuples)
+
+
+class _TextRows:
+    """A run's source and index rows as COPY text, from the text each record came with (`_CopyText`):
+    a few string joins a record, where values cost a Python object per column and their encoding."""
+
+    SOURCE_COLUMNS = (
+        "customer_id", "origin_customer_id", "received_at", "updated_at", "observed_at", "trust",
+        "id", "source_system", "source_id", "kind", "data", "match", "verified",
+    )  # fmt: skip
+
+    def __init__(self) -> None:
+        self.sources: list[str] = []
+        self.identifiers: list[str] = []
+        self.blocks: list[str] = []
+        self.search: list[str] = []
+
+    def add(self, row: _Row, customer_id: str, now: datetime, observed: datetime, trust: int) -> None:
+        text = row.copy
+        assert text is not None
+        at = now.isoformat()
+        self.sources.append(
+            f"{customer_id}\t{customer_id}\t{at}\t{at}\t{text.observed or at}\t{trust}\t{text.source}"
+        )
+        between = "\n" + customer_id  # each line is the customer id and one of the record's
+        for lines, parts in (
+            (self.identifiers, text.identifiers),
+            (self.blocks, text.blocks),
+            (self.search, text.search),
+        ):
+            if parts:
+                lines.append(customer_id + between.join(parts))
+
+    async def write(self, db: _Db, stats: Stats) -> None:
+        for table, columns, lines in (
+            (SOURCES, self.SOURCE_COLUMNS, self.sources),
+            (IDENTIFIERS, ("customer_id", "kind", "value", "source_record_id"), self.identifiers),
+            (BLOCKS, ("customer_id", "key", "source_record_id"), self.blocks),
+            (SEARCH, ("customer_id", "key", "source_record_id"), self.search),
+        ):
+            with stats.timed(f"write.{table.name}"):
+                await db.copy_text(table.name, columns, lines)
 
 
 # -- the decision, free of I/O --------------------------------------------------------------------
@@ -632,8 +733,22 @@ class _InFlight:
     source_keys: set[tuple[str, str]]
 
 
+class _CopyText(NamedTuple):
+    """A record's rows in PostgreSQL COPY text form (`shared.db.copy_text`), all but the columns the
+    decision sets: a line is the customer id, then one of these (see `_TextRows`)."""
+
+    source: str  # id, source_system, source_id, kind, data, match, verified
+    observed: str | None  # observed_at, if the source gave it (else the time of receipt)
+    identifiers: tuple[str, ...]  # "\t" kind, value, source_record_id: one per identifier
+    blocks: tuple[str, ...]  # "\t" key, source_record_id: one per blocking key
+    search: tuple[str, ...]  # the same per search key
+
+
 @dataclass
 class _Row:
+    """A valid row of the file, normalised, keyed and with everything the writing of it needs that
+    does not depend on the decision: all prepared together (in a worker process, by `prepare_rows`)."""
+
     number: int
     data: SourceRecordIn
     normal: Normalised
@@ -641,12 +756,54 @@ class _Row:
     match: MatchRecord | None = None
     keys: frozenset[str] = frozenset()
     identifiers: list[tuple[str, str]] = field(default_factory=list)  # distinct, sorted
+    stored: dict[str, Any] = field(default_factory=dict)  # the source record's `data`
+    verified: list[str] = field(default_factory=list)  # distinct, sorted
+    source_id: str = ""
+    search: tuple[str, ...] = ()  # search keys, sorted
+    new_id: str = ""  # the customer's id, if the record starts a new one
+    event_id: str = ""  # its event's id (a record gives at most one)
+    copy: _CopyText | None = None
 
-    def prepare(self) -> None:
+    def prepare(self, copy: bool = False) -> None:
+        """Fill in the derived fields; with `copy`, the COPY text of the rows too."""
+        data = self.data
         self.record_id = str(uuid.uuid4())
         self.match = match_record(self.record_id, self.normal.match)
         self.keys = frozenset(blocking_keys(self.match))
         self.identifiers = sorted(set(self.normal.identifiers))
+        stored = {**self.normal.display, "status": data.status}
+        stored.pop("verified", None)
+        stored.pop("observed_at", None)
+        self.stored = stored
+        self.verified = sorted(set(data.verified))
+        self.source_id = data.source_id or str(uuid.uuid4())
+        self.search = tuple(sorted(search_keys(self.normal.match)))
+        self.new_id = str(uuid.uuid4())
+        self.event_id = str(uuid.uuid4())
+        if copy:
+            self.copy = self._copy_text()
+
+    def _copy_text(self) -> _CopyText:
+        data = self.data
+        rid = self.record_id  # a uuid: nothing to escape
+        source = "\t".join(
+            (
+                rid,
+                copy_text(data.source_system),
+                copy_text(self.source_id),
+                copy_text(data.kind),
+                copy_text(orjson.dumps(self.stored).decode()),
+                copy_text(orjson.dumps(self.normal.match).decode()),
+                copy_text(orjson.dumps(self.verified).decode()),
+            )
+        )
+        return _CopyText(
+            source=source,
+            observed=None if data.observed_at is None else data.observed_at.isoformat(),
+            identifiers=tuple(f"\t{copy_text(k)}\t{copy_text(v)}\t{rid}" for k, v in self.identifiers),
+            blocks=tuple(f"\t{copy_text(key)}\t{rid}" for key in sorted(self.keys)),
+            search=tuple(f"\t{copy_text(key)}\t{rid}" for key in self.search),
+        )
 
 
 @dataclass
@@ -860,7 +1017,7 @@ class _Run:
             decision = decide(
                 self.settings, self.model, row.match, row.normal.identifiers, self.known, keys=row.keys
             )
-            customer_id = decision.target or str(uuid.uuid4())
+            customer_id = decision.target or row.new_id
             added: _Added = (customer_id, row.match, row.keys, row.identifiers, decision.target is None)
             self.added.append(added)
             self.known.add(
@@ -883,53 +1040,29 @@ class _Run:
         assembling = self.stats.timed("write.assemble")
         assembling.__enter__()
 
-        records: list[dict[str, Any]] = []
-        # Index rows as tuples in their table's column order (no dict per row: there are ~15 a record).
-        identifiers: list[tuple[str, str, str, str]] = []  # kind, value, customer_id, source_record_id
-        blocks: list[tuple[str, str, str]] = []  # key, customer_id, source_record_id
-        searches: list[tuple[str, str, str]] = []
+        # The source and index rows: COPY text where the rows came with theirs (PostgreSQL).
+        postgres_text = self.db.postgres and all(row.copy is not None for row, _, _ in decided)
+        rows: _TextRows | _ValueRows = _TextRows() if postgres_text else _ValueRows()
         reviews: list[dict[str, Any]] = []
         changes: list[dict[str, Any]] = []
-        events: list[tuple[EventPayload, datetime]] = []
+        events: list[tuple[EventPayload, datetime, str]] = []
         for row, customer_id, decision in decided:
             now = self.clock()
             data = row.data
-            stored = {**row.normal.display, "status": data.status}
-            stored.pop("verified", None)
-            stored.pop("observed_at", None)
-            verified = sorted(set(data.verified))
+            stored = row.stored
             observed = data.observed_at or now
             trust = settings.source_trust.get(data.source_system, 10)
-            records.append(
-                {
-                    "id": row.record_id,
-                    "customer_id": customer_id,
-                    "origin_customer_id": customer_id,
-                    "source_system": data.source_system,
-                    "source_id": data.source_id or str(uuid.uuid4()),
-                    "kind": data.kind,
-                    "data": stored,
-                    "match": row.normal.match,
-                    "trust": trust,
-                    "verified": verified,
-                    "observed_at": observed,
-                    "received_at": now,
-                    "updated_at": now,
-                }
-            )
+            rows.add(row, customer_id, now, observed, trust)
             record_id = row.record_id
-            identifiers.extend((k, v, customer_id, record_id) for k, v in row.identifiers)
             assert row.match is not None
             self.written_records.append((record_id, now, row.match))
             self.sources.setdefault(customer_id, set()).add((record_id, now))
-            blocks.extend((key, customer_id, record_id) for key in sorted(row.keys))
-            searches.extend((key, customer_id, record_id) for key in sorted(search_keys(row.normal.match)))
             view = SourceView(
                 row.record_id,
                 data.source_system,
                 trust,
                 observed,
-                frozenset(verified),
+                frozenset(row.verified),
                 {**stored, "kind": data.kind},
             )
 
@@ -975,7 +1108,7 @@ class _Run:
             if decision.target is None:
                 events.append(
                     (
-                        CustomerRegistered(
+                        CustomerRegistered.model_construct(
                             customer_id=customer_id,
                             kind=data.kind,
                             status=golden.values["status"],
@@ -983,6 +1116,7 @@ class _Run:
                             registered_at=now,
                         ),
                         now,
+                        row.event_id,
                     )
                 )
                 for candidate, outcome in decision.reviews:
@@ -1008,7 +1142,7 @@ class _Run:
                 if changed:
                     events.append(
                         (
-                            CustomerUpdated(
+                            CustomerUpdated.model_construct(
                                 customer_id=customer_id,
                                 record_version=golden.version,
                                 changed_fields=changed,
@@ -1016,6 +1150,7 @@ class _Run:
                                 updated_at=golden.updated_at,
                             ),
                             now,
+                            row.event_id,
                         )
                     )
                 self.outcomes.append("matched")
@@ -1037,16 +1172,10 @@ class _Run:
                     for g in updated
                 ]
             )
-        for table, rows in ((SOURCES, records), (REVIEWS, reviews), (CHANGES, changes)):
+        for table, values in ((REVIEWS, reviews), (CHANGES, changes)):
             with self.stats.timed(f"write.{table.name}"):
-                await self.db.insert(table, rows)
-        for table, columns, tuples in (
-            (IDENTIFIERS, ("kind", "value", "customer_id", "source_record_id"), identifiers),
-            (BLOCKS, ("key", "customer_id", "source_record_id"), blocks),
-            (SEARCH, ("key", "customer_id", "source_record_id"), searches),
-        ):
-            with self.stats.timed(f"write.{table.name}"):
-                await self.db.insert_tuples(table, columns, tuples)
+                await self.db.insert(table, values)
+        await rows.write(self.db, self.stats)
         with self.stats.timed("write.events"):
             await publish_many(self.uow, events, self.db)
 
@@ -1127,13 +1256,16 @@ def _customer_insert(golden: _Golden) -> dict[str, Any]:
     }
 
 
-async def publish_many(uow: UnitOfWork, events: Sequence[tuple[EventPayload, datetime]], db: _Db) -> None:
-    """`uow.publish` for many events in one statement: the same outbox rows, in the same order."""
+async def publish_many(
+    uow: UnitOfWork, events: Sequence[tuple[EventPayload, datetime, str]], db: _Db
+) -> None:
+    """`uow.publish` for many events (payload, time, event id) in one statement: the same outbox rows,
+    in the same order."""
     if not events:
         return
     rows = []
-    for payload, at in events:
-        event = new_event(payload, source=uow.source, time=at)
+    for payload, at, event_id in events:
+        event = new_event(payload, source=uow.source, time=at, event_id=event_id, trusted=True)
         rows.append(
             {
                 "event_id": event.id,
@@ -1173,9 +1305,11 @@ def prepare_rows(
     default_region: str | None,
     blocked: frozenset[str],
     source_system: str | None = None,
+    copy: bool = False,
 ) -> _Prepared:
-    """Validate, normalise and key raw rows (free of I/O: runs in a worker process). The errors are
-    the report entries `batch.import_records` has always given: row, field, message."""
+    """Validate, normalise, key and prepare raw rows (free of I/O: runs in a worker process; `copy`:
+    with their COPY text, for PostgreSQL). The errors are the report entries `batch.import_records`
+    has always given: row, field, message."""
     report = Report()
     valid: list[_Row] = []
     for number, raw in rows:
@@ -1197,7 +1331,7 @@ def prepare_rows(
             report_domain_error(report, number, exc)
             continue
         row = _Row(number, data, normal)
-        row.prepare()
+        row.prepare(copy)
         valid.append(row)
     return _Prepared(valid, report.errors)
 
@@ -1259,9 +1393,16 @@ class BulkResolver:
             return True
         return await inflight.task
 
+    async def _is_postgres(self) -> bool:
+        if self._postgres is None:
+            async with self.uow_factory() as uow:
+                self._postgres = (await _Db.of(uow.session)).postgres
+        return self._postgres
+
     async def _normalise(self, chunk: Sequence[tuple[int, SourceRecordIn]], report: Report) -> list[_Row]:
         valid: list[_Row] = []
         blocked = frozenset(self.settings.blocked_identifiers)
+        copy = await self._is_postgres()
         for i, (number, data) in enumerate(chunk):
             if i % 32 == 0:
                 await asyncio.sleep(0)  # let the previous run's writing go on meanwhile
@@ -1271,7 +1412,7 @@ class BulkResolver:
                 report_domain_error(report, number, exc)
                 continue
             row = _Row(number, data, normal)
-            row.prepare()
+            row.prepare(copy)
             valid.append(row)
         return valid
 
@@ -1299,13 +1440,14 @@ class BulkResolver:
                 max_workers=workers, mp_context=multiprocessing.get_context("spawn")
             )
         loop = asyncio.get_running_loop()
+        copy = await self._is_postgres()
 
         def submit(chunk: Sequence[tuple[int, dict[str, Any]]]) -> asyncio.Future[_Prepared]:
             if executor is None:
                 done: asyncio.Future[_Prepared] = loop.create_future()
-                done.set_result(prepare_rows(chunk, region, blocked, source_system))
+                done.set_result(prepare_rows(chunk, region, blocked, source_system, copy))
                 return done
-            return loop.run_in_executor(executor, prepare_rows, chunk, region, blocked, source_system)
+            return loop.run_in_executor(executor, prepare_rows, chunk, region, blocked, source_system, copy)
 
         ahead = max(1, workers) + 1
         pending = collections.deque(submit(c) for c in chunks[:ahead])  # consumed futures are dropped
@@ -1341,10 +1483,7 @@ class BulkResolver:
 
         On PostgreSQL the first run of new records is decided while the previous one is still being
         written (see `_decide`); elsewhere each run waits for the one before."""
-        if self._postgres is None:
-            async with self.uow_factory() as uow:
-                self._postgres = (await _Db.of(uow.session)).postgres
-        if not self._postgres:
+        if not await self._is_postgres():
             with self.stats.timed("wait"):
                 await self.finish()
         if not rows:
