@@ -37,11 +37,12 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import itertools
 import multiprocessing
 import time
 import uuid
-from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -100,6 +101,7 @@ from shared.uow import UnitOfWork
 T = TypeVar("T")
 IN_BATCH = 2_000  # values per IN (...) list: far below asyncpg's and SQLite's bound-parameter limits
 DEFAULT_CHUNK = 2_000
+YIELD_EVERY = 50  # records decided between two turns of the event loop
 
 
 def _table(model: type[Any]) -> Table:
@@ -558,6 +560,7 @@ class Stats:
     pairs_scored: int = 0
     replayed_runs: int = 0  # runs decided before the previous one was committed (its additions replayed)
     redecided: int = 0  # runs decided again because the previous one was redone one by one
+    read_ahead: int = 0  # runs whose reads began while the run before was being decided
     runs: int = 0
     fallbacks: int = 0
     seconds: dict[str, float] = field(default_factory=dict)  # wall time per phase
@@ -724,13 +727,27 @@ _Added = tuple[str, MatchRecord, frozenset[str], list[tuple[str, str]], bool]
 
 
 @dataclass
+class _Pending:
+    """A run being decided or written: not committed yet, so a read begun now may not see it."""
+
+    probe: str  # one of its source record ids: visible in a snapshot iff the run is committed
+    source_keys: set[tuple[str, str]]  # (source system, source id) of its records
+    added: asyncio.Future[list[_Added]]  # its additions to `known`, once its decisions are final
+
+
+@dataclass
 class _InFlight:
     """A run decided and being written in the background."""
 
     task: asyncio.Task[bool]  # True once committed as decided; False if redone one by one
-    probe: str  # one of its source record ids: visible in a snapshot iff the run is committed
-    added: list[_Added]
-    source_keys: set[tuple[str, str]]
+    run: _Pending
+
+
+@dataclass
+class _Ahead:
+    """The reads for the next chunk's first run, begun while this chunk's last run is decided."""
+
+    task: asyncio.Task[tuple[list[_Row], _Run] | None]  # that run's rows and its read `_Run`
 
 
 class _CopyText(NamedTuple):
@@ -911,6 +928,10 @@ class _Run:
         """Read what the decisions need; then apply `replay`, the additions of an earlier run that
         is not committed yet (and so not in what was read), as its decisions made them."""
         await self._prefetch()
+        await self.replay(replay)
+
+    async def replay(self, replay: Sequence[_Added]) -> None:
+        """Apply the additions of earlier runs the reads did not see (in the reads' snapshot)."""
         if not replay:
             return
         known = self.known
@@ -1009,10 +1030,14 @@ class _Run:
 
     # 2. decide, in file order
 
-    def decide_all(self) -> list[tuple[_Row, str, Decision]]:
-        """Each record's decision; returns (row, its customer id, decision)."""
+    async def decide_all(self) -> list[tuple[_Row, str, Decision]]:
+        """Each record's decision; returns (row, its customer id, decision). Every `YIELD_EVERY`
+        records the event loop gets a turn, so that the next run's reads (`BulkResolver._run`) go
+        on while this one is decided."""
         decided: list[tuple[_Row, str, Decision]] = []
-        for row in self.rows:
+        for i, row in enumerate(self.rows):
+            if i % YIELD_EVERY == YIELD_EVERY - 1:
+                await asyncio.sleep(0)
             assert row.match is not None
             decision = decide(
                 self.settings, self.model, row.match, row.normal.identifiers, self.known, keys=row.keys
@@ -1357,6 +1382,7 @@ class BulkResolver:
     clock: _Clock = field(default_factory=_Clock)
     cache: _Cache = field(default_factory=_Cache)
     _inflight: _InFlight | None = None
+    _ahead: _Ahead | None = None
     _postgres: bool | None = None
 
     async def resolve(
@@ -1384,7 +1410,16 @@ class BulkResolver:
 
     async def finish(self) -> None:
         """Wait until everything resolved so far is committed."""
+        await self._drop_ahead()
         await self._settle()
+
+    async def _drop_ahead(self) -> None:
+        """Give up the reads begun for the next chunk (they assumed what is no longer so)."""
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None:
+            ahead.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await ahead.task
 
     async def _settle(self) -> bool:
         """Wait for the run in flight, if any: whether it was committed as decided."""
@@ -1460,7 +1495,7 @@ class BulkResolver:
                     if index + ahead < len(chunks):
                         pending.append(submit(chunks[index + ahead]))
                     report.errors.extend(prepared.errors)
-                    await self._resolve_rows(prepared.rows, report)
+                    await self._resolve_rows(prepared.rows, report, pending[0] if pending else None)
                     if progress is not None:
                         progress(len(chunk))
                 finished = True
@@ -1478,22 +1513,38 @@ class BulkResolver:
             rows = await self._normalise(chunk, report)
         await self._resolve_rows(rows, report)
 
-    async def _resolve_rows(self, rows: list[_Row], report: Report) -> None:
+    async def _resolve_rows(
+        self, rows: list[_Row], report: Report, upcoming: Awaitable[_Prepared] | None = None
+    ) -> None:
         """Resolve normalised rows, in order (updates one by one, runs of new records in bulk).
 
-        On PostgreSQL the first run of new records is decided while the previous one is still being
-        written (see `_decide`); elsewhere each run waits for the one before."""
+        On PostgreSQL each run of new records is decided while the run before is still being written,
+        and the reads for the first run of the next chunk (`upcoming`, if given) begin while the last
+        run of this one is decided (see `_run`); elsewhere each run waits for the one before."""
         if not await self._is_postgres():
+            upcoming = None
             with self.stats.timed("wait"):
                 await self.finish()
         if not rows:
             return
+        pending = [self._inflight.run] if self._inflight else []
+        segments = await self._segments(rows, pending)
+        for i, segment in enumerate(segments):
+            if isinstance(segment, _Row):
+                # The same source record again: an update, resolved alone (after what came before it).
+                await self.finish()
+                await self._one(segment, report)
+            else:
+                await self._run(segment, report, upcoming if i == len(segments) - 1 else None)
+
+    async def _segments(self, rows: list[_Row], pending: Sequence[_Pending]) -> list[list[_Row] | _Row]:
+        """`rows` cut into runs of new records and, between them, single updates: rows whose source
+        record is stored already, or will be by a pending run or an earlier row."""
         by_system: dict[str, set[str]] = {}
         for row in rows:
             if row.data.source_id is not None:
                 by_system.setdefault(row.data.source_system, set()).add(row.data.source_id)
-        # Source records stored already, or about to be by the run in flight: updates.
-        seen: set[tuple[str, str]] = set(self._inflight.source_keys) if self._inflight else set()
+        seen: set[tuple[str, str]] = set().union(*(p.source_keys for p in pending))
         async with self.uow_factory() as uow:
             db = await _Db.of(uow.session)
             for system, ids in by_system.items():
@@ -1503,65 +1554,103 @@ class BulkResolver:
                     ids,
                 )
                 seen.update((system, sid) for (sid,) in found)
+        segments: list[list[_Row] | _Row] = []
         run: list[_Row] = []
         for row in rows:
             key = (row.data.source_system, row.data.source_id) if row.data.source_id is not None else None
             if key is not None and key in seen:
-                # The same source record again: an update, resolved alone (after what came before it).
-                await self._run(run, report)
-                await self.finish()
-                run = []
-                await self._one(row, report)
+                if run:
+                    segments.append(run)
+                    run = []
+                segments.append(row)
                 continue
             if key is not None:
                 seen.add(key)
             run.append(row)
-        await self._run(run, report)
+        if run:
+            segments.append(run)
+        return segments
 
-    async def _run(self, rows: list[_Row], report: Report) -> None:
-        """Decide a run of new records and start writing it (in the background)."""
-        if not rows:
-            return
+    async def _run(self, rows: list[_Row], report: Report, upcoming: Awaitable[_Prepared] | None) -> None:
+        """Decide a run of new records and start writing it (in the background).
+
+        With `upcoming` (the next chunk, PostgreSQL only), the reads for the next chunk's first run
+        begin before this run is decided: they see neither this run nor, maybe, the one in flight, and
+        replay their additions once this run is decided (see `_read`)."""
         inflight = self._inflight
-        run, decided = await self._decide(rows, inflight)
+        pending = [inflight.run] if inflight else []
+        ahead, self._ahead = self._ahead, None
+        read = await ahead.task if ahead is not None else None
+        if (
+            read is not None
+            and len(read[0]) == len(rows)
+            and all(a is b for a, b in zip(read[0], rows, strict=True))
+        ):
+            run = read[1]
+            self.stats.read_ahead += 1
+        else:
+            run = await self._read(rows, pending)
+        keys = {(r.data.source_system, r.data.source_id) for r in rows if r.data.source_id is not None}
+        this = _Pending(rows[0].record_id, keys, asyncio.get_running_loop().create_future())
+        if upcoming is not None:
+            self._ahead = _Ahead(asyncio.create_task(self._read_ahead(upcoming, [*pending, this])))
+        with self.stats.timed("decide"):
+            decided = await run.decide_all()
         with self.stats.timed("wait"):
             committed = await self._settle()
         if not committed:
-            # The run before was redone one by one: these decisions assumed it otherwise.
+            # The run before was redone one by one: these decisions, and the reads begun for the next
+            # chunk, assumed it otherwise.
             self.stats.redecided += 1
-            run, decided = await self._decide(rows, None)
-        keys = {(r.data.source_system, r.data.source_id) for r in rows if r.data.source_id is not None}
+            await self._drop_ahead()
+            run = await self._read(rows, [])
+            with self.stats.timed("decide"):
+                decided = await run.decide_all()
+        this.added.set_result(run.added)
         task = asyncio.create_task(self._write(run, decided, report))
-        self._inflight = _InFlight(task, rows[0].record_id, run.added, keys)
+        self._inflight = _InFlight(task, this)
 
-    async def _decide(self, rows: list[_Row], inflight: _InFlight | None) -> tuple[_Run, list[Any]]:
-        """Prefetch and decide in a read transaction of its own.
+    async def _read_ahead(
+        self, upcoming: Awaitable[_Prepared], pending: Sequence[_Pending]
+    ) -> tuple[list[_Row], _Run] | None:
+        """The reads for the first run of the next chunk (None if the chunk begins with an update)."""
+        prepared = await upcoming
+        if not prepared.rows:
+            return None
+        first = (await self._segments(prepared.rows, pending))[0]
+        if isinstance(first, _Row):
+            return None
+        return first, await self._read(first, pending)
 
-        With a run in flight (PostgreSQL only), the transaction is REPEATABLE READ, so all its reads
-        see one snapshot; if that snapshot does not hold the run in flight yet, the run's additions are
-        replayed over what was read, exactly as its decisions made them. Either way the decisions are
-        those of strictly sequential processing, as long as the run in flight commits as decided
-        (otherwise `_run` decides again)."""
+    async def _read(self, rows: list[_Row], pending: Sequence[_Pending]) -> _Run:
+        """A run of `rows` with everything its decisions read, in a read transaction of its own.
+
+        With runs pending (PostgreSQL only: decided, or being decided, and not committed), the
+        transaction is REPEATABLE READ, so all its reads see one snapshot; the additions of the
+        pending runs that snapshot does not hold are then replayed over what was read, exactly as
+        their decisions made them (waiting for the decisions of a run still being decided). The
+        decisions are then those of strictly sequential processing, as long as the pending runs
+        commit as decided (otherwise `_run` decides again)."""
         async with self.uow_factory() as uow:
-            replay: Sequence[_Added] = ()
-            if inflight is not None:
+            unseen: list[_Pending] = []
+            if pending:
                 await uow.session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
             db = await _Db.of(uow.session)
-            if inflight is not None:
-                # The snapshot is taken by this first statement: does it hold the run in flight?
-                visible = await uow.session.scalar(
-                    select(func.count()).select_from(SOURCES).where(SOURCES.c.id == inflight.probe)
-                )
-                if not visible:
-                    replay = inflight.added
-                    self.stats.replayed_runs += 1
+            if pending:
+                # The snapshot is taken by this first statement: which pending runs does it hold?
+                found = await db.select_in(select(SOURCES.c.id), SOURCES.c.id, [p.probe for p in pending])
+                visible = {probe for (probe,) in found}
+                unseen = [p for p in pending if p.probe not in visible]
             model = await self.matcher.current(uow)
             run = _Run(uow, db, self.settings, model, rows, self.clock, self.stats, self.cache)
             with self.stats.timed("prefetch"):
-                await run.prefetch(replay)
-        with self.stats.timed("decide"):
-            decided = run.decide_all()
-        return run, decided
+                await run.prefetch()
+            if unseen:
+                self.stats.replayed_runs += 1
+                replay = [added for p in unseen for added in await p.added]
+                with self.stats.timed("prefetch"):
+                    await run.replay(replay)
+        return run
 
     async def _write(self, run: _Run, decided: list[tuple[_Row, str, Decision]], report: Report) -> bool:
         try:

@@ -243,8 +243,10 @@ async def test_bulk_equals_one_by_one_on_postgres(pg_database: str, pg_database_
     single = await started_on(pg_database, **TIGHT)
     bulk = await started_on(pg_database_2, **TIGHT)
     resolver = await check_bulk_equals_one_by_one(single, bulk, 600, 5, 45, workers=1)
-    # Chunks were decided while the previous one was still being written, over its replayed additions.
+    # Chunks were decided while the previous one was still being written, over its replayed additions,
+    # and chunks were read while the previous one was still being decided.
     assert resolver.stats.replayed_runs > 0
+    assert resolver.stats.read_ahead > 0
 
 
 async def check_bulk_equals_one_by_one(
