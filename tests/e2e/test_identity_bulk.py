@@ -479,3 +479,20 @@ async def test_a_run_another_writer_conflicts_with_is_redone_one_by_one(
     assert after["events"] == before["events"]
     assert after["sources"] == before["sources"]
     assert after["indexes"] == before["indexes"]
+
+
+async def check_equal_stores(url: str, url_2: str, records: list[dict[str, Any]]) -> None:
+    """`records` ingested one by one into the database at `url` and imported in bulk (chunks of 2,
+    through a worker process) into the one at `url_2` end the same."""
+    single = await started_on(url, **TIGHT)
+    bulk = await started_on(url_2, **TIGHT)
+    try:
+        expected = await one_by_one(single, records)
+        got = await in_bulk(bulk, records, 2, workers=1)
+        before, after = await state(single), await state(bulk)
+    finally:
+        await single.stop()
+        await bulk.stop()
+    assert got.outcomes == expected.outcomes
+    assert got.errors == expected.errors == []
+    assert after == before

@@ -45,6 +45,21 @@ class TestNewEvent:
     def test_each_event_gets_its_own_id(self) -> None:
         assert new_event(purchase(), source="/x").id != new_event(purchase(), source="/x").id
 
+    def test_a_trusted_envelope_is_the_validated_one(self) -> None:
+        """`trusted=True` skips validation (bulk paths): the envelope must be the same, attribute for
+        attribute, as the validated one, also for a payload made without validation."""
+        at = datetime(2026, 3, 4, 5, 6, 7, 890, tzinfo=UTC)
+        token = request_id_var.set("req-7")
+        try:
+            for payload in (purchase(), PurchaseRecorded.model_construct(**dict(purchase()))):
+                checked = new_event(payload, source="/x", time=at, event_id="e-1")
+                trusted = new_event(payload, source="/x", time=at, event_id="e-1", trusted=True)
+                assert trusted.model_dump(mode="json") == checked.model_dump(mode="json")
+                assert trusted.id == "e-1"
+                assert trusted.requestid == "req-7"
+        finally:
+            request_id_var.reset(token)
+
     def test_payload_round_trips_through_the_registry(self) -> None:
         event = new_event(purchase(), source="/x")
         assert event_class(event.type) is PurchaseRecorded
