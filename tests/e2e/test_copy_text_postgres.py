@@ -16,7 +16,7 @@ from shared.db import copy_text
 texts = st.text(
     alphabet=st.one_of(
         st.sampled_from(["\\", "\t", "\n", "\r", "N", ".", "é", "{", "}", '"']),
-        st.characters(blacklist_characters="\x00", blacklist_categories=("Cs",)),
+        st.characters(codec="utf-8", blacklist_characters="\x00"),
     ),
     max_size=30,
 )
