@@ -159,9 +159,9 @@ unix_socket_directories = '${SOCKET_DIR}'
 # Dev box: many service pools and test workers, a modest cache.
 max_connections = 300
 shared_buffers = 256MB
-# An import of 100,000 customers writes ~1 GB of WAL: with the default max_wal_size (1 GB) that is a
-# checkpoint every half import, after which every page touched is logged whole again (~40 % more
-# database CPU, measured). Room for a few imports between checkpoints; crash recovery replays more.
+# An import of 100,000 customers writes ~1 GB of WAL (measured): with the default max_wal_size (1 GB)
+# that was 2 checkpoints per import, after each of which every page changed is logged whole again.
+# Room for a few imports between checkpoints; the price is a longer crash recovery.
 max_wal_size = 8GB
 checkpoint_timeout = 15min
 # Durability stays on: fsync and synchronous_commit keep their defaults.

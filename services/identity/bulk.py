@@ -18,8 +18,13 @@ import_records`) does the same work for a chunk of records (`chunk_size`, defaul
    the whole run is written in ONE transaction with bulk statements (COPY on PostgreSQL): customers,
    source records, identifiers, blocking and search keys, reviews, profile changes and the outbox
    events (`CustomerRegistered` per new customer, `CustomerUpdated` per change, in record order).
-   The writing goes on while the next chunk is normalised; nothing reads the database before the
-   previous run committed.
+   The source and index rows go as COPY text the worker process prepared with each record
+   (`_CopyText`): the run only adds the customer id and the times.
+
+On PostgreSQL the steps overlap: a run is written in the background while the next one is read and
+decided, and the reads for the next chunk begin while this chunk's last run is decided. Reads see a
+REPEATABLE READ snapshot, over which the runs it does not hold yet are replayed as decided, so the
+decisions are those of strictly sequential processing (`BulkResolver._read`).
 
 If the transaction fails on a uniqueness conflict (another writer stored one of the same source
 records meanwhile), that run is resolved again one record at a time through `service.ingest`.
