@@ -95,6 +95,44 @@ def assemble(records: Sequence[SourceView], rules: dict[str, Rule] | None = None
     if not records:
         raise ValueError("a golden record needs at least one source record")
     rules = {**SCALAR_RULES, **(rules or {})}
+    if len(records) == 1:
+        return _assemble_one(records[0], rules)
+    return _assemble_many(records, rules)
+
+
+def _assemble_one(record: SourceView, rules: dict[str, Rule]) -> Golden:
+    """`_assemble_many` of one record (a new customer, most of an import's), without its sorting and
+    picking: every present value is the record's own."""
+    data = record.data
+    golden = Golden()
+    values, provenance = golden.values, golden.provenance
+    for name, rule in rules.items():
+        value = data.get(name)
+        if not _present(value):
+            values[name] = None
+            continue
+        values[name] = value
+        provenance[name] = {
+            "source_record_id": record.id,
+            "source_system": record.source_system,
+            "rule": "verified" if name in record.verified else rule.value,
+        }
+    addresses: list[dict[str, Any]] = []
+    seen: set[tuple[str, ...]] = set()
+    for address in data.get("addresses") or []:
+        key = _address_key(address)
+        if key not in seen:
+            seen.add(key)
+            addresses.append(address)
+    values["addresses"] = addresses
+    values["external_ids"] = {system: [value] for system, value in (data.get("external_ids") or {}).items()}
+    values["attributes"] = dict(data.get("attributes") or {})
+    values["status"] = "customer" if data.get("status") == "customer" else "prospect"
+    values["kind"] = data.get("kind", "person")
+    return golden
+
+
+def _assemble_many(records: Sequence[SourceView], rules: dict[str, Rule]) -> Golden:
     golden = Golden()
     for name, rule in rules.items():
         picked = _pick(name, rule, records)
