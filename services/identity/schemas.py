@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any, Literal, Self
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from shared.contracts.identity import CustomerKind, CustomerStatus
 
@@ -41,7 +41,29 @@ PERSON_EXAMPLE: dict[str, Any] = {
 }
 
 
-class Address(BaseModel):
+def _holds_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_holds_nul(k) or _holds_nul(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(_holds_nul(v) for v in value)
+    return False
+
+
+class _Text(BaseModel):
+    """Refuses a NUL character anywhere in a field (nested values included): no PostgreSQL text can
+    hold one, so it would otherwise fail only when stored — a 500, or a whole import lost."""
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_nul(cls, value: Any) -> Any:
+        if _holds_nul(value):
+            raise ValueError("must not contain a NUL character (\\u0000)")
+        return value
+
+
+class Address(_Text):
     model_config = ConfigDict(extra="forbid")
 
     street_number: str | None = Field(default=None, max_length=20)
@@ -53,7 +75,7 @@ class Address(BaseModel):
     kind: Literal["home", "work", "billing", "shipping", "other"] = "home"
 
 
-class ProfileFields(BaseModel):
+class ProfileFields(_Text):
     """Profile fields a record can carry. All optional: sources know different things."""
 
     model_config = ConfigDict(extra="forbid")

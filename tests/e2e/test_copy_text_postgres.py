@@ -80,3 +80,28 @@ async def test_a_bulk_import_stores_special_characters_as_ingest_does(
             }
         )
     await check_equal_stores(pg_database, pg_database_2, nasty)
+
+
+async def test_a_nul_character_is_a_row_error_and_the_rest_of_the_import_lands(pg_database: str) -> None:
+    """PostgreSQL text cannot hold NUL: such a row is refused by validation, naming the field, rather
+    than failing the import when stored (or a single ingest with a 500)."""
+    from services.identity.batch import Report
+    from services.identity.bulk import BulkResolver
+    from tests.e2e.test_identity_bulk import TIGHT, started_on
+
+    runtime = await started_on(pg_database, **TIGHT)
+    try:
+        rows = [
+            {"source_id": "a", "given_name": "Ann", "email": "ann@example.com"},
+            {"source_id": "b", "given_name": "Bo\x00b", "email": "bob@example.com"},
+            {"source_id": "c", "given_name": "Cy", "addresses": [{"street": "Main\x00St"}]},
+            {"source_id": "d", "given_name": "Di", "email": "di@example.com"},
+        ]
+        resolver = BulkResolver(runtime.uow, runtime.settings, runtime.app.state.matcher, 2)  # type: ignore[arg-type]
+        report = Report()
+        await resolver.resolve_raw(list(enumerate(rows, start=1)), report, workers=1)
+    finally:
+        await runtime.stop()
+    assert sorted((e["row"], e["field"]) for e in report.errors) == [(2, "given_name"), (3, "addresses")]
+    assert all("NUL" in e["message"] for e in report.errors)
+    assert report.outcomes["created"] == 2

@@ -178,6 +178,8 @@ class TestIngestion:
             ({"shoe_size": 42}, "body.shoe_size"),
             ({"verified": ["shoe_size"]}, "body"),
             ({"addresses": [{"country": "Spain"}]}, "body.addresses.0.country"),
+            ({"family_name": "Garc\u0000ia"}, "body.family_name"),  # PostgreSQL text cannot hold NUL
+            ({"attributes": {"note": "a\u0000b"}}, "body.attributes"),
         ],
     )
     async def test_bad_input_names_the_field_and_writes_nothing(
