@@ -1,7 +1,7 @@
 """Bulk resolution of source records: a file's records a chunk per transaction, decided as one by one.
 
 `service.ingest` resolves one record per transaction with a dozen queries. An import (`batch.
-import_records`) does the same work for a chunk of records (`chunk_size`, default 2,000) at a time:
+import_records`) does the same work for a chunk of records (`chunk_size`, default 8,000) at a time:
 
 1. every row is validated (`SourceRecordIn`, by the caller) and normalised (`normalise_fields`); a
    bad row becomes an error of the report, exactly as `import_records` always reported them;
@@ -105,7 +105,9 @@ from shared.uow import UnitOfWork
 
 T = TypeVar("T")
 IN_BATCH = 2_000  # values per IN (...) list: far below asyncpg's and SQLite's bound-parameter limits
-DEFAULT_CHUNK = 2_000
+# Larger runs list each candidate customer's records once for more records (a 100,000-record import
+# listed 930,000 candidate records in runs of 2,000, 365,000 in runs of 8,000: 15 % less CPU in all).
+DEFAULT_CHUNK = 8_000
 YIELD_EVERY = 50  # records decided between two turns of the event loop
 
 
@@ -130,6 +132,29 @@ def _as_text(column: Any) -> Any:
 def _batches(items: Sequence[T], size: int = IN_BATCH) -> Iterator[Sequence[T]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+def _chunk_sizes(n: int, size: int) -> list[int]:
+    """The lengths of the chunks an import of `n` rows is cut into: `size`, but ramping up from
+    `size / 8` at the start and down to it at the end, where nothing overlaps the work on a chunk
+    (the first is prepared, the last written, with the other processes idle)."""
+    if n <= size:
+        return [n] if n else []
+    ramp = [size // 8, size // 4, size // 2]
+    if min(ramp) == 0 or n < 2 * (sum(ramp) + size):
+        count = -(-n // size)
+        return [n // count + (1 if i < n % count else 0) for i in range(count)]
+    full, rest = divmod(n - 2 * sum(ramp), size)
+    return ramp + [size] * full + ([rest] if rest else []) + ramp[::-1]
+
+
+def _cut(items: Sequence[T], sizes: Sequence[int]) -> list[Sequence[T]]:
+    out: list[Sequence[T]] = []
+    start = 0
+    for size in sizes:
+        out.append(items[start : start + size])
+        start += size
+    return out
 
 
 class _Db:
@@ -1471,7 +1496,7 @@ class BulkResolver:
         With `workers` > 0 and more than one chunk, validation and normalisation (about half the
         work per record) run in that many worker processes, a chunk or two ahead of the chunk being
         decided and written here: on two cores, the decisions no longer wait for them."""
-        chunks = list(_batches(rows, self.chunk_size))
+        chunks = _cut(rows, _chunk_sizes(len(rows), self.chunk_size))
         region = self.settings.default_region
         blocked = frozenset(self.settings.blocked_identifiers)
         executor: ProcessPoolExecutor | None = None
