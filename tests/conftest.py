@@ -5,10 +5,16 @@ from __future__ import annotations
 import os
 
 import pytest
+from hypothesis import settings
 
 from shared.logging import configure_logging
 
 configure_logging("WARNING", json=False)
+
+# Property tests check what is computed, not how fast: no per-example deadline (on a loaded two-core
+# machine a first example, importing and warming up, was seen to exceed the default 200 ms).
+settings.register_profile("crm", deadline=None)
+settings.load_profile("crm")
 
 # Authentication is on by default everywhere. The legacy tests that call service apps directly (and
 # build the platform without logging in) run with it switched off by this explicit test setting;

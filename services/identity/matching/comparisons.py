@@ -45,8 +45,9 @@ LEGAL_FORMS = frozenset(
 )  # fmt: skip
 
 
-def _similar(x: str, y: str) -> float:
-    return float(JaroWinkler.similarity(x, y))
+def _similar(x: str, y: str, cutoff: float | None = None) -> float:
+    """Jaro-Winkler similarity; with `cutoff`, 0 for any below it (found out sooner)."""
+    return float(JaroWinkler.similarity(x, y, score_cutoff=cutoff))
 
 
 # ----------------------------------------------------------------------------- per-record values
@@ -65,7 +66,10 @@ class _Profile:
     """Values derived from one record for the comparisons (see above)."""
 
     __slots__ = (
+        "_shown",
         "birth_date",
+        "birth_digits",
+        "birth_ordinal",
         "city",
         "domain",
         "email",
@@ -84,7 +88,7 @@ class _Profile:
         "phone",
         "postcode",
         "postcode_prefix",
-        "shown",
+        "record",
         "street",
         "street_number",
         "street_words",
@@ -114,10 +118,15 @@ class _Profile:
         self.phone = r.phone
         self.national_id = r.national_id
         self.birth_date = r.birth_date
-        self.postcode = r.postcode
+        if r.birth_date is not None:
+            self.birth_ordinal = r.birth_date.toordinal()
+            self.birth_digits = _date_digits(r.birth_date)
+        else:
+            self.birth_ordinal, self.birth_digits = 0, ""
+        self.postcode: str | None = r.postcode
         self.postcode_prefix = None if r.postcode is None else postcode_prefix(r.postcode)
-        self.city = r.city
-        self.street = r.street
+        self.city: str | None = r.city
+        self.street: str | None = r.street
         if r.street is not None:
             words = r.street.split()
             self.street_words = " ".join(w for w in words if not w[0].isdigit())
@@ -125,8 +134,18 @@ class _Profile:
             self.street_number = numbers[0] if numbers else None
         else:
             self.street_words, self.street_number = "", None
-        self.gender = r.gender
-        self.shown = {key: shown_values(key, r) for key in LEVELS}
+        self.gender: str | None = r.gender
+        self.record = r
+        self._shown: dict[str, str | None] | None = None
+
+    @property
+    def shown(self) -> dict[str, str | None]:
+        """The record's values as evidence shows them, per comparison (made when first scored in
+        full: most pairs are dropped by `ScoreFloor` before)."""
+        shown = self._shown
+        if shown is None:
+            shown = self._shown = {key: shown_values(key, self.record) for key in LEVELS}
+        return shown
 
 
 def _profile(record: MatchRecord) -> _Profile:
@@ -279,7 +298,7 @@ def _email(pa: _Profile, pb: _Profile) -> str | None:
     la, lb = pa.local, pb.local
     if la == lb:
         return None if _name_derived(pa.local_letters, pa, pb) else "local"
-    if _similar(la, lb) >= 0.90:
+    if _similar(la, lb, 0.90) >= 0.90:
         if not (_name_derived(pa.local_letters, pa, pb) and _name_derived(pb.local_letters, pa, pb)):
             return "jw90"
         # Name-built on both sides: only a slip of the keyboard in one mailbox still counts.
@@ -361,9 +380,9 @@ def _birth_date(pa: _Profile, pb: _Profile) -> str | None:
         return "exact"
     if da.year == db.year and da.day == db.month and da.month == db.day:
         return "transposed"
-    if (da.year == db.year and da.month == db.month) or abs((da - db).days) <= 31:
+    if (da.year == db.year and da.month == db.month) or abs(pa.birth_ordinal - pb.birth_ordinal) <= 31:
         return "close"
-    if Hamming.distance(_date_digits(da), _date_digits(db), score_cutoff=1) <= 1:
+    if Hamming.distance(pa.birth_digits, pb.birth_digits, score_cutoff=1) <= 1:
         return "close"
     return ELSE
 
@@ -455,27 +474,42 @@ def street_level(a: MatchRecord, b: MatchRecord) -> str | None:
     return _street(_profile(a), _profile(b))
 
 
+def _same_city(pa: _Profile, pb: _Profile) -> bool:
+    return (
+        pa.city is not None
+        and pb.city is not None
+        and (pa.city == pb.city or _similar(pa.city, pb.city, 0.90) >= 0.90)
+    )
+
+
+def _same_street(pa: _Profile, pb: _Profile) -> bool:
+    """Same house number (or one side without) and street words at least 90 alike."""
+    if pa.street is None or pb.street is None:
+        return False
+    na, nb = pa.street_number, pb.street_number
+    if na is not None and nb is not None and na != nb:  # (known before comparing the words)
+        return False
+    return _street_similarity(pa, pb)[0] >= 90
+
+
 def _address(pa: _Profile, pb: _Profile) -> str | None:
-    postcode = None if pa.postcode is None or pb.postcode is None else _postcode_outcome(pa, pb)
-    same_city = None
-    if pa.city is not None and pb.city is not None:
-        same_city = pa.city == pb.city or _similar(pa.city, pb.city) >= 0.90
-    same_street = None
-    if pa.street is not None and pb.street is not None:
-        ratio, numbers_agree = _street_similarity(pa, pb)
-        same_street = ratio >= 90 and numbers_agree
-    if postcode is None and same_city is None and same_street is None:
-        return None
-    locality = postcode == "exact" if postcode is not None else same_city
-    if same_street and locality:
-        return "exact"
-    if postcode == "exact":
-        return "postcode"
+    # Each part is compared only where the outcome depends on it (city similarity seldom does).
+    if pa.postcode is not None and pb.postcode is not None:
+        postcode = _postcode_outcome(pa, pb)
+        same_street = _same_street(pa, pb)
+        if postcode == "exact":
+            return "exact" if same_street else "postcode"
+        if same_street:
+            return "street"
+        return "area" if postcode == "prefix" or _same_city(pa, pb) else ELSE
+    has_city = pa.city is not None and pb.city is not None
+    if not has_city and (pa.street is None or pb.street is None):
+        return None  # no address part on both sides
+    # Without postcodes the city is the locality.
+    same_street, same_city = _same_street(pa, pb), _same_city(pa, pb)
     if same_street:
-        return "street"
-    if postcode == "prefix" or same_city:
-        return "area"
-    return ELSE
+        return "exact" if same_city else "street"
+    return "area" if same_city else ELSE
 
 
 def address_level(a: MatchRecord, b: MatchRecord) -> str | None:
