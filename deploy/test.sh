@@ -4,6 +4,20 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+LOG_TAG=test
+# shellcheck source=lib/common.sh source-path=SCRIPTDIR
+source deploy/lib/common.sh
+
+# The staff console's browser tests (tests/e2e/test_console*.py) drive Debian's Chromium through its
+# driver: installed here when missing, as CI does, so that `make test` runs on a fresh machine.
+if [[ -z "${CRM_CHROMIUM:-}" ]] && ! { command -v chromium && command -v chromedriver; } >/dev/null; then
+  if [[ ${EUID} -eq 0 ]] && command -v apt-get >/dev/null; then
+    apt_install chromium chromium-driver
+  else
+    log "Chromium or its driver is missing: the console's browser tests will fail (apt-get install chromium chromium-driver)"
+  fi
+fi
+
 started=()
 cleanup() {
   local code=$?
