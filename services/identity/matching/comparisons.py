@@ -88,7 +88,6 @@ class _Profile:
         "phone",
         "postcode",
         "postcode_prefix",
-        "record",
         "street",
         "street_number",
         "street_words",
@@ -135,16 +134,16 @@ class _Profile:
         else:
             self.street_words, self.street_number = "", None
         self.gender: str | None = r.gender
-        self.record = r
         self._shown: dict[str, str | None] | None = None
 
-    @property
-    def shown(self) -> dict[str, str | None]:
-        """The record's values as evidence shows them, per comparison (made when first scored in
-        full: most pairs are dropped by `ScoreFloor` before)."""
+    def shown(self, record: MatchRecord) -> dict[str, str | None]:
+        """The values of `record` (the one this profile was made of) as evidence shows them, per
+        comparison: made when it is first scored in full (most pairs are dropped by `ScoreFloor`
+        before). The record is passed, not kept: the record keeps its profile, and a reference back
+        would make every record a cycle that only the cyclic collector frees."""
         shown = self._shown
         if shown is None:
-            shown = self._shown = {key: shown_values(key, self.record) for key in LEVELS}
+            shown = self._shown = {key: shown_values(key, record) for key in LEVELS}
         return shown
 
 

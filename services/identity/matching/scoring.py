@@ -195,7 +195,7 @@ def score(a: MatchRecord, b: MatchRecord, model: MatchModel) -> MatchResult:
     ):
         plan = _plan(model)
     pa, pb = _profile(a), _profile(b)
-    shown_a, shown_b = pa.shown, pb.shown
+    shown_a, shown_b = pa.shown(a), pb.shown(b)
     log_m, log_u, log_r = plan.log_m, plan.log_u, plan.log_r
     term_frequencies = model.term_frequencies
     evidence: list[FieldEvidence] = []

@@ -5,6 +5,7 @@ definitions, kept here as the reference."""
 from __future__ import annotations
 
 import datetime as dt
+import gc
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -108,4 +109,14 @@ def test_the_fast_comparisons_give_the_reference_levels(a: MatchRecord, b: Match
     assert comparisons._birth_date(pa, pb) == reference_birth_date(pa, pb)
     if a.email is not None and b.email is not None:
         assert (comparisons._similar(pa.local, pb.local, 0.90) >= 0.90) == reference_email_similar(pa, pb)
-    assert pa.shown == {key: comparisons.shown_values(key, a) for key in comparisons.LEVELS}
+    assert pa.shown(a) == {key: comparisons.shown_values(key, a) for key in comparisons.LEVELS}
+
+
+def test_a_profile_holds_no_reference_to_its_record() -> None:
+    """The record keeps its profile (`derived`): a reference back would make every scored record a
+    cycle, freed only by the cyclic collector (which a bulk import keeps off its heap)."""
+    record = MatchRecord(id="r", given_name="maria", street="12 high street", postcode="SW1A 1AA")
+    profile = comparisons._profile(record)
+    assert record.derived is profile
+    profile.shown(record)
+    assert not any(ref is record for ref in gc.get_referents(profile))
