@@ -97,7 +97,7 @@ from services.identity.repository import MAX_CHAIN
 from services.identity.schemas import SourceRecordIn
 from services.identity.settings import IdentitySettings
 from shared import heap
-from shared.contracts.identity import CustomerRegistered, CustomerUpdated
+from shared.contracts.identity import CustomerKind, CustomerRegistered, CustomerUpdated
 from shared.db import copy_text
 from shared.errors import DomainError
 from shared.events.envelope import EventPayload, new_event
@@ -347,18 +347,17 @@ class _ValueRows:
         self.search: list[tuple[str, str, str]] = []
 
     def add(self, row: _Row, customer_id: str, now: datetime, observed: datetime, trust: int) -> None:
-        data = row.data
         record_id = row.record_id
         self.sources.append(
             {
                 "id": record_id,
                 "customer_id": customer_id,
                 "origin_customer_id": customer_id,
-                "source_system": data.source_system,
+                "source_system": row.system,
                 "source_id": row.source_id,
-                "kind": data.kind,
+                "kind": row.kind,
                 "data": row.stored,
-                "match": row.normal.match,
+                "match": row.match_values,
                 "trust": trust,
                 "verified": row.verified,
                 "observed_at": observed,
@@ -794,11 +793,23 @@ class _CopyText(NamedTuple):
 @dataclass
 class _Row:
     """A valid row of the file, normalised, keyed and with everything the writing of it needs that
-    does not depend on the decision: all prepared together (in a worker process, by `prepare_rows`)."""
+    does not depend on the decision: all prepared together (in a worker process, by `prepare_rows`).
+
+    A row prepared in a worker is sent back without its validated record and normalised values
+    (`shipped`): what the decision and the writing need of them is kept in plain fields, which cost a
+    fraction to pickle and unpickle; `given()` validates the raw row again on the rare occasions the
+    whole record is needed."""
 
     number: int
-    data: SourceRecordIn
-    normal: Normalised
+    data: SourceRecordIn | None  # the record as validated; None once shipped (see `given`)
+    normal: Normalised | None  # its normalised values; None once shipped
+    raw: dict[str, Any] | None = None  # the raw fields `data` was validated from, if shipped
+    system: str = ""  # source system
+    given_source_id: str | None = None  # the source's id of the record, if it gave one
+    kind: CustomerKind = "person"
+    status: str = ""
+    observed_at: datetime | None = None
+    match_values: dict[str, Any] = field(default_factory=dict)  # MatchRecord fields (JSON-ready)
     record_id: str = ""
     match: MatchRecord | None = None
     keys: frozenset[str] = frozenset()
@@ -813,25 +824,46 @@ class _Row:
 
     def prepare(self, copy: bool = False) -> None:
         """Fill in the derived fields; with `copy`, the COPY text of the rows too."""
-        data = self.data
+        data, normal = self.data, self.normal
+        assert data is not None
+        assert normal is not None
+        self.system = data.source_system
+        self.given_source_id = data.source_id
+        self.kind = data.kind
+        self.status = data.status
+        self.observed_at = data.observed_at
+        self.match_values = normal.match
         self.record_id = str(uuid.uuid4())
-        self.match = match_record(self.record_id, self.normal.match)
+        self.match = match_record(self.record_id, normal.match)
         self.keys = frozenset(blocking_keys(self.match))
-        self.identifiers = sorted(set(self.normal.identifiers))
-        stored = {**self.normal.display, "status": data.status}
+        self.identifiers = sorted(set(normal.identifiers))
+        stored = {**normal.display, "status": data.status}
         stored.pop("verified", None)
         stored.pop("observed_at", None)
         self.stored = stored
         self.verified = sorted(set(data.verified))
         self.source_id = data.source_id or str(uuid.uuid4())
-        self.search = tuple(sorted(search_keys(self.normal.match)))
+        self.search = tuple(sorted(search_keys(normal.match)))
         self.new_id = str(uuid.uuid4())
         self.event_id = str(uuid.uuid4())
         if copy:
             self.copy = self._copy_text()
 
+    def shipped(self) -> _Row:
+        """This row without its validated record and normalised values: to be sent from a worker."""
+        self.data = self.normal = None
+        return self
+
+    def given(self) -> SourceRecordIn:
+        """The record as validated (again, from the raw row, if the row was shipped)."""
+        if self.data is None:
+            assert self.raw is not None, "a shipped row needs its raw fields back (`resolve_raw`)"
+            self.data = SourceRecordIn.model_validate({**self.raw, "source_system": self.system})
+        return self.data
+
     def _copy_text(self) -> _CopyText:
         data = self.data
+        assert data is not None
         rid = self.record_id  # a uuid: nothing to escape
         source = "\t".join(
             (
@@ -840,7 +872,7 @@ class _Row:
                 copy_text(self.source_id),
                 copy_text(data.kind),
                 copy_text(orjson.dumps(self.stored).decode()),
-                copy_text(orjson.dumps(self.normal.match).decode()),
+                copy_text(orjson.dumps(self.match_values).decode()),
                 copy_text(orjson.dumps(self.verified).decode()),
             )
         )
@@ -1070,7 +1102,7 @@ class _Run:
                 await asyncio.sleep(0)
             assert row.match is not None
             decision = decide(
-                self.settings, self.model, row.match, row.normal.identifiers, self.known, keys=row.keys
+                self.settings, self.model, row.match, row.identifiers, self.known, keys=row.keys
             )
             customer_id = decision.target or row.new_id
             added: _Added = (customer_id, row.match, row.keys, row.identifiers, decision.target is None)
@@ -1103,10 +1135,9 @@ class _Run:
         events: list[tuple[EventPayload, datetime, str]] = []
         for row, customer_id, decision in decided:
             now = self.clock()
-            data = row.data
             stored = row.stored
-            observed = data.observed_at or now
-            trust = settings.source_trust.get(data.source_system, 10)
+            observed = row.observed_at or now
+            trust = settings.source_trust.get(row.system, 10)
             rows.add(row, customer_id, now, observed, trust)
             record_id = row.record_id
             assert row.match is not None
@@ -1114,19 +1145,19 @@ class _Run:
             self.sources.setdefault(customer_id, set()).add((record_id, now))
             view = SourceView(
                 row.record_id,
-                data.source_system,
+                row.system,
                 trust,
                 observed,
                 frozenset(row.verified),
-                {**stored, "kind": data.kind},
+                {**stored, "kind": row.kind},
             )
 
             if decision.target is None:
                 golden = _Golden(
                     id=customer_id,
                     values={
-                        "kind": data.kind,
-                        "status": data.status,
+                        "kind": row.kind,
+                        "status": row.status,
                         "addresses": [],
                         "external_ids": {},
                         "attributes": {},
@@ -1136,7 +1167,7 @@ class _Run:
                     updated_at=now,
                     views=[view],
                     created=True,
-                    row={"source_system": data.source_system, "created_at": now},
+                    row={"source_system": row.system, "created_at": now},
                 )
                 goldens[customer_id] = golden
                 before, after, changed = _reassemble(golden)
@@ -1165,9 +1196,9 @@ class _Run:
                     (
                         CustomerRegistered.model_construct(
                             customer_id=customer_id,
-                            kind=data.kind,
+                            kind=row.kind,
                             status=golden.values["status"],
-                            source_system=data.source_system,
+                            source_system=row.system,
                             registered_at=now,
                         ),
                         now,
@@ -1361,10 +1392,11 @@ def prepare_rows(
     blocked: frozenset[str],
     source_system: str | None = None,
     copy: bool = False,
+    ship: bool = False,
 ) -> _Prepared:
     """Validate, normalise, key and prepare raw rows (free of I/O: runs in a worker process; `copy`:
-    with their COPY text, for PostgreSQL). The errors are the report entries `batch.import_records`
-    has always given: row, field, message."""
+    with their COPY text, for PostgreSQL; `ship`: rows to be sent to another process, `_Row.shipped`).
+    The errors are the report entries `batch.import_records` has always given: row, field, message."""
     report = Report()
     valid: list[_Row] = []
     for number, raw in rows:
@@ -1387,8 +1419,19 @@ def prepare_rows(
             continue
         row = _Row(number, data, normal)
         row.prepare(copy)
-        valid.append(row)
+        valid.append(row.shipped() if ship else row)
     return _Prepared(valid, report.errors)
+
+
+def _give_raw(rows: Sequence[_Row], chunk: Sequence[tuple[int, dict[str, Any]]]) -> None:
+    """Give shipped `rows` (a subsequence of `chunk`, in its order) their raw fields back."""
+    given = iter(chunk)
+    for row in rows:
+        if row.data is None:
+            for number, raw in given:
+                if number == row.number:
+                    row.raw = raw
+                    break
 
 
 @dataclass
@@ -1512,7 +1555,9 @@ class BulkResolver:
                 done: asyncio.Future[_Prepared] = loop.create_future()
                 done.set_result(prepare_rows(chunk, region, blocked, source_system, copy))
                 return done
-            return loop.run_in_executor(executor, prepare_rows, chunk, region, blocked, source_system, copy)
+            return loop.run_in_executor(
+                executor, prepare_rows, chunk, region, blocked, source_system, copy, True
+            )
 
         ahead = max(1, workers) + 1
         pending = collections.deque(submit(c) for c in chunks[:ahead])  # consumed futures are dropped
@@ -1522,6 +1567,7 @@ class BulkResolver:
                 for index, chunk in enumerate(chunks):
                     with self.stats.timed("normalise"):
                         prepared = await pending.popleft()
+                    _give_raw(prepared.rows, chunk)
                     if index + ahead < len(chunks):
                         pending.append(submit(chunks[index + ahead]))
                     report.errors.extend(prepared.errors)
@@ -1572,8 +1618,8 @@ class BulkResolver:
         record is stored already, or will be by a pending run or an earlier row."""
         by_system: dict[str, set[str]] = {}
         for row in rows:
-            if row.data.source_id is not None:
-                by_system.setdefault(row.data.source_system, set()).add(row.data.source_id)
+            if row.given_source_id is not None:
+                by_system.setdefault(row.system, set()).add(row.given_source_id)
         seen: set[tuple[str, str]] = set().union(*(p.source_keys for p in pending))
         async with self.uow_factory() as uow:
             db = await _Db.of(uow.session)
@@ -1587,7 +1633,7 @@ class BulkResolver:
         segments: list[list[_Row] | _Row] = []
         run: list[_Row] = []
         for row in rows:
-            key = (row.data.source_system, row.data.source_id) if row.data.source_id is not None else None
+            key = (row.system, row.given_source_id) if row.given_source_id is not None else None
             if key is not None and key in seen:
                 if run:
                     segments.append(run)
@@ -1620,7 +1666,7 @@ class BulkResolver:
             self.stats.read_ahead += 1
         else:
             run = await self._read(rows, pending)
-        keys = {(r.data.source_system, r.data.source_id) for r in rows if r.data.source_id is not None}
+        keys = {(r.system, r.given_source_id) for r in rows if r.given_source_id is not None}
         this = _Pending(rows[0].record_id, keys, asyncio.get_running_loop().create_future())
         if upcoming is not None:
             self._ahead = _Ahead(asyncio.create_task(self._read_ahead(upcoming, [*pending, this])))
@@ -1706,7 +1752,7 @@ class BulkResolver:
 
     async def _one(self, row: _Row, report: Report) -> None:
         try:
-            result = await service.ingest(self.uow_factory(), self.settings, self.matcher, row.data)
+            result = await service.ingest(self.uow_factory(), self.settings, self.matcher, row.given())
         except DomainError as exc:
             report_domain_error(report, row.number, exc)
             return

@@ -46,13 +46,10 @@ class MatchRecord:
     # record's value (no effect on equality, hashing, repr or pickling).
     derived: object | None = field(default=None, init=False, repr=False, compare=False)
 
-    def __getstate__(self) -> tuple[object, ...]:
-        return tuple(getattr(self, name) for name in _VALUE_FIELDS)
-
-    def __setstate__(self, state: tuple[object, ...]) -> None:
-        for name, value in zip(_VALUE_FIELDS, state, strict=True):
-            _set(self, name, value)
-        _set(self, "derived", None)
+    def __reduce__(self) -> tuple[type[MatchRecord], tuple[object, ...]]:
+        # Pickled (and copied) as its value: the constructor's arguments, in order, so unpickling is
+        # one call of the constructor (records cross from the import's worker process by the 100,000).
+        return MatchRecord, tuple([getattr(self, name) for name in _VALUE_FIELDS])
 
     @classmethod
     def from_raw(
@@ -111,9 +108,8 @@ class MatchRecord:
         )
 
 
-# The fields that make a record's value, in order (pickled as a tuple of them); frozen: set this way.
-_VALUE_FIELDS = tuple(f.name for f in fields(MatchRecord) if f.name != "derived")
-_set = object.__setattr__
+# The fields that make a record's value, in the constructor's order (pickled as a tuple of them).
+_VALUE_FIELDS = tuple(f.name for f in fields(MatchRecord) if f.init)
 
 
 def _birth_date(raw: dt.date | str | None, today: dt.date) -> dt.date | None:
