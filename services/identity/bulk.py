@@ -45,6 +45,7 @@ import collections
 import contextlib
 import itertools
 import multiprocessing
+import os
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Collection, Iterable, Iterator, Sequence
@@ -109,6 +110,10 @@ IN_BATCH = 2_000  # values per IN (...) list: far below asyncpg's and SQLite's b
 # listed 930,000 candidate records in runs of 2,000, 365,000 in runs of 8,000: 15 % less CPU in all).
 DEFAULT_CHUNK = 8_000
 YIELD_EVERY = 50  # records decided between two turns of the event loop
+# Worker processes run this much nicer than the process deciding: on a busy machine the decisions
+# (the import's critical path) and the service's requests come first, and the workers, a chunk or two
+# ahead, take the slack. (Alternated 100,000-record imports on two cores: 6 of 6 faster, +3 to +12 %.)
+WORKER_NICENESS = 10
 
 
 def _table(model: type[Any]) -> Table:
@@ -1423,6 +1428,23 @@ def prepare_rows(
     return _Prepared(valid, report.errors)
 
 
+def _worker_pool(workers: int) -> ProcessPoolExecutor:
+    """Worker processes for an import: spawned (never forked from a process running an event loop and
+    holding database connections), at lower priority (`WORKER_NICENESS`)."""
+    return ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_lower_priority,
+        initargs=(WORKER_NICENESS,),
+    )
+
+
+def _lower_priority(niceness: int) -> None:
+    """Make this (worker) process `niceness` nicer, where the platform can."""
+    with contextlib.suppress(AttributeError, OSError):
+        os.nice(niceness)
+
+
 def _give_raw(rows: Sequence[_Row], chunk: Sequence[tuple[int, dict[str, Any]]]) -> None:
     """Give shipped `rows` (a subsequence of `chunk`, in its order) their raw fields back."""
     given = iter(chunk)
@@ -1544,9 +1566,7 @@ class BulkResolver:
         blocked = frozenset(self.settings.blocked_identifiers)
         executor: ProcessPoolExecutor | None = None
         if workers > 0 and len(chunks) > 1:
-            executor = ProcessPoolExecutor(
-                max_workers=workers, mp_context=multiprocessing.get_context("spawn")
-            )
+            executor = _worker_pool(workers)
         loop = asyncio.get_running_loop()
         copy = await self._is_postgres()
 

@@ -1,16 +1,18 @@
 """Rows prepared in an import's worker process cross to the main process without their validated
 record and normalised values (`_Row.shipped`): everything the decision and the writing read is the
-same as on the row before shipping, and the record itself is validated again from the raw row."""
+same as on the row before shipping, and the record itself is validated again from the raw row. The
+worker processes run at a lower priority than the process deciding."""
 
 from __future__ import annotations
 
 import copy
 import datetime as dt
+import os
 import pickle
 from dataclasses import fields
 from typing import Any
 
-from services.identity.bulk import _give_raw, _Row, prepare_rows
+from services.identity.bulk import WORKER_NICENESS, _give_raw, _Row, _worker_pool, prepare_rows
 from services.identity.matching.record import MatchRecord
 
 RAW: list[dict[str, Any]] = [
@@ -105,3 +107,12 @@ def _same_ids(text: tuple[Any, ...], before: _Row, after: _Row) -> list[Any]:
 
 def _values() -> list[str]:
     return [f.name for f in fields(MatchRecord) if f.init]
+
+
+def test_import_workers_run_nicer_than_the_deciding_process() -> None:
+    pool = _worker_pool(1)
+    try:
+        theirs = pool.submit(os.nice, 0).result(timeout=60)
+    finally:
+        pool.shutdown()
+    assert theirs == min(19, os.nice(0) + WORKER_NICENESS)
