@@ -236,13 +236,16 @@ class BatchResult:
 
 
 async def _run_batch(
-    records: list[dict[str, Any]], database_url: str, progress: Callable[[int], None] | None, workers: int
+    records: list[dict[str, Any]],
+    database_url: str,
+    progress: Callable[[int], None] | None,
+    workers: int | None,
 ) -> BatchResult:
     """The records resolved as an import resolves them (`BulkResolver`, a chunk per transaction)."""
     from sqlalchemy import text
 
     from services.identity.app import build
-    from services.identity.batch import Report
+    from services.identity.batch import IMPORT_WORKERS, Report
     from services.identity.bulk import BulkResolver
     from services.identity.settings import load_settings
     from shared.messaging.bus import InProcessBus
@@ -271,7 +274,9 @@ async def _run_batch(
                 progress(done)
 
         numbered = list(enumerate(records, start=1))
-        await resolver.resolve_raw(numbered, report, progress=advance, workers=workers)
+        await resolver.resolve_raw(
+            numbered, report, progress=advance, workers=IMPORT_WORKERS if workers is None else workers
+        )
         seconds = time.perf_counter() - started
         async with runtime.engine.connect() as conn:
             rows = (await conn.execute(text("SELECT source_id, customer_id FROM source_records"))).all()
@@ -305,9 +310,10 @@ def run_batch(
     database_url: str | None = None,
     progress: Callable[[int], None] | None = None,
     *,
-    workers: int = 1,
+    workers: int | None = None,
 ) -> BatchResult:
-    """Resolve `records` as one import into a fresh identity database and read back its clusters."""
+    """Resolve `records` as one import into a fresh identity database and read back its clusters
+    (`workers`: worker processes, as many as an import has by default if None)."""
     if database_url is not None:
         return asyncio.run(_run_batch(records, database_url, progress, workers))
     with tempfile.TemporaryDirectory(prefix="bench-identity-batch-") as folder:

@@ -35,6 +35,12 @@ from services.identity.settings import IdentitySettings
 from shared.errors import DomainError
 from shared.runtime import ServiceRuntime
 
+# Worker processes that validate and normalise an import's chunks ahead of the one being resolved.
+# They run at a lower priority (`bulk.WORKER_NICENESS`), so a second one only takes the slack: early in
+# an import, while decisions are cheap (few customers stored yet), one worker could not keep up.
+# (Alternated 100,000-record imports on two cores: 3 of 3 faster than with one, +1 to +11 %.)
+IMPORT_WORKERS = 2
+
 
 @dataclass
 class Report:
@@ -84,7 +90,7 @@ async def import_records(
     *,
     source_system: str | None = None,
     show_progress: bool = True,
-    workers: int = 1,
+    workers: int = IMPORT_WORKERS,
 ) -> Report:
     """Resolve a file's records in file order, a chunk per transaction (`services.identity.bulk`):
     the same decisions as one `service.ingest` per record, with a handful of queries per chunk.

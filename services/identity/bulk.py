@@ -80,7 +80,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.identity import service
-from services.identity.batch import Report
+from services.identity.batch import IMPORT_WORKERS, Report
 from services.identity.domain import SourceView, assemble, changed_fields
 from services.identity.matching import MatchModel, MatchRecord, MatchResult, blocking_keys, score
 from services.identity.matching.scoring import ScoreFloor, review_floor
@@ -1553,14 +1553,15 @@ class BulkResolver:
         *,
         source_system: str | None = None,
         progress: Callable[[int], None] | None = None,
-        workers: int = 1,
+        workers: int = IMPORT_WORKERS,
     ) -> Report:
         """Resolve raw rows (row number, field values as read from a file), validating them as
         `SourceRecordIn` on the way; invalid rows become errors of the report.
 
-        With `workers` > 0 and more than one chunk, validation and normalisation (about half the
-        work per record) run in that many worker processes, a chunk or two ahead of the chunk being
-        decided and written here: on two cores, the decisions no longer wait for them."""
+        With `workers` > 0 and more than one chunk, validation and normalisation (about a third of
+        the work per record) run in that many worker processes, at lower priority, a few chunks ahead
+        of the chunk being decided and written here (the first chunk is prepared here while they
+        start): on two cores, the decisions seldom wait for them."""
         chunks = _cut(rows, _chunk_sizes(len(rows), self.chunk_size))
         region = self.settings.default_region
         blocked = frozenset(self.settings.blocked_identifiers)
@@ -1570,8 +1571,10 @@ class BulkResolver:
         loop = asyncio.get_running_loop()
         copy = await self._is_postgres()
 
-        def submit(chunk: Sequence[tuple[int, dict[str, Any]]]) -> asyncio.Future[_Prepared]:
-            if executor is None:
+        def submit(
+            chunk: Sequence[tuple[int, dict[str, Any]]], here: bool = False
+        ) -> asyncio.Future[_Prepared]:
+            if executor is None or here:
                 done: asyncio.Future[_Prepared] = loop.create_future()
                 done.set_result(prepare_rows(chunk, region, blocked, source_system, copy))
                 return done
@@ -1579,8 +1582,13 @@ class BulkResolver:
                 executor, prepare_rows, chunk, region, blocked, source_system, copy, True
             )
 
-        ahead = max(1, workers) + 1
-        pending = collections.deque(submit(c) for c in chunks[:ahead])  # consumed futures are dropped
+        # `ahead` chunks are in the workers' hands while one is resolved here; the first is prepared
+        # here, while the workers start (a process spawned and its imports: about a second). Without
+        # workers, only the next chunk is prepared ahead (its first run's reads begin early, `_run`).
+        ahead = workers + 1 if executor is not None else 1
+        pending = collections.deque(submit(c) for c in chunks[1 : ahead + 1])  # (consumed: dropped)
+        if chunks:
+            pending.appendleft(submit(chunks[0], here=True))
         with heap.bulk_job():
             finished = False
             try:
@@ -1588,8 +1596,8 @@ class BulkResolver:
                     with self.stats.timed("normalise"):
                         prepared = await pending.popleft()
                     _give_raw(prepared.rows, chunk)
-                    if index + ahead < len(chunks):
-                        pending.append(submit(chunks[index + ahead]))
+                    if index + ahead + 1 < len(chunks):
+                        pending.append(submit(chunks[index + ahead + 1]))
                     report.errors.extend(prepared.errors)
                     await self._resolve_rows(prepared.rows, report, pending[0] if pending else None)
                     if progress is not None:

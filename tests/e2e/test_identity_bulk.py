@@ -237,12 +237,14 @@ async def test_bulk_equals_one_by_one(tmp_path: Path, n: int, seed: int, chunk_s
     assert resolver.stats.replayed_runs == 0  # SQLite: each run waits for the one before
 
 
-async def test_bulk_equals_one_by_one_on_postgres(pg_database: str, pg_database_2: str) -> None:
+@pytest.mark.parametrize("workers", [1, 2])
+async def test_bulk_equals_one_by_one_on_postgres(pg_database: str, pg_database_2: str, workers: int) -> None:
     """The same on PostgreSQL, where the bulk path writes by COPY and updates through a temporary
-    table, and later chunks reuse the views and golden records cached by earlier ones."""
+    table, and later chunks reuse the views and golden records cached by earlier ones; with one worker
+    process and with two (an import's default), whose chunks come back in turn."""
     single = await started_on(pg_database, **TIGHT)
     bulk = await started_on(pg_database_2, **TIGHT)
-    resolver = await check_bulk_equals_one_by_one(single, bulk, 600, 5, 45, workers=1)
+    resolver = await check_bulk_equals_one_by_one(single, bulk, 600, 5, 45, workers=workers)
     # Chunks were decided while the previous one was still being written, over its replayed additions,
     # and chunks were read while the previous one was still being decided.
     assert resolver.stats.replayed_runs > 0
