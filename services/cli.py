@@ -248,15 +248,20 @@ def identity_import(
         Path | None, typer.Option(help="Write the full report (per-row errors) as JSON here")
     ] = None,
     workers: Annotated[
-        int, typer.Option(min=0, help="Processes validating and normalising rows ahead (0: none)")
-    ] = 1,
+        int | None,
+        typer.Option(
+            min=0,
+            help="Processes validating and normalising rows ahead, at lower priority (0: none; default 2)",
+        ),
+    ] = None,
 ) -> None:
     """Resolve a file of source records: each is matched as if it arrived live."""
-    from services.identity.batch import import_records
+    from services.identity.batch import IMPORT_WORKERS, import_records
 
     _logging()
+    count = IMPORT_WORKERS if workers is None else workers
     result = asyncio.run(
-        _with_identity(lambda rt: import_records(rt, path, source_system=source_system, workers=workers))
+        _with_identity(lambda rt: import_records(rt, path, source_system=source_system, workers=count))
     )
     _print_report(result.as_dict(), report)
 

@@ -149,3 +149,27 @@ async def test_weights_are_trained_automatically_as_the_register_grows(tmp_path:
         assert len(await models()) == 1  # not retrained until the register doubles
     finally:
         await runtime.stop()
+
+
+@pytest.mark.parametrize("options", [[], ["--workers", "0"], ["--workers", "2"]])
+def test_the_import_command_resolves_a_file_and_writes_the_report(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, options: list[str]
+) -> None:
+    from typer.testing import CliRunner
+
+    from services.cli import app as cli
+
+    monkeypatch.setenv("CRM_VAR_DIR", str(tmp_path))
+    rows = [
+        {"source_id": "1", "given_name": "Mia", "family_name": "Wagner", "email": "mia.w@example.de"},
+        {"source_id": "2", "given_name": "mia", "family_name": "wagner", "email": "Mia.W@example.de"},
+        {"source_id": "3", "given_name": "Finn", "email": "finn@example"},
+    ]
+    path, out = write_jsonl(tmp_path / "people.jsonl", rows), tmp_path / "report.json"
+    result = CliRunner().invoke(
+        cli, ["identity", "import", str(path), "--source-system", "shop", "--report", str(out), *options]
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    assert report["outcomes"] == {"created": 1, "matched": 1}
+    assert [(e["row"], e["field"]) for e in report["errors"]] == [(3, "email")]
