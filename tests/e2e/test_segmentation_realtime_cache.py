@@ -160,3 +160,29 @@ async def test_realtime_scoring_equals_the_batch_and_follows_new_cut_points(pg_d
         assert await _members(runtime) == incremental_members
     finally:
         await runtime.stop()
+
+
+async def test_an_events_statements_use_generic_plans_in_its_transaction_only(pg_database: str) -> None:
+    """The real-time templates are planned once per connection (a generic plan), not at every event:
+    for the event's transaction only — the next transaction plans as PostgreSQL chooses again."""
+    from sqlalchemy import text
+
+    runtime = build(load_settings(database_url=pg_database), InProcessBus())
+    await runtime.start()
+    await runtime.relay.stop()
+    try:
+        customer = str(uuid.uuid4())
+        async with runtime.uow() as uow:
+            assert await uow.session.scalar(text("SHOW plan_cache_mode")) == "auto"
+            await service.on_purchase_recorded(uow, _purchase(customer, datetime.now(UTC), 1500))
+            assert await uow.session.scalar(text("SHOW plan_cache_mode")) == "force_generic_plan"
+            await uow.commit()
+        async with runtime.uow() as uow:
+            assert await uow.session.scalar(text("SHOW plan_cache_mode")) == "auto"
+            for _ in range(8):  # past the five custom plans after which a plan may be cached anyway
+                await service.on_purchase_recorded(uow, _purchase(customer, datetime.now(UTC), 1500))
+            await uow.commit()
+        values = await _values(runtime)
+        assert values[customer]["clv_historic_minor"] == 1500 * 9
+    finally:
+        await runtime.stop()

@@ -567,6 +567,15 @@ def _one_customer_update(dialect: str, cuts: dict[str, list[float]], settings: V
 
 _FEW_SELECTS: dict[str, Any] = {}
 
+# The real-time statements are templates (`_one_customer_update` is ~47 KB of SQL, its cut points and
+# weights bound as parameters) executed with one or a few customer ids: PostgreSQL planned the update
+# afresh at each execution (a custom plan: 1.7 ms median, 4.6 ms p99 of planning per event at 100,000
+# customers) where the plan is the same for every id. For the rest of the transaction (the real-time
+# hooks: point reads and writes by customer id), prepared statements use their generic plan, planned
+# once per connection. One event to features, value, risk, stage and segments at 100,000 customers /
+# 2,000,000 purchases: p99 21.7-22.6 -> 13.1-14.8 ms, median 10.7-12.9 -> 8.5-9.1 ms (alternated).
+_GENERIC_PLANS = text("SET LOCAL plan_cache_mode = force_generic_plan")
+
 
 def _few_select(dialect: str) -> Any:
     """The real-time path's read of a few customers (features, value row, old stage and level, the
@@ -618,6 +627,8 @@ async def _score_few(
     session: AsyncSession, uow: UnitOfWork, ids: list[str], now: datetime, settings: ValueSettings
 ) -> dict[str, int]:
     dialect = _dialect(session)
+    if dialect == "postgresql":
+        await session.execute(_GENERIC_PLANS)
     rows = (await session.execute(_few_select(dialect), {"now": now, "ids": padded(ids)})).all()
     known = {row[0] for row in rows}
     erased = [row[0] for row in rows if row[1]]
