@@ -38,6 +38,7 @@ from sqlalchemy import (
     text,
     update,
 )
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 from sqlalchemy.sql.elements import BindParameter, ColumnElement
@@ -195,11 +196,16 @@ async def _ensure_rows(session: AsyncSession, now: datetime, ids: Sequence[str] 
         literal(False),
         literal("prospect"),
         at(now),
-    ).where(F.erased.is_(False), ~exists().where(CustomerValue.customer_id == F.customer_id))
+    ).where(F.erased.is_(False))
     if ids is not None:
         missing = missing.where(F.customer_id.in_(list(ids)))
+    # Rows already there are skipped by the primary key (ON CONFLICT DO NOTHING), not by an anti-join
+    # with the table being inserted into: at 1,000,000 customers PostgreSQL ran that as a nested loop
+    # re-scanning customer_value (analysed empty) and the rows the statement itself was adding, for
+    # every customer — quadratic; 20 minutes of CPU and not done.
+    add = (postgresql.insert if _dialect(session) == "postgresql" else sqlite.insert)(CV)
     await session.execute(
-        insert(CV).from_select(
+        add.from_select(
             [
                 "customer_id",
                 "clv_historic_minor",
@@ -213,7 +219,7 @@ async def _ensure_rows(session: AsyncSession, now: datetime, ids: Sequence[str] 
                 "updated_at",
             ],
             missing,
-        )
+        ).on_conflict_do_nothing(index_elements=["customer_id"])
     )
 
 
