@@ -7,16 +7,16 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import delete, select, update
 
 from services.segmentation import service
 from services.segmentation.app import build
 from services.segmentation.segments import service as segments
-from services.segmentation.segments.models import SegmentMember
+from services.segmentation.segments.models import SegmentHistory, SegmentMember
 from services.segmentation.segments.schemas import SegmentIn
 from services.segmentation.settings import load_settings
 from services.segmentation.value import service as value
-from services.segmentation.value.models import CustomerValue
+from services.segmentation.value.models import CustomerValue, LadderHistory
 from shared.contracts.interactions import PurchaseLine, PurchaseRecorded
 from shared.messaging.bus import InProcessBus
 
@@ -97,5 +97,125 @@ async def test_segments_and_value_on_postgres(pg_database: str) -> None:
                 )
             )
         assert (member is not None) == (tier != "rest")
+    finally:
+        await runtime.stop()
+
+
+async def test_a_rule_change_moves_members_both_ways_in_one_statement(pg_database: str) -> None:
+    """The batch path on PostgreSQL (`_apply_once`): members who no longer match leave, customers who
+    now match enter, those in both keep their `since`, and the history has one row per move."""
+    runtime = build(load_settings(database_url=pg_database), InProcessBus())
+    await runtime.start()
+    await runtime.relay.stop()
+    now = datetime.now(UTC)
+    try:
+        customers = [str(uuid.uuid4()) for _ in range(30)]
+        counts = {c: 1 + i % 5 for i, c in enumerate(customers)}
+        for customer, count in counts.items():
+            for n in range(count):
+                event = PurchaseRecorded(
+                    purchase_id=str(uuid.uuid4()),
+                    customer_id=customer,
+                    channel="web",
+                    occurred_at=now - timedelta(days=5 + 30 * n),
+                    currency="EUR",
+                    total_minor=1000,
+                    lines=[PurchaseLine(sku="SKU-1", quantity=1, unit_price_minor=1000)],
+                )
+                async with runtime.uow() as uow:
+                    await service.on_purchase_recorded(uow, event)
+                    await uow.commit()
+        first = {"purchases": {"within_days": 365, "at_least": 3}}
+        created = await segments.create(runtime.uow(), SegmentIn(name="Regulars", rule=first))
+        segment_id = created.segment.id
+        before = {c for c, n in counts.items() if n >= 3}
+        assert created.entered == len(before)
+        assert created.exited == 0
+
+        async def members() -> dict[str, datetime]:
+            async with runtime.sessions() as session:
+                rows = await session.execute(
+                    select(SegmentMember.customer_id, SegmentMember.since).where(
+                        SegmentMember.segment_id == segment_id
+                    )
+                )
+                return {c: s for c, s in rows}
+
+        since = await members()
+        assert set(since) == before
+
+        second = {"purchases": {"within_days": 365, "at_least": 2, "at_most": 3}}
+        changed = await segments.replace(runtime.uow(), segment_id, SegmentIn(name="Regulars", rule=second))
+        after = {c for c, n in counts.items() if 2 <= n <= 3}
+        assert changed.entered == len(after - before)
+        assert changed.exited == len(before - after)
+        now_members = await members()
+        assert set(now_members) == after
+        for kept in after & before:
+            assert now_members[kept] == since[kept]
+        async with runtime.sessions() as session:
+            moves = (
+                await session.execute(
+                    select(SegmentHistory.customer_id, SegmentHistory.change, SegmentHistory.cause).where(
+                        SegmentHistory.segment_id == segment_id
+                    )
+                )
+            ).all()
+        assert sorted(moves) == sorted(
+            [(c, "entered", "backfill") for c in before]
+            + [(c, "entered", "backfill") for c in after - before]
+            + [(c, "exited", "backfill") for c in before - after]
+        )
+    finally:
+        await runtime.stop()
+
+
+async def test_the_set_based_pass_records_every_ladder_move_once(pg_database: str) -> None:
+    """`score_everyone` on PostgreSQL (one UPDATE … RETURNING): every customer whose stage moved gets
+    one history row and one event, and a second pass, with nothing moved, records none."""
+    runtime = build(load_settings(database_url=pg_database), InProcessBus())
+    await runtime.start()
+    await runtime.relay.stop()
+    now = datetime.now(UTC)
+    try:
+        customers = [str(uuid.uuid4()) for _ in range(12)]
+        for i, customer in enumerate(customers):
+            for n in range(1 + i % 3):
+                event = PurchaseRecorded(
+                    purchase_id=str(uuid.uuid4()),
+                    customer_id=customer,
+                    channel="web",
+                    occurred_at=now - timedelta(days=3 + 20 * n),
+                    currency="EUR",
+                    total_minor=1500,
+                    lines=[PurchaseLine(sku="SKU-1", quantity=1, unit_price_minor=1500)],
+                )
+                async with runtime.uow() as uow:
+                    await service.on_purchase_recorded(uow, event)
+                    await uow.commit()
+        async with runtime.uow() as uow:  # everyone back to prospect, their history gone
+            await uow.session.execute(update(CustomerValue).values(ladder_stage="prospect"))
+            await uow.session.execute(delete(LadderHistory))
+            await uow.commit()
+        async with runtime.uow() as uow:
+            changes = await value.score_everyone(uow)
+            await uow.commit()
+        async with runtime.sessions() as session:
+            stages = dict(
+                (await session.execute(select(CustomerValue.customer_id, CustomerValue.ladder_stage))).all()
+            )
+            moves = (
+                await session.execute(
+                    select(LadderHistory.customer_id, LadderHistory.from_stage, LadderHistory.to_stage)
+                )
+            ).all()
+        moved = {c for c, stage in stages.items() if stage != "prospect"}
+        assert moved == set(customers)  # everyone bought at least once
+        assert changes["ladder_changes"] == len(moved)
+        assert sorted(moves) == sorted((c, "prospect", stages[c]) for c in moved)
+        async with runtime.uow() as uow:
+            again = await value.score_everyone(uow)
+            await uow.commit()
+        assert again["ladder_changes"] == 0
     finally:
         await runtime.stop()

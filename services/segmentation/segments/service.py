@@ -266,32 +266,31 @@ async def _record(
 async def apply_rule(
     uow: UnitOfWork, segment: Segment, rule: rules.Rule, *, cause: str, now: datetime | None = None
 ) -> tuple[int, int]:
-    """Bring one rule segment's members in line with its rule: one INSERT … SELECT and one DELETE."""
+    """Bring one rule segment's members in line with its rule (PostgreSQL: one statement, `_apply_once`)."""
     session = uow.session
     now = now or datetime.now(UTC)
     dialect = _dialect(session)
     predicate = compiler.predicate(rule, now=now, dialect=dialect)
-    not_member = ~exists().where(
-        MEMBERS.c.segment_id == segment.id, MEMBERS.c.customer_id == FEATURES.c.customer_id
-    )
-    source = select(FEATURES.c.customer_id, literal(segment.id), literal(now, UTCDateTime())).where(
-        FEATURES.c.erased == false(), predicate, not_member
-    )
-    insert = (
-        _insert(session)(MEMBERS)
-        .from_select(["customer_id", "segment_id", "since"], source)
-        .on_conflict_do_nothing()
-        .returning(MEMBERS.c.customer_id)
-    )
-    still = exists().where(
-        FEATURES.c.customer_id == MEMBERS.c.customer_id, FEATURES.c.erased == false(), predicate
-    )
-    leaving = [MEMBERS.c.segment_id == segment.id, ~still]
-    removal = delete(MEMBERS).where(*leaving).returning(MEMBERS.c.customer_id)
-    if dialect == "postgresql":  # each change and its history rows in one statement
-        entered = await _with_history(session, insert, segment.id, "entered", cause, now)
-        exited = await _with_history(session, removal, segment.id, "exited", cause, now)
+    if dialect == "postgresql":  # the changes and their history rows in one statement
+        entered, exited = await _apply_once(session, segment.id, predicate, cause, now)
     else:  # one writer at a time: the history rows from the members table, next to the change
+        not_member = ~exists().where(
+            MEMBERS.c.segment_id == segment.id, MEMBERS.c.customer_id == FEATURES.c.customer_id
+        )
+        source = select(FEATURES.c.customer_id, literal(segment.id), literal(now, UTCDateTime())).where(
+            FEATURES.c.erased == false(), predicate, not_member
+        )
+        insert = (
+            _insert(session)(MEMBERS)
+            .from_select(["customer_id", "segment_id", "since"], source)
+            .on_conflict_do_nothing()
+            .returning(MEMBERS.c.customer_id)
+        )
+        still = exists().where(
+            FEATURES.c.customer_id == MEMBERS.c.customer_id, FEATURES.c.erased == false(), predicate
+        )
+        leaving = [MEMBERS.c.segment_id == segment.id, ~still]
+        removal = delete(MEMBERS).where(*leaving).returning(MEMBERS.c.customer_id)
         entered = list((await session.execute(insert)).scalars())
         if entered:  # the members who entered now (nobody else entered this segment at `now`)
             await session.execute(
@@ -329,15 +328,55 @@ def _history_from(customers: Any, segment_id: str, change: str, cause: str, now:
     return sql_insert(SegmentHistory).from_select(columns, rows)
 
 
-async def _with_history(
-    session: AsyncSession, change: Any, segment_id: str, kind: str, cause: str, now: datetime
-) -> list[str]:
-    """PostgreSQL: `WITH moved AS (<change> RETURNING customer_id), written AS (INSERT INTO
-    segment_history SELECT … FROM moved) SELECT customer_id FROM moved` — the history rows are exactly
-    the members moved, in the same statement."""
-    moved = change.cte("moved")
-    written = _history_from(moved, segment_id, kind, cause, now).cte("written")
-    return list((await session.execute(select(moved.c.customer_id).add_cte(written))).scalars())
+async def _apply_once(
+    session: AsyncSession, segment_id: str, predicate: Any, cause: str, now: datetime
+) -> tuple[list[str], list[str]]:
+    """PostgreSQL: one statement — the customers matching the rule, computed once (`target`), the
+    ones not yet members inserted, the members not in it deleted, and a history row for each:
+
+        WITH target AS (SELECT customer_id FROM customer_features WHERE NOT erased AND <rule>),
+             entered AS (INSERT INTO segment_members … FROM target WHERE NOT EXISTS (member) …),
+             exited AS (DELETE FROM segment_members WHERE segment_id = :s AND NOT EXISTS (target)),
+             … INSERT INTO segment_history … FROM entered / exited
+        SELECT … FROM entered UNION ALL SELECT … FROM exited
+
+    Each side is a (hash) anti-join with the target set. The rule is evaluated once per customer: the
+    leaving side used to re-evaluate it per member inside a correlated EXISTS, which with a time
+    window (a GROUP BY over the facts) PostgreSQL ran once per member — quadratic; at 100,000
+    customers one segment's DELETE ran 10 minutes and did not finish."""
+    target = (
+        select(FEATURES.c.customer_id.label("customer_id"))
+        .where(FEATURES.c.erased == false(), predicate)
+        .cte("target")
+    )
+    fresh = select(target.c.customer_id, literal(segment_id), literal(now, UTCDateTime())).where(
+        ~exists().where(MEMBERS.c.segment_id == segment_id, MEMBERS.c.customer_id == target.c.customer_id)
+    )
+    entered = (
+        _insert(session)(MEMBERS)
+        .from_select(["customer_id", "segment_id", "since"], fresh)
+        .on_conflict_do_nothing()
+        .returning(MEMBERS.c.customer_id)
+        .cte("entered")
+    )
+    exited = (
+        delete(MEMBERS)
+        .where(
+            MEMBERS.c.segment_id == segment_id,
+            ~exists().where(target.c.customer_id == MEMBERS.c.customer_id),
+        )
+        .returning(MEMBERS.c.customer_id)
+        .cte("exited")
+    )
+    wrote_in = _history_from(entered, segment_id, "entered", cause, now).cte("wrote_in")
+    wrote_out = _history_from(exited, segment_id, "exited", cause, now).cte("wrote_out")
+    changes = (
+        select(literal("entered").label("change"), entered.c.customer_id)
+        .union_all(select(literal("exited").label("change"), exited.c.customer_id))
+        .add_cte(wrote_in, wrote_out)
+    )
+    rows = (await session.execute(changes)).all()
+    return [c for change, c in rows if change == "entered"], [c for change, c in rows if change == "exited"]
 
 
 async def _reapply(uow: UnitOfWork, targets: Sequence[Segment], *, cause: str, now: datetime) -> None:

@@ -367,18 +367,35 @@ async def _apply(
     if cuts is None:
         cuts = await current_cut_points(session)
     new = _new_values(now, settings, dialect, cuts, id_list)
+    moved = (
+        new.c.customer_id,
+        new.c.old_stage,
+        new.c.ladder_stage,
+        new.c.old_level,
+        new.c.risk_level,
+        new.c.risk_score,
+        new.c.risk_reasons,
+        new.c.value_tier,
+    )
+    update_all = update(CV).where(CV.c.customer_id == new.c.customer_id).values(**_assignments(new, now))
+    if dialect == "postgresql":
+        # One statement: the update returns the transitions (`new` holds the old stage and level, read
+        # in the statement's snapshot), so the new values are computed once, not once to find the
+        # transitions and again to write them (half the time of the pass).
+        applied = update_all.returning(*moved).cte("applied")
+        changed = or_(
+            applied.c.old_stage != applied.c.ladder_stage,
+            and_(
+                applied.c.risk_level == "high",
+                applied.c.old_level != "high",
+                applied.c.value_tier.in_(VALUABLE),
+            ),
+        )
+        changes = (await session.execute(select(*applied.c).where(changed))).all()
+        return await _record(session, uow, changes, now)
     changes = (
         await session.execute(
-            select(
-                new.c.customer_id,
-                new.c.old_stage,
-                new.c.ladder_stage,
-                new.c.old_level,
-                new.c.risk_level,
-                new.c.risk_score,
-                new.c.risk_reasons,
-                new.c.value_tier,
-            ).where(
+            select(*moved).where(
                 or_(
                     new.c.old_stage != new.c.ladder_stage,
                     and_(
@@ -390,9 +407,7 @@ async def _apply(
             )
         )
     ).all()
-    await session.execute(
-        update(CV).where(CV.c.customer_id == new.c.customer_id).values(**_assignments(new, now))
-    )
+    await session.execute(update_all)
     return await _record(session, uow, changes, now)
 
 
