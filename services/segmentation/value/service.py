@@ -42,6 +42,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 from sqlalchemy.sql.elements import BindParameter, ColumnElement
+from sqlalchemy.sql.util import ClauseAdapter
 
 from services.segmentation.models import CustomerFeatures as F
 from services.segmentation.value import clv, ladder, rfm, risk, tiers
@@ -257,40 +258,62 @@ def _new_values(
         fresh = case(*known, else_=null()) if known else cast(null(), BigInteger())
         clv_now = case((rfm.population(), fresh), else_=old.clv_predicted_minor)
     value = func.coalesce(clv_now, F.net_spend_minor)
-    tier = tiers.tier(value, cuts.get("tier", []))
     points = risk.components(win, now, dialect, settings)
-    score = risk.total(points)
-    is_active = risk.active(now, dialect, settings)
-    columns = [
-        F.customer_id.label("customer_id"),
+    # Two steps. `scored`: every costly expression once per customer (the RFM scores, the tier, each
+    # risk component's points, active) beside the features row. Then `new` combines them (segment,
+    # total, level, reasons, stage) by reference: written as one expression tree, each of those was
+    # repeated where it was used (a component's points five times: twice in the capped total, twice
+    # more in the level, once in the reasons) and PostgreSQL evaluated every copy. `OFFSET 0` keeps
+    # PostgreSQL from flattening `scored` back into `new`.
+    inner = [
+        *F.__table__.c,
         r.label("rfm_r"),
         f.label("rfm_f"),
         m.label("rfm_m"),
-        rfm.segment(r, f).label("rfm_segment"),
-        F.currency.label("currency"),
-        F.net_spend_minor.label("clv_historic_minor"),
-        tier.label("value_tier"),
-        score.label("risk_score"),
-        risk.level(score, settings).label("risk_level"),
-        risk.reasons_json(points, dialect).label("risk_reasons"),
-        is_active.label("active"),
-        and_(F.purchase_count > 0, ~is_active).label("lapsed"),
-        ladder.stage(tier, now, dialect, settings).label("ladder_stage"),
+        tiers.tier(value, cuts.get("tier", [])).label("value_tier"),
+        *(pts.label(f"points_{name}") for name, pts in points.items()),
+        risk.active(now, dialect, settings).label("active"),
         old.ladder_stage.label("old_stage"),
         old.risk_level.label("old_level"),
     ]
     if predicted is not None:
-        columns.append(clv_now.label("clv_predicted_minor"))
-    new_stmt = (
-        select(*columns)
+        inner.append(clv_now.label("clv_predicted_minor"))
+    scored_stmt = (
+        select(*inner)
         .select_from(F)
         .join(old, old.customer_id == F.customer_id)
         .outerjoin(win, win.c.customer_id == F.customer_id)
         .where(F.erased.is_(False))
     )
     if ids is not None:
-        new_stmt = new_stmt.where(F.customer_id.in_(ids))
-    return new_stmt.subquery("new")
+        scored_stmt = scored_stmt.where(F.customer_id.in_(ids))
+    if dialect == "postgresql":
+        scored_stmt = scored_stmt.offset(0)
+    scored = scored_stmt.subquery("scored")
+    adapt = ClauseAdapter(scored).traverse  # features columns -> the same columns of `scored`
+    parts: dict[str, ColumnElement[Any]] = {name: scored.c[f"points_{name}"] for name in points}
+    score = risk.total(parts)
+    columns = [
+        scored.c.customer_id.label("customer_id"),
+        scored.c.rfm_r,
+        scored.c.rfm_f,
+        scored.c.rfm_m,
+        rfm.segment(scored.c.rfm_r, scored.c.rfm_f).label("rfm_segment"),
+        scored.c.currency.label("currency"),
+        scored.c.net_spend_minor.label("clv_historic_minor"),
+        scored.c.value_tier,
+        score.label("risk_score"),
+        risk.level(score, settings).label("risk_level"),
+        risk.reasons_json(parts, dialect).label("risk_reasons"),
+        scored.c.active,
+        and_(scored.c.purchase_count > 0, ~scored.c.active).label("lapsed"),
+        adapt(ladder.stage(scored.c.value_tier, now, dialect, settings)).label("ladder_stage"),
+        scored.c.old_stage,
+        scored.c.old_level,
+    ]
+    if predicted is not None:
+        columns.append(scored.c.clv_predicted_minor)
+    return select(*columns).subquery("new")
 
 
 def _assignments(new: Any, now: Moment, *, with_clv: bool = False) -> dict[str, Any]:
