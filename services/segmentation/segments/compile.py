@@ -89,8 +89,12 @@ class Compiler:
         restrict: Sequence[str] | None = None,
         inline: Mapping[str, rules.Rule] | None = None,
         parametric: bool = False,
+        value: Any = None,
     ) -> None:
         self.now = now
+        # `value`: `customer_value` joined to the features row by the statement (the batch path: one
+        # join instead of one primary-key lookup per customer and per value field in the rule).
+        self.value = value
         self.dialect = dialect
         self.restrict = list(restrict) if restrict is not None else None
         # Parametric: the instants (`now` minus N days) and the restricting ids are bind parameters
@@ -146,6 +150,8 @@ class Compiler:
         # Value, risk and stage live in `customer_value` (one row per customer, by primary key).
         value_table = FEATURES.metadata.tables.get("customer_value")
         if value_table is not None and spec.column in value_table.c:
+            if self.value is not None:
+                return self.value.c[spec.column]  # type: ignore[no-any-return]
             return (
                 select(value_table.c[spec.column])
                 .where(value_table.c.customer_id == FEATURES.c.customer_id)
@@ -267,9 +273,11 @@ def predicate(
     dialect: str,
     restrict: Sequence[str] | None = None,
     inline: Mapping[str, rules.Rule] | None = None,
+    value: Any = None,
 ) -> ColumnElement[bool]:
-    """The rule alone as a boolean over `customer_features` (for a SELECT listing many segments)."""
-    return Compiler(now=now, dialect=dialect, restrict=restrict, inline=inline).compile(rule)
+    """The rule alone as a boolean over `customer_features` (for a SELECT listing many segments);
+    with `value`, over `customer_features` LEFT JOIN `value` (`customer_value`) on the customer id."""
+    return Compiler(now=now, dialect=dialect, restrict=restrict, inline=inline, value=value).compile(rule)
 
 
 RESTRICT_IDS = "restrict_ids"
