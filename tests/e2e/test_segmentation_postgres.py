@@ -213,9 +213,31 @@ async def test_the_set_based_pass_records_every_ladder_move_once(pg_database: st
         assert moved == set(customers)  # everyone bought at least once
         assert changes["ladder_changes"] == len(moved)
         assert sorted(moves) == sorted((c, "prospect", stages[c]) for c in moved)
+
+        async def stamps() -> dict[str, tuple[datetime, int]]:
+            async with runtime.sessions() as session:
+                rows = await session.execute(
+                    select(CustomerValue.customer_id, CustomerValue.updated_at, CustomerValue.risk_score)
+                )
+                return {c: (at, score) for c, at, score in rows}
+
+        before = await stamps()
+        tampered = customers[0]
+        async with runtime.uow() as uow:  # one stored row out of line with its features
+            await uow.session.execute(
+                update(CustomerValue).where(CustomerValue.customer_id == tampered).values(risk_score=99)
+            )
+            await uow.commit()
         async with runtime.uow() as uow:
             again = await value.score_everyone(uow)
             await uow.commit()
         assert again["ladder_changes"] == 0
+        after = await stamps()
+        # Only the row that differed was written again (and put right); the others kept their stamp.
+        assert after[tampered] == (after[tampered][0], before[tampered][1])
+        assert after[tampered][0] > before[tampered][0]
+        assert {c: v for c, v in after.items() if c != tampered} == {
+            c: v for c, v in before.items() if c != tampered
+        }
     finally:
         await runtime.stop()

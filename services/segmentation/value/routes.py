@@ -81,7 +81,9 @@ class ValueOut(BaseModel):
     defection_reason: str | None
     ladder_stage: str = Field(examples=["supporter"])
     stage_history: list[StageChangeOut]
-    updated_at: datetime
+    updated_at: datetime = Field(
+        description="when one of these figures last changed (a pass that changes nothing writes nothing)"
+    )
 
 
 class DefectionIn(BaseModel):
