@@ -23,6 +23,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Table,
+    Text,
     and_,
     bindparam,
     case,
@@ -40,7 +41,6 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 from sqlalchemy.sql.elements import BindParameter, ColumnElement
@@ -102,7 +102,10 @@ def _rfmt_columns(now: Moment, dialect: str) -> list[Any]:
 
 
 def _rfmt_data(rows: Sequence[Sequence[Any]]) -> clv.Rfmt:
-    matrix = np.array([list(r) for r in rows], dtype=float).reshape(-1, 4)
+    return _rfmt_matrix(np.array([list(r) for r in rows], dtype=float).reshape(-1, 4))
+
+
+def _rfmt_matrix(matrix: np.ndarray[Any, Any]) -> clv.Rfmt:
     matrix = np.nan_to_num(matrix)
     return clv.Rfmt(
         frequency=matrix[:, 0],
@@ -115,7 +118,19 @@ def _rfmt_data(rows: Sequence[Sequence[Any]]) -> clv.Rfmt:
 async def _rfmt(
     session: AsyncSession, now: datetime, ids: Sequence[str] | None
 ) -> tuple[list[str], clv.Rfmt]:
-    stmt = select(F.customer_id, *_rfmt_columns(now, _dialect(session))).where(rfm.population())
+    dialect = _dialect(session)
+    columns = _rfmt_columns(now, dialect)
+    if ids is None and dialect == "postgresql":
+        # Everyone: one row of five arrays (decoded by the driver in C) instead of a million rows
+        # through the ORM result (5.3 -> 1.5 s at 1,000,000 customers). The aggregates of one query
+        # see the rows in the same order.
+        arrays = select(func.array_agg(F.customer_id), *(func.array_agg(c) for c in columns))
+        row = (await session.execute(arrays.where(rfm.population()))).one()
+        if row[0] is None:
+            return [], _rfmt_data([])
+        matrix = np.array(row[1:], dtype=float).T
+        return list(row[0]), _rfmt_matrix(matrix)
+    stmt = select(F.customer_id, *columns).where(rfm.population())
     if ids is not None:
         stmt = stmt.where(F.customer_id.in_(list(ids)))
     rows = (await session.execute(stmt)).all()
@@ -184,6 +199,11 @@ async def _ensure_rows(session: AsyncSession, now: datetime, ids: Sequence[str] 
         erased = erased.where(F.customer_id.in_(list(ids)))
     for table in (CustomerValue, LadderHistory, Defection):
         await session.execute(delete(table).where(table.customer_id.in_(erased)))
+    # Everyone on PostgreSQL: the anti-joins below as hash joins, never nested loops (planned against
+    # a customer_value analysed empty, a nested loop re-scans it per customer: quadratic).
+    everyone_pg = ids is None and _dialect(session) == "postgresql"
+    if everyone_pg:
+        await session.execute(text("SET LOCAL enable_nestloop = off"))
     gone = delete(CustomerValue).where(~exists().where(F.customer_id == CustomerValue.customer_id))
     if ids is not None:
         gone = gone.where(CustomerValue.customer_id.in_(list(ids)))
@@ -202,10 +222,11 @@ async def _ensure_rows(session: AsyncSession, now: datetime, ids: Sequence[str] 
     ).where(F.erased.is_(False))
     if ids is not None:
         missing = missing.where(F.customer_id.in_(list(ids)))
-    # Rows already there are skipped by the primary key (ON CONFLICT DO NOTHING), not by an anti-join
-    # with the table being inserted into: at 1,000,000 customers PostgreSQL ran that as a nested loop
-    # re-scanning customer_value (analysed empty) and the rows the statement itself was adding, for
-    # every customer — quadratic; 20 minutes of CPU and not done.
+    elif everyone_pg:  # only the missing rows reach the insert (a hash anti-join, nested loops off)
+        missing = missing.where(~exists().where(CV.c.customer_id == F.customer_id))
+    # Rows already there are skipped by the primary key too (ON CONFLICT DO NOTHING). At 1,000,000
+    # customers an anti-join planned as a nested loop re-scanned customer_value (analysed empty) and
+    # the rows the statement itself was adding, for every customer — quadratic; 20 minutes of CPU.
     add = (postgresql.insert if _dialect(session) == "postgresql" else sqlite.insert)(CV)
     await session.execute(
         add.from_select(
@@ -224,6 +245,8 @@ async def _ensure_rows(session: AsyncSession, now: datetime, ids: Sequence[str] 
             missing,
         ).on_conflict_do_nothing(index_elements=["customer_id"])
     )
+    if everyone_pg:
+        await session.execute(text("RESET enable_nestloop"))
 
 
 COLUMNS = [
@@ -320,8 +343,9 @@ def _new_values(
 
 def _changed(new: Any) -> ColumnElement[bool]:
     """PostgreSQL: the stored row differs from `new` in a written column (`updated_at` aside)."""
-    stored = [CV.c[c] if c != "risk_reasons" else cast(CV.c[c], JSONB) for c in COLUMNS]
-    fresh = [new.c[c] if c != "risk_reasons" else cast(new.c[c], JSONB) for c in COLUMNS]
+    # The reasons as text: both sides are `json_build_object` output, key order fixed (no jsonb parse).
+    stored = [CV.c[c] if c != "risk_reasons" else cast(CV.c[c], Text) for c in COLUMNS]
+    fresh = [new.c[c] if c != "risk_reasons" else cast(new.c[c], Text) for c in COLUMNS]
     return or_(
         tuple_(*stored).is_distinct_from(tuple_(*fresh)),
         and_(new.c.active.is_(True), CV.c.defection_reason.is_not(None)),
