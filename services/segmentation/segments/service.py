@@ -384,10 +384,9 @@ async def _apply_once(
         .add_cte(wrote_in, wrote_out)
     )
     await session.execute(text("SET LOCAL enable_nestloop = off"))
-    try:
-        rows = (await session.execute(changes)).all()
-    finally:
-        await session.execute(text("RESET enable_nestloop"))
+    rows = (await session.execute(changes)).all()
+    # (On an error the transaction is rolled back and the SET LOCAL with it.)
+    await session.execute(text("RESET enable_nestloop"))
     return [c for change, c in rows if change == "entered"], [c for change, c in rows if change == "exited"]
 
 
