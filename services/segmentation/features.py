@@ -56,6 +56,26 @@ def satisfaction_score(csat: int | None, nps: int | None) -> float | None:
     return None
 
 
+def ratio3(numerator: int, denominator: int) -> float:
+    """`numerator / denominator` (both ≥ 0, denominator > 0) rounded half up to three decimals, in exact
+    integer arithmetic: the set-based rebuild computes the very same figure in SQL (`div`), where a
+    float `round` would differ from PostgreSQL's in the last place now and then."""
+    return ((2000 * numerator + denominator) // (2 * denominator)) / 1000
+
+
+def interpurchase_days(first: datetime, last: datetime, purchases: int) -> float:
+    """The mean days between a customer's purchases (needs two): the span from the first to the last
+    over the gaps, to the microsecond, rounded half up to three decimals."""
+    span = last - first
+    microseconds = (span.days * 86_400 + span.seconds) * 1_000_000 + span.microseconds
+    return ratio3(microseconds, 86_400_000_000 * (purchases - 1))
+
+
+def _halves(score: float) -> int:
+    """A satisfaction score (a multiple of 0.5 on the 0–10 scale) in halves: an exact integer."""
+    return round(score * 2)
+
+
 def _satisfaction_sql() -> Any:
     """`satisfaction_score` in SQL (NULL for a survey with neither score)."""
     return case(
@@ -148,8 +168,9 @@ async def _rows(session: AsyncSession, ids: Sequence[str] | None) -> dict[str, d
             average_order_minor=total // count if count else 0,
         )
         if r["purchase_count"] >= 2:
-            span = (r["last_purchase_at"] - r["first_purchase_at"]).total_seconds() / 86_400
-            r["mean_interpurchase_days"] = round(span / (r["purchase_count"] - 1), 3)
+            r["mean_interpurchase_days"] = interpurchase_days(
+                r["first_purchase_at"], r["last_purchase_at"], r["purchase_count"]
+            )
     purchase_channels = await session.execute(
         _only(
             select(PurchaseFact.customer_id, PurchaseFact.channel).distinct(), PurchaseFact.customer_id, ids
@@ -253,10 +274,10 @@ async def _rows(session: AsyncSession, ids: Sequence[str] | None) -> dict[str, d
         .order_by(SurveyFact.customer_id, SurveyFact.survey_id)
     )
     for customer_id, n, total_score, last in latest_scored:  # ties: the last id is the latest
-        before = (float(total_score) - float(last)) / (int(n) - 1) if int(n) >= 2 else None
+        earlier = _halves(float(total_score)) - _halves(float(last))
         row(customer_id).update(
-            satisfaction_latest=round(float(last), 3),
-            satisfaction_before=None if before is None else round(before, 3),
+            satisfaction_latest=_halves(float(last)) / 2,
+            satisfaction_before=ratio3(earlier, 2 * (int(n) - 1)) if int(n) >= 2 else None,
         )
 
     await _loyalty(session, ids, row)
@@ -473,8 +494,182 @@ async def refresh(session: AsyncSession, customer_ids: Sequence[str]) -> None:
         await _spend(session, batch)
 
 
+# `recompute_all` on PostgreSQL: `_rows` over everyone as one statement, so the replay never brings a
+# customer into Python. Each figure is computed exactly as `_rows` computes it (ties broken the same
+# way, ids ordered by code point where Python sorts them, the rounding of `ratio3` in integers); a
+# test compares the two on awkward data. The spend per customer and currency is written by the same
+# statement (a data-modifying CTE), after the caller emptied `customer_spend`.
+_REBUILD_PG = text(
+    """
+WITH per AS (
+    SELECT customer_id, currency, channel, count(*) AS n, sum(total_minor) AS total,
+           min(occurred_at) AS first_at, max(occurred_at) AS last_at
+    FROM purchase_facts GROUP BY customer_id, currency, channel
+), cur AS (
+    SELECT customer_id, currency, sum(n)::bigint AS n, sum(total)::bigint AS total
+    FROM per GROUP BY customer_id, currency
+), spent AS (
+    INSERT INTO customer_spend (customer_id, currency, purchase_count, total_minor)
+    SELECT customer_id, currency, n, total FROM cur
+), bought AS (
+    SELECT customer_id, sum(n)::bigint AS n, min(first_at) AS first_at, max(last_at) AS last_at
+    FROM per GROUP BY customer_id
+), main AS (
+    SELECT DISTINCT ON (customer_id) customer_id, currency, n, total FROM cur
+    ORDER BY customer_id, total DESC, n DESC, currency COLLATE "C" DESC
+), refunded AS (
+    SELECT customer_id, currency, count(*) AS n, sum(amount_minor)::bigint AS total
+    FROM refund_facts GROUP BY customer_id, currency
+), refunds AS (
+    SELECT customer_id, sum(n)::bigint AS n FROM refunded GROUP BY customer_id
+), contacted AS (
+    SELECT customer_id, channel, count(*) AS n, max(occurred_at) AS last_at
+    FROM contact_facts GROUP BY customer_id, channel
+), contacts AS (
+    SELECT customer_id, sum(n)::bigint AS n, max(last_at) AS last_at FROM contacted GROUP BY customer_id
+), channels AS (
+    SELECT customer_id, json_agg(channel ORDER BY channel COLLATE "C") AS names, count(*) AS n
+    FROM (SELECT customer_id, channel FROM per UNION SELECT customer_id, channel FROM contacted) AS c
+    GROUP BY customer_id
+), complaints AS (
+    SELECT customer_id, count(*) AS n,
+           count(*) FILTER (WHERE open) AS open_n,
+           count(*) FILTER (WHERE open AND NOT answered) AS unanswered,
+           coalesce(sum(breaches), 0) AS breaches
+    FROM complaint_facts GROUP BY customer_id
+), last_survey AS (
+    SELECT DISTINCT ON (customer_id) customer_id, answered_at, csat, nps FROM survey_facts
+    ORDER BY customer_id, answered_at DESC, survey_id DESC
+), scored AS (
+    SELECT customer_id, survey_id, answered_at,
+           CASE WHEN nps IS NOT NULL THEN 2 * nps ELSE (csat - 1) * 5 END AS halves
+    FROM survey_facts WHERE nps IS NOT NULL OR csat IS NOT NULL
+), satisfaction AS (
+    SELECT customer_id, count(*) AS n, sum(halves)::bigint AS halves FROM scored GROUP BY customer_id
+), last_scored AS (
+    SELECT DISTINCT ON (customer_id) customer_id, halves FROM scored
+    ORDER BY customer_id, answered_at DESC, survey_id DESC
+), memberships AS (
+    SELECT customer_id,
+           json_agg(DISTINCT program_id COLLATE "C" ORDER BY program_id COLLATE "C") AS programs,
+           min(enrolled_at) AS since
+    FROM loyalty_membership_facts GROUP BY customer_id
+), chosen AS (
+    SELECT DISTINCT ON (customer_id, program_id) customer_id, program_id, enrolled_at, tier
+    FROM loyalty_membership_facts
+    ORDER BY customer_id, program_id, origin_customer_id <> customer_id, enrolled_at IS NULL, enrolled_at,
+             member_id COLLATE "C"
+), tiers AS (
+    SELECT DISTINCT ON (customer_id) customer_id, tier FROM chosen
+    ORDER BY customer_id, program_id <> CAST(:default_program AS text), enrolled_at IS NULL, enrolled_at,
+             program_id COLLATE "C"
+), referrals AS (
+    SELECT customer_id, count(*) AS n FROM referral_facts GROUP BY customer_id
+), points AS (
+    SELECT customer_id,
+           coalesce(sum(points) FILTER (WHERE kind = 'earned'), 0)::bigint AS earned,
+           coalesce(sum(points) FILTER (WHERE kind = 'redeemed'), 0)::bigint AS redeemed
+    FROM loyalty_points_facts GROUP BY customer_id
+), registered AS (
+    SELECT customer_id, min(registered_at) AS at FROM registration_facts GROUP BY customer_id
+), everyone AS (
+    SELECT customer_id FROM customer_features UNION SELECT customer_id FROM registered
+    UNION SELECT customer_id FROM bought UNION SELECT customer_id FROM refunds
+    UNION SELECT customer_id FROM contacts UNION SELECT customer_id FROM complaints
+    UNION SELECT customer_id FROM last_survey UNION SELECT customer_id FROM memberships
+    UNION SELECT customer_id FROM referrals UNION SELECT customer_id FROM points
+), rebuilt AS (
+    INSERT INTO customer_features AS f (
+        customer_id, registered_at, erased, first_purchase_at, last_purchase_at, purchase_count,
+        refund_count, currency, total_spend_minor, refunded_minor, net_spend_minor, average_order_minor,
+        mean_interpurchase_days, channels, channel_count, multichannel, contact_count, last_contact_at,
+        complaint_count, open_complaints, unanswered_complaints, sla_breaches, last_csat, last_nps,
+        nps_category, last_survey_at, satisfaction_latest, satisfaction_before, loyalty_member,
+        loyalty_programs, loyalty_tier, member_since, referrals_made, points_earned, points_redeemed,
+        updated_at)
+    SELECT e.customer_id,
+           coalesce(registered.at, old.registered_at),
+           coalesce(old.erased, false),
+           bought.first_at, bought.last_at, coalesce(bought.n, 0),
+           coalesce(refunds.n, 0),
+           main.currency, coalesce(main.total, 0), coalesce(refunded.total, 0),
+           coalesce(main.total - coalesce(refunded.total, 0), 0),
+           coalesce(CASE WHEN main.total >= 0 THEN div(main.total, main.n)
+                         ELSE -div(main.n - 1 - main.total, main.n) END, 0),
+           CASE WHEN bought.n >= 2 THEN div(
+               2000 * (extract(epoch FROM bought.last_at) - extract(epoch FROM bought.first_at)) * 1000000
+                   + 86400000000 * (bought.n - 1),
+               2 * 86400000000 * (bought.n - 1))::float8 / 1000 END,
+           coalesce(channels.names, '[]'::json), coalesce(channels.n, 0), coalesce(channels.n >= 2, false),
+           coalesce(contacts.n, 0), contacts.last_at,
+           coalesce(complaints.n, 0), coalesce(complaints.open_n, 0), coalesce(complaints.unanswered, 0),
+           coalesce(complaints.breaches, 0),
+           last_survey.csat, last_survey.nps,
+           CASE WHEN last_survey.nps >= 9 THEN 'promoter' WHEN last_survey.nps >= 7 THEN 'passive'
+                WHEN last_survey.nps IS NOT NULL THEN 'detractor' END,
+           last_survey.answered_at,
+           last_scored.halves::float8 / 2,
+           CASE WHEN satisfaction.n >= 2 THEN div(
+               2000 * (satisfaction.halves - last_scored.halves) + 2 * (satisfaction.n - 1),
+               4 * (satisfaction.n - 1))::float8 / 1000 END,
+           memberships.customer_id IS NOT NULL, coalesce(memberships.programs, '[]'::json),
+           tiers.tier, memberships.since,
+           coalesce(referrals.n, 0), coalesce(points.earned, 0), coalesce(points.redeemed, 0),
+           CAST(:now AS timestamptz)
+    FROM everyone AS e
+    LEFT JOIN customer_features AS old ON old.customer_id = e.customer_id
+    LEFT JOIN registered ON registered.customer_id = e.customer_id
+    LEFT JOIN bought ON bought.customer_id = e.customer_id
+    LEFT JOIN main ON main.customer_id = e.customer_id
+    LEFT JOIN refunded ON refunded.customer_id = e.customer_id AND refunded.currency = main.currency
+    LEFT JOIN refunds ON refunds.customer_id = e.customer_id
+    LEFT JOIN contacts ON contacts.customer_id = e.customer_id
+    LEFT JOIN channels ON channels.customer_id = e.customer_id
+    LEFT JOIN complaints ON complaints.customer_id = e.customer_id
+    LEFT JOIN last_survey ON last_survey.customer_id = e.customer_id
+    LEFT JOIN satisfaction ON satisfaction.customer_id = e.customer_id
+    LEFT JOIN last_scored ON last_scored.customer_id = e.customer_id
+    LEFT JOIN memberships ON memberships.customer_id = e.customer_id
+    LEFT JOIN tiers ON tiers.customer_id = e.customer_id
+    LEFT JOIN referrals ON referrals.customer_id = e.customer_id
+    LEFT JOIN points ON points.customer_id = e.customer_id
+    ON CONFLICT (customer_id) DO UPDATE SET
+        registered_at = excluded.registered_at, erased = excluded.erased,
+        first_purchase_at = excluded.first_purchase_at, last_purchase_at = excluded.last_purchase_at,
+        purchase_count = excluded.purchase_count, refund_count = excluded.refund_count,
+        currency = excluded.currency, total_spend_minor = excluded.total_spend_minor,
+        refunded_minor = excluded.refunded_minor, net_spend_minor = excluded.net_spend_minor,
+        average_order_minor = excluded.average_order_minor,
+        mean_interpurchase_days = excluded.mean_interpurchase_days, channels = excluded.channels,
+        channel_count = excluded.channel_count, multichannel = excluded.multichannel,
+        contact_count = excluded.contact_count, last_contact_at = excluded.last_contact_at,
+        complaint_count = excluded.complaint_count, open_complaints = excluded.open_complaints,
+        unanswered_complaints = excluded.unanswered_complaints, sla_breaches = excluded.sla_breaches,
+        last_csat = excluded.last_csat, last_nps = excluded.last_nps,
+        nps_category = excluded.nps_category, last_survey_at = excluded.last_survey_at,
+        satisfaction_latest = excluded.satisfaction_latest,
+        satisfaction_before = excluded.satisfaction_before, loyalty_member = excluded.loyalty_member,
+        loyalty_programs = excluded.loyalty_programs, loyalty_tier = excluded.loyalty_tier,
+        member_since = excluded.member_since, referrals_made = excluded.referrals_made,
+        points_earned = excluded.points_earned, points_redeemed = excluded.points_redeemed,
+        updated_at = excluded.updated_at
+    RETURNING 1
+)
+SELECT count(*) FROM rebuilt
+"""
+)
+
+
 async def recompute_all(session: AsyncSession) -> int:
-    """Recompute every customer's features from the facts (the replay path); returns how many."""
+    """Recompute every customer's features from the facts (the replay path); returns how many. On
+    PostgreSQL one statement inside the database (`_REBUILD_PG`); elsewhere `_rows` over everyone."""
+    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
+    if dialect == "postgresql":
+        await session.execute(delete(CustomerSpend))
+        result = await session.execute(
+            _REBUILD_PG, {"default_program": DEFAULT_PROGRAM, "now": datetime.now(UTC)}
+        )
+        return int(result.scalar_one())
     rows = await _rows(session, None)
     items = list(rows.items())
     for start in range(0, len(items), BATCH):
@@ -519,8 +714,9 @@ async def add_purchase(
     row.net_spend_minor = currency_total - row.refunded_minor
     row.average_order_minor = currency_total // count
     if row.purchase_count >= 2 and row.first_purchase_at is not None and row.last_purchase_at is not None:
-        span = (row.last_purchase_at - row.first_purchase_at).total_seconds() / 86_400
-        row.mean_interpurchase_days = round(span / (row.purchase_count - 1), 3)
+        row.mean_interpurchase_days = interpurchase_days(
+            row.first_purchase_at, row.last_purchase_at, row.purchase_count
+        )
     if channel not in (row.channels or []):
         names = sorted({*(row.channels or []), channel})
         row.channels, row.channel_count, row.multichannel = names, len(names), len(names) >= 2
@@ -633,8 +829,7 @@ async def add_purchases(session: AsyncSession, purchases: Sequence[NewPurchase])
             row.average_order_minor = currency_total // count
             first, last = row.first_purchase_at, row.last_purchase_at
             if row.purchase_count >= 2 and first is not None and last is not None:
-                span = (last - first).total_seconds() / 86_400
-                row.mean_interpurchase_days = round(span / (row.purchase_count - 1), 3)
+                row.mean_interpurchase_days = interpurchase_days(first, last, row.purchase_count)
             if not channels <= set(row.channels or []):
                 names = sorted(channels)
                 row.channels, row.channel_count, row.multichannel = names, len(names), len(names) >= 2
