@@ -165,13 +165,15 @@ async def events_latency(runtime: Any, customers: list[str], events: int, rng: r
 # The purchases, generated inside PostgreSQL (seeded): each customer is acquired at a random moment of
 # the five years and stays alive for an exponential span (mean two years, so many have lapsed by now),
 # buying at moments uniform over that span; who buys is skewed (70 % uniform, 30 % Pareto: a few
-# customers buy a lot). A "buy till you die" population, as BG/NBD models one.
+# customers buy a lot), and each customer has their own typical basket (gamma distributed, mean 60 EUR)
+# that a purchase varies around by ±50 %. A "buy till you die" population, as BG/NBD and Gamma-Gamma
+# model one.
 _GENERATE = """
 INSERT INTO purchase_facts
     (purchase_id, customer_id, origin_customer_id, occurred_at, currency, total_minor, channel)
 SELECT md5('p' || g.i)::uuid::text, c.customer_id, c.customer_id,
        $1::timestamptz - make_interval(secs => c.born - (c.born - c.dies) * g.u),
-       'EUR', 500 + floor(g.v * 29500)::bigint,
+       'EUR', greatest(100, floor(c.basket * (0.5 + g.v)))::bigint,
        (ARRAY['store', 'web', 'app', 'phone'])[1 + floor(g.w * 4)::int]
 FROM (
     SELECT i,
@@ -197,10 +199,11 @@ async def load(dsn: str, customers: list[str], purchases: int, rng: random.Rando
         for i, customer in enumerate(customers):
             born = rng.randrange(_SPAN)  # seconds before now
             dies = max(0, born - int(rng.expovariate(1 / (2 * 365 * 86_400))))
-            lives.append((i, customer, born, dies))
+            basket = rng.gammavariate(2.0, 3_000.0)  # minor units
+            lives.append((i, customer, born, dies, basket))
         await conn.execute(
             "CREATE TEMP TABLE bench_customers "
-            "(idx int PRIMARY KEY, customer_id text, born bigint, dies bigint)"
+            "(idx int PRIMARY KEY, customer_id text, born bigint, dies bigint, basket float8)"
         )
         await conn.copy_records_to_table("bench_customers", records=lives)
         await conn.execute("ANALYZE bench_customers")
