@@ -13,6 +13,7 @@ from sqlalchemy import delete, func, select, update
 
 from services.segmentation import service
 from services.segmentation.app import build
+from services.segmentation.models import MESSAGING
 from services.segmentation.segments import service as segments
 from services.segmentation.segments.models import SegmentHistory, SegmentMember
 from services.segmentation.segments.schemas import SegmentIn
@@ -20,6 +21,8 @@ from services.segmentation.settings import load_settings
 from services.segmentation.value import service as value
 from services.segmentation.value.models import CustomerValue, LadderHistory
 from shared.contracts.interactions import PurchaseLine, PurchaseRecorded
+from shared.contracts.segmentation import SegmentEntered, SegmentExited
+from shared.contracts.segmentation_value import LadderStageChanged
 from shared.messaging.bus import InProcessBus
 from shared.runtime import ServiceRuntime
 
@@ -181,6 +184,26 @@ async def test_a_rule_change_moves_members_both_ways_in_one_statement(runtime: S
         + [(c, "entered", "backfill") for c in after - before]
         + [(c, "exited", "backfill") for c in before - after]
     )
+    # One event per move, made in the database: entered before exited, each in customer order.
+    async with runtime.sessions() as session:
+        published = (
+            await session.execute(
+                select(MESSAGING.outbox.c.type, MESSAGING.outbox.c.envelope)
+                .where(MESSAGING.outbox.c.topic == SegmentEntered.topic.name)
+                .order_by(MESSAGING.outbox.c.id)
+            )
+        ).all()
+    events = [
+        (SegmentEntered if t == SegmentEntered.full_type() else SegmentExited).model_validate(e["data"])
+        for t, e in published
+        if e["data"]["segment_id"] == segment_id
+    ]
+    last = [(type(e).__name__, e.customer_id) for e in events if e.at > since[next(iter(before))]]
+    assert last == [("SegmentEntered", c) for c in sorted(after - before)] + [
+        ("SegmentExited", c) for c in sorted(before - after)
+    ]
+    assert all(e.segment_name == "Regulars" and e.cause == "backfill" for e in events)
+    assert len(events) == len(moves)
 
 
 async def test_the_set_based_pass_records_every_ladder_move_once(runtime: ServiceRuntime) -> None:
@@ -194,6 +217,7 @@ async def test_the_set_based_pass_records_every_ladder_move_once(runtime: Servic
     async with runtime.uow() as uow:  # everyone back to prospect, their history gone
         await uow.session.execute(update(CustomerValue).values(ladder_stage="prospect"))
         await uow.session.execute(delete(LadderHistory))
+        await uow.session.execute(delete(MESSAGING.outbox))
         await uow.commit()
     async with runtime.uow() as uow:
         changes = await value.score_everyone(uow)
@@ -211,6 +235,18 @@ async def test_the_set_based_pass_records_every_ladder_move_once(runtime: Servic
     assert moved == set(customers)  # everyone bought at least once
     assert changes["ladder_changes"] == len(moved)
     assert sorted(moves) == sorted((c, "prospect", stages[c]) for c in moved)
+    async with runtime.sessions() as session:  # the events, made inside the database, one per move
+        published = (
+            await session.execute(
+                select(MESSAGING.outbox.c.key, MESSAGING.outbox.c.envelope).where(
+                    MESSAGING.outbox.c.type == LadderStageChanged.full_type()
+                )
+            )
+        ).all()
+    events = [LadderStageChanged.model_validate(envelope["data"]) for _, envelope in published]
+    assert sorted((e.customer_id, e.from_stage, e.to_stage) for e in events) == sorted(moves)
+    assert all(key == envelope["subject"] == envelope["data"]["customer_id"] for key, envelope in published)
+    assert all(e.reason.startswith("up: ") for e in events)
 
     async def stamps() -> dict[str, tuple[datetime, int]]:
         async with runtime.sessions() as session:

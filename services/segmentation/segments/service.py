@@ -23,7 +23,22 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import bindparam, case, delete, exists, false, func, literal, literal_column, select, text
+from sqlalchemy import (
+    Column,
+    MetaData,
+    String,
+    Table,
+    bindparam,
+    case,
+    delete,
+    exists,
+    false,
+    func,
+    literal,
+    literal_column,
+    select,
+    text,
+)
 from sqlalchemy import insert as sql_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -270,46 +285,48 @@ async def apply_rule(
     session = uow.session
     now = now or datetime.now(UTC)
     dialect = _dialect(session)
-    if dialect == "postgresql":  # the changes and their history rows in one statement
-        entered, exited = await _apply_once(session, segment.id, rule, cause, now)
-    else:  # one writer at a time: the history rows from the members table, next to the change
-        predicate = compiler.predicate(rule, now=now, dialect=dialect)
-        not_member = ~exists().where(
-            MEMBERS.c.segment_id == segment.id, MEMBERS.c.customer_id == FEATURES.c.customer_id
-        )
-        source = select(FEATURES.c.customer_id, literal(segment.id), literal(now, UTCDateTime())).where(
-            FEATURES.c.erased == false(), predicate, not_member
-        )
-        insert = (
-            _insert(session)(MEMBERS)
-            .from_select(["customer_id", "segment_id", "since"], source)
-            .on_conflict_do_nothing()
-            .returning(MEMBERS.c.customer_id)
-        )
-        still = exists().where(
-            FEATURES.c.customer_id == MEMBERS.c.customer_id, FEATURES.c.erased == false(), predicate
-        )
-        leaving = [MEMBERS.c.segment_id == segment.id, ~still]
-        removal = delete(MEMBERS).where(*leaving).returning(MEMBERS.c.customer_id)
-        entered = list((await session.execute(insert)).scalars())
-        if entered:  # the members who entered now (nobody else entered this segment at `now`)
-            await session.execute(
-                _history_from(
-                    select(MEMBERS.c.customer_id)
-                    .where(MEMBERS.c.segment_id == segment.id, MEMBERS.c.since == literal(now, UTCDateTime()))
-                    .subquery(),
-                    segment.id,
-                    "entered",
-                    cause,
-                    now,
-                )
-            )
+    if dialect == "postgresql":  # the changes and their history rows in one statement, events by another
+        moved = await _apply_once(uow, segment, rule, cause, now)
+        segment.evaluated_at = now
+        return moved
+    # one writer at a time: the history rows from the members table, next to the change
+    predicate = compiler.predicate(rule, now=now, dialect=dialect)
+    not_member = ~exists().where(
+        MEMBERS.c.segment_id == segment.id, MEMBERS.c.customer_id == FEATURES.c.customer_id
+    )
+    source = select(FEATURES.c.customer_id, literal(segment.id), literal(now, UTCDateTime())).where(
+        FEATURES.c.erased == false(), predicate, not_member
+    )
+    insert = (
+        _insert(session)(MEMBERS)
+        .from_select(["customer_id", "segment_id", "since"], source)
+        .on_conflict_do_nothing()
+        .returning(MEMBERS.c.customer_id)
+    )
+    still = exists().where(
+        FEATURES.c.customer_id == MEMBERS.c.customer_id, FEATURES.c.erased == false(), predicate
+    )
+    leaving = [MEMBERS.c.segment_id == segment.id, ~still]
+    removal = delete(MEMBERS).where(*leaving).returning(MEMBERS.c.customer_id)
+    entered = list((await session.execute(insert)).scalars())
+    if entered:  # the members who entered now (nobody else entered this segment at `now`)
         await session.execute(
             _history_from(
-                select(MEMBERS.c.customer_id).where(*leaving).subquery(), segment.id, "exited", cause, now
+                select(MEMBERS.c.customer_id)
+                .where(MEMBERS.c.segment_id == segment.id, MEMBERS.c.since == literal(now, UTCDateTime()))
+                .subquery(),
+                segment.id,
+                "entered",
+                cause,
+                now,
             )
         )
-        exited = list((await session.execute(removal)).scalars())
+    await session.execute(
+        _history_from(
+            select(MEMBERS.c.customer_id).where(*leaving).subquery(), segment.id, "exited", cause, now
+        )
+    )
+    exited = list((await session.execute(removal)).scalars())
     segment.evaluated_at = now
     await _record(uow, segment, sorted(entered), sorted(exited), now, cause, history=False)
     return len(entered), len(exited)
@@ -329,10 +346,12 @@ def _history_from(customers: Any, segment_id: str, change: str, cause: str, now:
 
 
 async def _apply_once(
-    session: AsyncSession, segment_id: str, rule: rules.Rule, cause: str, now: datetime
-) -> tuple[list[str], list[str]]:
+    uow: UnitOfWork, segment: Segment, rule: rules.Rule, cause: str, now: datetime
+) -> tuple[int, int]:
     """PostgreSQL: one statement — the customers matching the rule, computed once (`target`), the
-    ones not yet members inserted, the members not in it deleted, and a history row for each:
+    ones not yet members inserted, the members not in it deleted, and a history row for each — whose
+    changes are kept in a temporary table (`segment_moves`) for the events, which `publish_select`
+    makes inside the database (a backfill can move a million customers). Returns (entered, exited):
 
         WITH target AS (SELECT customer_id FROM customer_features LEFT JOIN customer_value …
                         WHERE NOT erased AND <rule>),
@@ -347,6 +366,7 @@ async def _apply_once(
     anti-join with the table being inserted into. The statement runs without nested loops: planned
     against a members table analysed empty (a new segment, a fresh recompute), PostgreSQL re-scanned
     it, or the target set, once per customer — quadratic (77 s for one segment at 100,000)."""
+    session, segment_id = uow.session, segment.id
     value_table = FEATURES.metadata.tables.get("customer_value")
     value = value_table.alias("value") if value_table is not None else None
     predicate = compiler.predicate(rule, now=now, dialect="postgresql", value=value)
@@ -378,16 +398,37 @@ async def _apply_once(
     )
     wrote_in = _history_from(entered, segment_id, "entered", cause, now).cte("wrote_in")
     wrote_out = _history_from(exited, segment_id, "exited", cause, now).cte("wrote_out")
-    changes = (
-        select(literal("entered").label("change"), entered.c.customer_id)
-        .union_all(select(literal("exited").label("change"), exited.c.customer_id))
-        .add_cte(wrote_in, wrote_out)
+    moved = sql_insert(_SEGMENT_MOVES).from_select(
+        ["change", "customer_id"],
+        select(literal("entered").label("change"), entered.c.customer_id).union_all(
+            select(literal("exited").label("change"), exited.c.customer_id)
+        ),
     )
+    # (Data-modifying CTEs run whether or not the final SELECT reads them.)
+    changes = select(literal(1)).add_cte(wrote_in, wrote_out, moved.cte("moved"))
+    await session.execute(_SEGMENT_MOVES_DDL)
     await session.execute(text("SET LOCAL enable_nestloop = off"))
-    rows = (await session.execute(changes)).all()
+    await session.execute(changes)
     # (On an error the transaction is rolled back and the SET LOCAL with it.)
     await session.execute(text("RESET enable_nestloop"))
-    return [c for change, c in rows if change == "entered"], [c for change, c in rows if change == "exited"]
+    constants = {"segment_id": segment_id, "segment_name": segment.name, "at": now, "cause": cause}
+    counts = []
+    for change, payload in (("entered", SegmentEntered), ("exited", SegmentExited)):
+        moved = (
+            select(_SEGMENT_MOVES.c.customer_id)
+            .where(_SEGMENT_MOVES.c.change == change)
+            .order_by(_SEGMENT_MOVES.c.customer_id.collate("C"))
+        )
+        counts.append(await uow.publish_select(payload, moved, constants))
+    await session.execute(delete(_SEGMENT_MOVES))
+    return counts[0], counts[1]
+
+
+# `_apply_once`'s changes, kept for the transaction while their events are written.
+_SEGMENT_MOVES = Table("segment_moves", MetaData(), Column("change", String), Column("customer_id", String))
+_SEGMENT_MOVES_DDL = text(
+    "CREATE TEMPORARY TABLE IF NOT EXISTS segment_moves (change text, customer_id text) ON COMMIT DELETE ROWS"
+)
 
 
 async def _reapply(uow: UnitOfWork, targets: Sequence[Segment], *, cause: str, now: datetime) -> None:

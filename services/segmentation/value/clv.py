@@ -8,13 +8,11 @@
   purchases), recency = days from the first to the last purchase, T = days since the first purchase,
   monetary = average order value (net spend / purchases) in major units (minor / 100).
 - The fit (scheduled pass, in a thread) uses customers with purchases (at most `clv_fit_sample`, drawn
-  at random); Gamma-Gamma uses repeat customers with a positive monetary value. Each fit starts where
-  lifetimes starts it and, if it does not converge, once more from another start (`_STARTS`). A
-  Gamma-Gamma fit that converges from neither is a population whose spend per purchase does not
-  differ between customers (q runs off to infinity): its limit is used (`homogeneous_spend`: everyone
-  expects the population's mean spend). Fewer than `clv_min_repeat_customers` repeat customers, or a
-  BG/NBD fit that fails from both starts: no model, and tiers fall back to historic CLV. The
-  parameters are stored (`clv_models`) and applied per customer in the real-time path.
+  at random); Gamma-Gamma uses repeat customers with a positive monetary value. Fewer than
+  `clv_min_repeat_customers` repeat customers, or a fit that fails: no model, and tiers fall back to
+  historic CLV. A population whose spend per purchase does not differ between customers has no
+  Gamma-Gamma fit (q runs off to infinity; its limit would rank every customer alike): no model.
+  The parameters are stored (`clv_models`) and applied per customer in the real-time path.
 - Validated in the unit tests on the CDNOW sample shipped with lifetimes against the documented
   parameters (BG/NBD r≈0.243, α≈4.414, a≈0.793, b≈2.426; Gamma-Gamma p≈6.25, q≈3.74, v≈15.45).
 - Known limit: the population mixes currencies (each customer in their main one); one fit serves all.
@@ -54,54 +52,19 @@ def fit(data: Rfmt, *, min_repeat: int = 20, sample: int = 200_000, seed: int = 
     repeat = (data.frequency > 0) & (data.monetary > 0)
     if int(repeat.sum()) < min_repeat:
         return None
-    bgf = _fitted(BetaGeoFitter, len(BGNBD), data.frequency, data.recency, data.T)
-    if bgf is None:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            bgf = BetaGeoFitter(penalizer_coef=0.0)
+            bgf.fit(data.frequency, data.recency, data.T)
+            ggf = GammaGammaFitter(penalizer_coef=0.0)
+            ggf.fit(data.frequency[repeat], data.monetary[repeat])
+    except Exception:
         return None
-    ggf = _fitted(GammaGammaFitter, len(GAMMA_GAMMA), data.frequency[repeat], data.monetary[repeat])
-    spend = (
-        {k: float(ggf.params_[k]) for k in GAMMA_GAMMA}
-        if ggf is not None
-        else homogeneous_spend(data.frequency[repeat], data.monetary[repeat])
-    )
-    params = {k: float(bgf.params_[k]) for k in BGNBD} | spend
+    params = {k: float(bgf.params_[k]) for k in BGNBD} | {k: float(ggf.params_[k]) for k in GAMMA_GAMMA}
     if not all(np.isfinite(v) and v > 0 for v in params.values()):
         return None
     return params
-
-
-# Gamma-Gamma's limit without heterogeneity: q → ∞ with the population mean v·p/(q − 1) held, so a
-# customer's own average gets a weight p·x/(p·x + q − 1) of nearly nothing (below 1e-6 for 400 repeat
-# purchases) and everyone's expected spend per purchase is the population's.
-_HOMOGENEOUS_Q = 1e9
-
-
-def homogeneous_spend(frequency: np.ndarray[Any, Any], monetary: np.ndarray[Any, Any]) -> dict[str, float]:
-    """Gamma-Gamma parameters at the limit of no heterogeneity, keeping the population's mean spend per
-    purchase (each customer's average weighted by their repeat purchases, as the likelihood weighs
-    them): what the fit tends to when spend per purchase hardly differs between customers."""
-    mean = float(np.sum(frequency * monetary) / np.sum(frequency))
-    return {"p": 1.0, "q": _HOMOGENEOUS_Q + 1, "v": mean * _HOMOGENEOUS_Q}
-
-
-# Where the fit starts: lifetimes' own start (0.1 each), then 1 each. A population whose spend per
-# purchase hardly varies between customers makes Gamma-Gamma's q and v run off together (the model
-# tends to "no heterogeneity"); from 0.1 BFGS then stops on a line search ("precision loss") although
-# the likelihood is flat, while from 1 it converges to the same likelihood.
-_STARTS = (0.1, 1.0)
-
-
-def _fitted(fitter: Any, size: int, *columns: np.ndarray[Any, Any]) -> Any:
-    """A lifetimes fitter fitted to `columns` from the first start that converges; None if none does."""
-    for start in _STARTS:
-        model = fitter(penalizer_coef=0.0)
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                model.fit(*columns, initial_params=np.full(size, start))
-        except Exception:  # lifetimes' ConvergenceError, or a numerical failure inside the fit
-            continue
-        return model
-    return None
 
 
 def _fitters(params: dict[str, float]) -> tuple[BetaGeoFitter, GammaGammaFitter]:
