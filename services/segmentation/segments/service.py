@@ -398,14 +398,14 @@ async def _apply_once(
     )
     wrote_in = _history_from(entered, segment_id, "entered", cause, now).cte("wrote_in")
     wrote_out = _history_from(exited, segment_id, "exited", cause, now).cte("wrote_out")
-    moved = sql_insert(_SEGMENT_MOVES).from_select(
+    kept = sql_insert(_SEGMENT_MOVES).from_select(
         ["change", "customer_id"],
         select(literal("entered").label("change"), entered.c.customer_id).union_all(
             select(literal("exited").label("change"), exited.c.customer_id)
         ),
     )
     # (Data-modifying CTEs run whether or not the final SELECT reads them.)
-    changes = select(literal(1)).add_cte(wrote_in, wrote_out, moved.cte("moved"))
+    changes = select(literal(1)).add_cte(wrote_in, wrote_out, kept.cte("kept"))
     await session.execute(_SEGMENT_MOVES_DDL)
     await session.execute(text("SET LOCAL enable_nestloop = off"))
     await session.execute(changes)
@@ -413,6 +413,7 @@ async def _apply_once(
     await session.execute(text("RESET enable_nestloop"))
     constants = {"segment_id": segment_id, "segment_name": segment.name, "at": now, "cause": cause}
     counts = []
+    payload: type[SegmentEntered] | type[SegmentExited]
     for change, payload in (("entered", SegmentEntered), ("exited", SegmentExited)):
         moved = (
             select(_SEGMENT_MOVES.c.customer_id)
