@@ -141,6 +141,44 @@ def test_a_population_without_spend_heterogeneity_fits_no_model() -> None:
     assert clv.fit(clv.Rfmt(frequency, data.recency, data.T, d["monetary_value"].to_numpy(float)))
 
 
+def _buy_till_you_die(n: int, seed: int) -> clv.Rfmt:
+    """Customers acquired over five years, each alive for an exponential span (mean two years) and
+    buying at their own gamma-distributed rate while alive, with their own typical basket."""
+    rng = np.random.default_rng(seed)
+    born = rng.uniform(0, 1825, n)
+    dies = np.maximum(0, born - rng.exponential(730, n))
+    rate = rng.gamma(2.0, 0.02, n)
+    rows = []
+    for i in range(n):
+        span = born[i] - dies[i]
+        k = rng.poisson(rate[i] * span)
+        if k:
+            t = np.sort(rng.uniform(0, span, k))
+            rows.append((k - 1, t[-1] - t[0], born[i] - t[0]))
+    f, r, age = (np.array(column, dtype=float) for column in zip(*rows, strict=True))
+    basket = rng.gamma(4.0, 15.0, len(f))
+    return clv.Rfmt(f, r, age, np.where(f > 0, basket, 0.0))
+
+
+def test_a_fit_that_stops_on_a_line_search_is_tried_again_from_another_start() -> None:
+    """On this population lifetimes' BG/NBD fit, from its own start, ends in a ConvergenceError
+    (BFGS: "precision loss"); from the second start it converges, so there is a model."""
+    import contextlib
+    import io
+
+    from lifetimes import BetaGeoFitter
+    from lifetimes.utils import ConvergenceError
+
+    data = _buy_till_you_die(20_000, seed=1)
+    with contextlib.redirect_stdout(io.StringIO()), pytest.raises(ConvergenceError):
+        BetaGeoFitter(penalizer_coef=0.0).fit(data.frequency, data.recency, data.T)
+    params = clv.fit(data)
+    assert params is not None
+    # The model it found describes the population: the mean purchase rate r/α of those alive is near
+    # the generator's (gamma with shape 2, scale 0.02: 0.04 a day).
+    assert params["r"] / params["alpha"] == pytest.approx(0.04, rel=0.25)
+
+
 def test_too_little_data_fits_no_model() -> None:
     data = clv.Rfmt(np.array([1.0, 0.0]), np.array([10.0, 0.0]), np.array([20.0, 20.0]), np.array([5.0, 0.0]))
     assert clv.fit(data) is None
