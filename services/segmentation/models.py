@@ -51,6 +51,7 @@ class CustomerFeatures(Base):
     expiries are not subtracted)."""
 
     __tablename__ = "customer_features"
+    __table_args__ = {"postgresql_with": {"fillfactor": 70}}  # room for in-place updates (migration 0009)
 
     customer_id: Mapped[str] = mapped_column(String(36), primary_key=True)
     registered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, select, text, update
 
 from services.segmentation import service
 from services.segmentation.app import build
@@ -465,3 +465,19 @@ async def test_the_set_based_rebuild_equals_the_python_computation(runtime: Serv
     assert len({r["currency"] for r in expected.values()}) == 3  # EUR, USD, and none
     assert any(r["loyalty_tier"] is not None for r in expected.values())
     assert any(r["mean_interpurchase_days"] not in (None, 0.0) for r in expected.values())
+
+
+async def test_the_rewritten_tables_leave_room_for_in_place_updates(runtime: ServiceRuntime) -> None:
+    """Migration 0009: pages of `customer_value` and `customer_features` keep room for HOT updates."""
+    async with runtime.sessions() as session:
+        options = dict(
+            (
+                await session.execute(
+                    text(
+                        "SELECT relname, reloptions FROM pg_class "
+                        "WHERE relname IN ('customer_value', 'customer_features')"
+                    )
+                )
+            ).all()
+        )
+    assert options == {"customer_value": ["fillfactor=50"], "customer_features": ["fillfactor=70"]}

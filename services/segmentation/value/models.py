@@ -40,7 +40,10 @@ class ClvModel(Base):
 
 class CustomerValue(Base):
     __tablename__ = "customer_value"
-    __table_args__ = (Index("ix_customer_value_tier_risk", "value_tier", "risk_level"),)
+    __table_args__ = (
+        Index("ix_customer_value_tier_risk", "value_tier", "risk_level"),
+        {"postgresql_with": {"fillfactor": 50}},  # room for in-place updates (migration 0009)
+    )
 
     customer_id: Mapped[str] = mapped_column(String(36), primary_key=True)
     rfm_r: Mapped[int | None] = mapped_column(Integer)
