@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Float, Integer, and_, bindparam, case, cast, func, or_, select
+from sqlalchemy import BigInteger, Float, Integer, and_, bindparam, case, cast, func, or_, select
 from sqlalchemy.sql.elements import BindParameter, ColumnElement
 from sqlalchemy.sql.selectable import Subquery
 
@@ -154,6 +154,8 @@ def windows(now: Moment, settings: ValueSettings, ids: Sequence[str] | BindParam
         recent_from, prior_from = RECENT_FROM, PRIOR_FROM
     is_recent = P.occurred_at >= recent_from
     is_prior = and_(P.occurred_at >= prior_from, P.occurred_at < recent_from)
+    if ids is None:
+        return _windows_of_everyone(is_recent, is_prior, prior_from)
     same_currency = P.currency == F.currency
     stmt = (
         select(
@@ -167,9 +169,41 @@ def windows(now: Moment, settings: ValueSettings, ids: Sequence[str] | BindParam
         .where(P.occurred_at >= prior_from)
         .group_by(P.customer_id)
     )
-    if ids is not None:
-        stmt = stmt.where(P.customer_id.in_(ids))
+    stmt = stmt.where(P.customer_id.in_(ids))
     return stmt.subquery("windows")
+
+
+def _windows_of_everyone(is_recent: Any, is_prior: Any, prior_from: Any) -> Subquery:
+    """`windows` over everyone: summed per customer and currency first, then joined with the features
+    for the main currency — one join per customer and currency, not per purchase (at 1,000,000
+    customers, 6.7 million purchases in the windows joined one by one took 3 of the 7 seconds)."""
+    per_currency = (
+        select(
+            P.customer_id.label("customer_id"),
+            P.currency.label("currency"),
+            func.sum(case((is_recent, 1), else_=0)).label("recent_n"),
+            func.sum(case((is_prior, 1), else_=0)).label("prior_n"),
+            func.sum(case((is_recent, P.total_minor), else_=0)).label("recent_m"),
+            func.sum(case((is_prior, P.total_minor), else_=0)).label("prior_m"),
+        )
+        .where(P.occurred_at >= prior_from)
+        .group_by(P.customer_id, P.currency)
+        .subquery("per_currency")
+    )
+    c = per_currency.c
+    main = c.currency == F.currency
+    return (
+        select(
+            c.customer_id.label("customer_id"),
+            cast(func.sum(c.recent_n), BigInteger).label("recent_n"),
+            cast(func.sum(c.prior_n), BigInteger).label("prior_n"),
+            cast(func.sum(case((main, c.recent_m), else_=0)), BigInteger).label("recent_m"),
+            cast(func.sum(case((main, c.prior_m), else_=0)), BigInteger).label("prior_m"),
+        )
+        .join(F, F.customer_id == c.customer_id)
+        .group_by(c.customer_id)
+        .subquery("windows")
+    )
 
 
 def rhythm(settings: ValueSettings) -> ColumnElement[float]:
