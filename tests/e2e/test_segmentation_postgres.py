@@ -481,3 +481,92 @@ async def test_the_rewritten_tables_leave_room_for_in_place_updates(runtime: Ser
             ).all()
         )
     assert options == {"customer_value": ["fillfactor=50"], "customer_features": ["fillfactor=70"]}
+
+
+async def test_features_kept_by_the_events_equal_the_set_based_replay(runtime: ServiceRuntime) -> None:
+    """The incremental path (purchases one by one and in consumer batches, updated in place where it
+    can; refunds, contacts and surveys) and the replay from the facts (`service.recompute`: one
+    statement on PostgreSQL) leave the same features and spend per currency for every customer."""
+    import random
+
+    from services.segmentation.models import CustomerFeatures, CustomerSpend
+    from shared.contracts.interactions import InteractionRecorded, PurchaseRefunded, SurveyAnswered
+
+    rng = random.Random(3)
+    now = datetime.now(UTC)
+    customers = [str(uuid.uuid4()) for _ in range(25)]
+    bought: list[tuple[str, str, str, int]] = []
+
+    def purchase(customer: str) -> PurchaseRecorded:
+        total = rng.choice([999, 1500, 2500, 40_000])
+        event = PurchaseRecorded(
+            purchase_id=str(uuid.uuid4()),
+            customer_id=customer,
+            channel=rng.choice(["web", "store", "app"]),
+            occurred_at=now - timedelta(seconds=rng.randrange(1, 400 * 86_400)),
+            currency=rng.choice(["EUR", "EUR", "USD"]),
+            total_minor=total,
+            lines=[PurchaseLine(sku="SKU-1", quantity=1, unit_price_minor=total)],
+        )
+        bought.append((event.purchase_id, customer, event.currency, total))
+        return event
+
+    for customer in customers:
+        for _ in range(rng.randrange(0, 4)):
+            async with runtime.uow() as uow:
+                await service.on_purchase_recorded(uow, purchase(customer))
+                await uow.commit()
+    async with runtime.uow() as uow:  # a consumer's batch, several purchases of one customer in it
+        await service.on_purchases_recorded(uow, [purchase(rng.choice(customers)) for _ in range(40)])
+        await uow.commit()
+    for purchase_id, customer, currency, total in rng.sample(bought, 10):
+        refund = PurchaseRefunded(
+            refund_id=str(uuid.uuid4()),
+            purchase_id=purchase_id,
+            customer_id=customer,
+            occurred_at=now,
+            currency=currency,
+            amount_minor=total // 3,
+            purchase_total_minor=total,
+            refunded_total_minor=total // 3,
+        )
+        async with runtime.uow() as uow:
+            await service.on_purchase_refunded(uow, refund)
+            await uow.commit()
+    for customer in rng.sample(customers, 12):
+        contact = InteractionRecorded(
+            interaction_id=str(uuid.uuid4()),
+            customer_id=customer,
+            kind="inquiry",
+            channel=rng.choice(["phone", "email"]),
+            direction="inbound",
+            occurred_at=now - timedelta(days=rng.randrange(30)),
+            source_system="callcentre",
+        )
+        survey = SurveyAnswered(
+            survey_id=str(uuid.uuid4()),
+            customer_id=customer,
+            answered_at=now - timedelta(days=rng.randrange(30)),
+            channel="web",
+            csat=rng.choice([None, 1, 3, 5]),
+            nps=rng.choice([None, 0, 7, 10]),
+        )
+        async with runtime.uow() as uow:
+            await service.on_interaction_recorded(uow, contact)
+            await service.on_survey_answered(uow, survey)
+            await uow.commit()
+
+    async def state() -> tuple[dict[str, dict[str, object]], list[tuple[object, ...]]]:
+        columns = [c.key for c in CustomerFeatures.__table__.columns if c.key != "updated_at"]
+        async with runtime.sessions() as session:
+            rows = await session.scalars(select(CustomerFeatures))
+            features = {r.customer_id: {c: getattr(r, c) for c in columns} for r in rows}
+            spend = await session.scalars(select(CustomerSpend))
+            totals = sorted((s.customer_id, s.currency, s.purchase_count, s.total_minor) for s in spend)
+        return features, totals
+
+    incremental = await state()
+    assert await service.recompute(runtime.uow()) == len(incremental[0])
+    assert await state() == incremental
+    assert any(f["mean_interpurchase_days"] for f in incremental[0].values())
+    assert any(f["refunded_minor"] for f in incremental[0].values())
