@@ -7,6 +7,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import delete, func, select, text, update
@@ -470,7 +471,7 @@ async def test_the_set_based_rebuild_equals_the_python_computation(runtime: Serv
 async def test_the_rewritten_tables_leave_room_for_in_place_updates(runtime: ServiceRuntime) -> None:
     """Migration 0009: pages of `customer_value` and `customer_features` keep room for HOT updates."""
     async with runtime.sessions() as session:
-        options = dict(
+        options: dict[str, list[str]] = dict(
             (
                 await session.execute(
                     text(
@@ -556,7 +557,7 @@ async def test_features_kept_by_the_events_equal_the_set_based_replay(runtime: S
             await service.on_survey_answered(uow, survey)
             await uow.commit()
 
-    async def state() -> tuple[dict[str, dict[str, object]], list[tuple[object, ...]]]:
+    async def state() -> tuple[dict[str, dict[str, Any]], list[tuple[str, str, int, int]]]:
         columns = [c.key for c in CustomerFeatures.__table__.columns if c.key != "updated_at"]
         async with runtime.sessions() as session:
             rows = await session.scalars(select(CustomerFeatures))
