@@ -499,6 +499,7 @@ async def refresh(session: AsyncSession, customer_ids: Sequence[str]) -> None:
 # way, ids ordered by code point where Python sorts them, the rounding of `ratio3` in integers); a
 # test compares the two on awkward data. The spend per customer and currency is written by the same
 # statement (a data-modifying CTE), after the caller emptied `customer_spend`.
+_COLUMNS = [*_empty("").keys(), "updated_at"]  # the order of the SELECT list below
 _REBUILD_PG = text(
     """
 WITH per AS (
@@ -579,14 +580,7 @@ WITH per AS (
     UNION SELECT customer_id FROM last_survey UNION SELECT customer_id FROM memberships
     UNION SELECT customer_id FROM referrals UNION SELECT customer_id FROM points
 ), rebuilt AS (
-    INSERT INTO customer_features AS f (
-        customer_id, registered_at, erased, first_purchase_at, last_purchase_at, purchase_count,
-        refund_count, currency, total_spend_minor, refunded_minor, net_spend_minor, average_order_minor,
-        mean_interpurchase_days, channels, channel_count, multichannel, contact_count, last_contact_at,
-        complaint_count, open_complaints, unanswered_complaints, sla_breaches, last_csat, last_nps,
-        nps_category, last_survey_at, satisfaction_latest, satisfaction_before, loyalty_member,
-        loyalty_programs, loyalty_tier, member_since, referrals_made, points_earned, points_redeemed,
-        updated_at)
+    INSERT INTO customer_features AS f ({columns})
     SELECT e.customer_id,
            coalesce(registered.at, old.registered_at),
            coalesce(old.erased, false),
@@ -633,30 +627,14 @@ WITH per AS (
     LEFT JOIN tiers ON tiers.customer_id = e.customer_id
     LEFT JOIN referrals ON referrals.customer_id = e.customer_id
     LEFT JOIN points ON points.customer_id = e.customer_id
-    ON CONFLICT (customer_id) DO UPDATE SET
-        registered_at = excluded.registered_at, erased = excluded.erased,
-        first_purchase_at = excluded.first_purchase_at, last_purchase_at = excluded.last_purchase_at,
-        purchase_count = excluded.purchase_count, refund_count = excluded.refund_count,
-        currency = excluded.currency, total_spend_minor = excluded.total_spend_minor,
-        refunded_minor = excluded.refunded_minor, net_spend_minor = excluded.net_spend_minor,
-        average_order_minor = excluded.average_order_minor,
-        mean_interpurchase_days = excluded.mean_interpurchase_days, channels = excluded.channels,
-        channel_count = excluded.channel_count, multichannel = excluded.multichannel,
-        contact_count = excluded.contact_count, last_contact_at = excluded.last_contact_at,
-        complaint_count = excluded.complaint_count, open_complaints = excluded.open_complaints,
-        unanswered_complaints = excluded.unanswered_complaints, sla_breaches = excluded.sla_breaches,
-        last_csat = excluded.last_csat, last_nps = excluded.last_nps,
-        nps_category = excluded.nps_category, last_survey_at = excluded.last_survey_at,
-        satisfaction_latest = excluded.satisfaction_latest,
-        satisfaction_before = excluded.satisfaction_before, loyalty_member = excluded.loyalty_member,
-        loyalty_programs = excluded.loyalty_programs, loyalty_tier = excluded.loyalty_tier,
-        member_since = excluded.member_since, referrals_made = excluded.referrals_made,
-        points_earned = excluded.points_earned, points_redeemed = excluded.points_redeemed,
-        updated_at = excluded.updated_at
+    ON CONFLICT (customer_id) DO UPDATE SET {assignments}
     RETURNING 1
 )
 SELECT count(*) FROM rebuilt
-"""
+""".format(
+        columns=", ".join(_COLUMNS),
+        assignments=", ".join(f"{c} = excluded.{c}" for c in _COLUMNS if c != "customer_id"),
+    )
 )
 
 
