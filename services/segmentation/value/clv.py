@@ -114,7 +114,8 @@ def predict(
         monetary = (1 - individual_weight) * population_mean + individual_weight * m
         factor = 30
         steps = np.arange(0, months + 1) * factor  # every month's end at once: one row per step
-        cumulative = _purchases_up_to(params, steps[:, None], x, recency, age)
+        cumulative = np.zeros((len(steps), len(x)))  # up to t = 0: none (lifetimes computes 0 there)
+        cumulative[1:] = _purchases_up_to(params, steps[1:, None], x, recency, age)
         clv = np.zeros(len(x), dtype=float)
         for k, i in enumerate(steps[1:], start=1):
             expected = cumulative[k] - cumulative[k - 1]
@@ -138,8 +139,13 @@ def _purchases_up_to(
     _c = a + b + x - 1
     _z = t / (alpha + age + t)
     ln_hyp_term = np.log(hyp2f1(_a, _b, _c, _z))
-    ln_hyp_term_alt = np.log(hyp2f1(_c - _a, _c - _b, _c, _z)) + (_c - _a - _b) * np.log(1 - _z)
-    ln_hyp_term = np.where(np.isinf(ln_hyp_term), ln_hyp_term_alt, ln_hyp_term)
+    # lifetimes evaluates Euler's transformation everywhere and keeps it where the direct series
+    # overflowed; evaluated only there, the same values for half the hyp2f1 calls (the population
+    # pass's predictions for 1,000,000 customers: most of their time).
+    overflowed = np.isinf(ln_hyp_term)
+    if overflowed.any():
+        a_, b_, c_, z_ = (np.broadcast_to(v, ln_hyp_term.shape)[overflowed] for v in (_a, _b, _c, _z))
+        ln_hyp_term[overflowed] = np.log(hyp2f1(c_ - a_, c_ - b_, c_, z_)) + (c_ - a_ - b_) * np.log(1 - z_)
     first_term = (a + b + x - 1) / (a - 1)
     second_term = 1 - np.exp(ln_hyp_term + (r + x) * np.log((alpha + age) / (alpha + t + age)))
     numerator = first_term * second_term

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from scipy.special import hyp2f1
 from sqlalchemy import insert, select
 
 from services.segmentation.models import MESSAGING, CustomerFeatures, PurchaseFact, metadata
@@ -343,3 +344,15 @@ def test_the_vectorised_clv_equals_lifetimes_itself() -> None:
     assert fast.shape == reference.shape
     assert np.allclose(fast, reference, rtol=1e-9, atol=1e-9)
     assert float(fast.sum()) > 0  # not trivially equal: most customers are predicted to buy again
+    # Customers with so many purchases that the direct hypergeometric series overflows: Euler's
+    # transformation, computed only for them, gives lifetimes' figures too.
+    heavy = clv.Rfmt(
+        np.array([3_000.0, 20_000.0, 400_000.0]),
+        np.array([1_400.0, 1_450.0, 1_499.0]),
+        np.array([1_500.0, 1_500.0, 1_500.0]),
+        np.array([40.0, 55.0, 70.0]),
+    )
+    z = 360 / (params["alpha"] + 1_500 + 360)
+    x = heavy.frequency
+    assert np.isinf(hyp2f1(params["r"] + x, params["b"] + x, params["a"] + params["b"] + x - 1, z)).any()
+    assert np.allclose(clv.predict(params, heavy), clv.predict_lifetimes(params, heavy), rtol=1e-9, atol=1e-9)
