@@ -571,3 +571,45 @@ async def test_features_kept_by_the_events_equal_the_set_based_replay(runtime: S
     assert await state() == incremental
     assert any(f["mean_interpurchase_days"] for f in incremental[0].values())
     assert any(f["refunded_minor"] for f in incremental[0].values())
+
+
+async def test_predictions_loaded_for_the_pass_are_written_with_the_rest_of_the_row(
+    runtime: ServiceRuntime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Many predictions (over `WRITE_BATCH`) go to `clv_load` and the pass's one UPDATE writes them with
+    the rest of each row; fewer are written by an UPDATE of their own. Both leave the same predicted
+    CLV and tiers (the tier ranks the predicted value)."""
+    from services.segmentation.value.models import ClvModel
+
+    now = datetime.now(UTC)
+    customers = [str(uuid.uuid4()) for _ in range(30)]
+    for i, customer in enumerate(customers):
+        for n in range(1 + i % 4):
+            await buy(runtime, customer, now - timedelta(days=5 + 37 * n + i), 700 * (1 + i % 7))
+    params = {"r": 0.243, "alpha": 4.414, "a": 0.793, "b": 2.426, "p": 6.25, "q": 3.74, "v": 15.45}
+    async with runtime.uow() as uow:
+        uow.session.add(ClvModel(fitted_at=now, params=params, customers=30))
+        await uow.commit()
+    async with runtime.uow() as uow:  # cut points and tier floors (its own fit, if any, is kept)
+        await value.recompute_population(uow.session, uow, now=now)
+        await uow.commit()
+
+    async def scored(write_batch: int) -> dict[str, tuple[int | None, str]]:
+        monkeypatch.setattr(value, "WRITE_BATCH", write_batch)
+        async with runtime.uow() as uow:
+            await uow.session.execute(
+                update(CustomerValue).values(clv_predicted_minor=None, value_tier="rest")
+            )
+            await value.score_everyone(uow, now=now)
+            await uow.commit()
+        async with runtime.sessions() as session:
+            rows = await session.execute(
+                select(CustomerValue.customer_id, CustomerValue.clv_predicted_minor, CustomerValue.value_tier)
+            )
+            return {c: (p, t) for c, p, t in rows}
+
+    one_by_one = await scored(10_000)
+    loaded = await scored(1)
+    assert loaded == one_by_one
+    assert all(p is not None and p > 0 for p, _ in loaded.values())
+    assert len({t for _, t in loaded.values()}) > 1

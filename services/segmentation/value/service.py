@@ -159,24 +159,32 @@ async def _write_predictions(
     ids: list[str],
     data: clv.Rfmt,
     settings: ValueSettings,
-) -> None:
+) -> Table | None:
+    """The predicted CLV of `ids`, written — or, many on PostgreSQL, loaded into `clv_load` for the
+    pass's UPDATE to write with the rest of each row (returned: `_apply(…, predictions=)`), so a row
+    whose prediction moved (most of them, every day: T grows) is written once, not twice."""
     if not ids:
-        return
+        return None
     values = _predicted(params, data, settings)
     if len(ids) > WRITE_BATCH and _dialect(session) == "postgresql":
         await _copy_predictions(session, ids, values)
-        return
+        return _CLV_LOAD
     stmt = update(CV).where(CV.c.customer_id == bindparam("cid")).values(clv_predicted_minor=bindparam("clv"))
     rows = [{"cid": cid, "clv": v} for cid, v in zip(ids, values, strict=True)]
     for start in range(0, len(rows), WRITE_BATCH):
         await session.execute(stmt, rows[start : start + WRITE_BATCH])
+    return None
 
 
 WRITE_BATCH = 5_000
 
 
+_CLV_LOAD = Table("clv_load", MetaData(), Column("customer_id", String), Column("clv", BigInteger))
+
+
 async def _copy_predictions(session: AsyncSession, ids: list[str], values: list[int | None]) -> None:
-    """Many predictions at once on PostgreSQL: COPY into a temporary table, one UPDATE … FROM."""
+    """Many predictions at once on PostgreSQL: COPY into a temporary table (`clv_load`, emptied at
+    commit), which the pass's UPDATE joins."""
     connection = await session.connection()
     await connection.exec_driver_sql(
         "CREATE TEMPORARY TABLE IF NOT EXISTS clv_load (customer_id varchar(36) PRIMARY KEY, clv bigint) "
@@ -188,12 +196,7 @@ async def _copy_predictions(session: AsyncSession, ids: list[str], values: list[
     for start in range(0, len(ids), 200_000):
         chunk = list(zip(ids[start : start + 200_000], values[start : start + 200_000], strict=True))
         await raw.copy_records_to_table("clv_load", records=chunk, columns=["customer_id", "clv"])
-    await connection.exec_driver_sql(
-        "UPDATE customer_value SET clv_predicted_minor = clv_load.clv FROM clv_load "
-        "WHERE customer_value.customer_id = clv_load.customer_id "
-        "AND customer_value.clv_predicted_minor IS DISTINCT FROM clv_load.clv"
-    )
-    await connection.exec_driver_sql("TRUNCATE clv_load")
+    await connection.exec_driver_sql("ANALYZE clv_load")
 
 
 async def _ensure_rows(session: AsyncSession, now: datetime, ids: Sequence[str] | None) -> None:
@@ -268,11 +271,14 @@ def _new_values(
     cuts: dict[str, list[float]],
     ids: Sequence[str] | BindParameter[Any] | None,
     predicted: dict[str, int | None] | ColumnElement[Any] | None = None,
+    predictions: Table | None = None,
 ) -> Any:
     """The one SELECT of everyone's (or `ids`') new value, risk and stage, beside their old stage and
     level: what both the scheduled pass and the real-time path write. With `predicted` (the real-time
     path), the customers' new predicted CLV (a customer of the population missing from it keeps none,
-    anyone else keeps their stored one) is a column too, and the tier uses it.
+    anyone else keeps their stored one) is a column too, and the tier uses it. With `predictions` (a
+    table of customer_id, clv: the pass over everyone), a customer in it gets its `clv`, anyone else
+    keeps their stored one.
 
     `now`, `ids` and `predicted` may be bound parameters (`NOW`, `IDS`, `PREDICTED`: one customer's
     prediction): the statement is then a template (see `_one_customer_update`)."""
@@ -288,6 +294,10 @@ def _new_values(
         known = [(F.customer_id == cid, literal(v, BigInteger())) for cid, v in predicted.items()]
         fresh = case(*known, else_=null()) if known else cast(null(), BigInteger())
         clv_now = case((rfm.population(), fresh), else_=old.clv_predicted_minor)
+    elif predictions is not None:
+        clv_now = case(
+            (predictions.c.customer_id.is_not(None), predictions.c.clv), else_=old.clv_predicted_minor
+        )
     value = func.coalesce(clv_now, F.net_spend_minor)
     points = risk.components(win, now, dialect, settings)
     # Two steps. `scored`: every costly expression once per customer (the RFM scores, the tier, each
@@ -307,7 +317,7 @@ def _new_values(
         old.ladder_stage.label("old_stage"),
         old.risk_level.label("old_level"),
     ]
-    if predicted is not None:
+    if predicted is not None or predictions is not None:
         inner.append(clv_now.label("clv_predicted_minor"))
     scored_stmt = (
         select(*inner)
@@ -316,6 +326,8 @@ def _new_values(
         .outerjoin(win, win.c.customer_id == F.customer_id)
         .where(F.erased.is_(False))
     )
+    if predictions is not None:
+        scored_stmt = scored_stmt.outerjoin(predictions, predictions.c.customer_id == F.customer_id)
     if ids is not None:
         scored_stmt = scored_stmt.where(F.customer_id.in_(ids))
     if dialect == "postgresql":
@@ -342,16 +354,17 @@ def _new_values(
         scored.c.old_stage,
         scored.c.old_level,
     ]
-    if predicted is not None:
+    if predicted is not None or predictions is not None:
         columns.append(scored.c.clv_predicted_minor)
     return select(*columns).subquery("new")
 
 
-def _changed(new: Any) -> ColumnElement[bool]:
+def _changed(new: Any, *, with_clv: bool = False) -> ColumnElement[bool]:
     """PostgreSQL: the stored row differs from `new` in a written column (`updated_at` aside)."""
     # The reasons as text: both sides are `json_build_object` output, key order fixed (no jsonb parse).
-    stored = [CV.c[c] if c != "risk_reasons" else cast(CV.c[c], Text) for c in COLUMNS]
-    fresh = [new.c[c] if c != "risk_reasons" else cast(new.c[c], Text) for c in COLUMNS]
+    written = [*COLUMNS, "clv_predicted_minor"] if with_clv else COLUMNS
+    stored = [CV.c[c] if c != "risk_reasons" else cast(CV.c[c], Text) for c in written]
+    fresh = [new.c[c] if c != "risk_reasons" else cast(new.c[c], Text) for c in written]
     return or_(
         tuple_(*stored).is_distinct_from(tuple_(*fresh)),
         and_(new.c.active.is_(True), CV.c.defection_reason.is_not(None)),
@@ -509,12 +522,13 @@ async def _apply(
     ids: Sequence[str] | None,
     settings: ValueSettings,
     cuts: dict[str, list[float]] | None = None,
+    predictions: Table | None = None,
 ) -> dict[str, int]:
     dialect = _dialect(session)
     id_list = list(ids) if ids is not None else None
     if cuts is None:
         cuts = await current_cut_points(session)
-    new = _new_values(now, settings, dialect, cuts, id_list)
+    new = _new_values(now, settings, dialect, cuts, id_list, predictions=predictions)
     moved = (
         new.c.customer_id,
         new.c.old_stage,
@@ -525,14 +539,16 @@ async def _apply(
         new.c.risk_reasons,
         new.c.value_tier,
     )
-    update_all = update(CV).where(CV.c.customer_id == new.c.customer_id).values(**_assignments(new, now))
+    with_clv = predictions is not None
+    assignments = _assignments(new, now, with_clv=with_clv)
+    update_all = update(CV).where(CV.c.customer_id == new.c.customer_id).values(**assignments)
     if dialect == "postgresql":
         # One statement: the update returns the transitions (`new` holds the old stage and level, read
         # in the statement's snapshot), so the new values are computed once, not once to find the
         # transitions and again to write them (half the time of the pass). Only the rows whose value
         # changed are written: rewriting every row (a new version of each, in both indexes) was 60 %
         # of the pass at 1,000,000 customers, most of them unchanged.
-        applied = update_all.where(_changed(new)).returning(*moved).cte("applied")
+        applied = update_all.where(_changed(new, with_clv=with_clv)).returning(*moved).cte("applied")
         changed = or_(
             applied.c.old_stage != applied.c.ladder_stage,
             and_(
@@ -700,8 +716,8 @@ async def score_customers(
         await _ensure_rows(session, now, ids)
         model = await current_model(session)
         found, data = await _rfmt(session, now, ids)
-        await _write_predictions(session, model.params if model else None, found, data, settings)
-        return await _apply(session, uow, now, ids, settings)
+        loaded = await _write_predictions(session, model.params if model else None, found, data, settings)
+        return await _apply(session, uow, now, ids, settings, predictions=loaded)
     return await _score_few(session, uow, ids, now, settings)
 
 
@@ -868,9 +884,9 @@ async def score_everyone(uow: UnitOfWork, *, now: datetime | None = None) -> dic
         await session.execute(text("ANALYZE customer_value"))
     model = await current_model(session)
     ids, data = await _rfmt(session, now, None)
-    await _write_predictions(session, model.params if model else None, ids, data, settings)
+    loaded = await _write_predictions(session, model.params if model else None, ids, data, settings)
     del data
-    return await _apply(session, uow, now, None, settings)
+    return await _apply(session, uow, now, None, settings, predictions=loaded)
 
 
 async def recompute_population(
@@ -896,12 +912,12 @@ async def recompute_population(
     else:
         model = await current_model(session)
         params = model.params if model else None
-    await _write_predictions(session, params, ids, data, settings)
+    loaded = await _write_predictions(session, params, ids, data, settings)
     floors, ranked = await tiers.floors(session, settings.tier_shares)
     if floors:
         session.add(RfmCutpoints(dimension="tier", computed_at=now, cut_points=floors, population=ranked))
     await session.flush()
-    changes = await _apply(session, uow, now, None, settings)
+    changes = await _apply(session, uow, now, None, settings, predictions=loaded)
     log.info("value_recomputed", customers=population, fitted=params is not None, **changes)
     return {
         "computed_at": now,
