@@ -16,7 +16,10 @@ from typing import Any, TypeVar
 from sqlalchemy import JSON, DateTime, Dialect, MetaData, Table, TypeDecorator, event, exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.sql.base import Executable
+from sqlalchemy.sql.elements import ClauseElement
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -242,3 +245,22 @@ def copy_text(value: str) -> str:
     if _COPY_SPECIAL.search(value) is None:
         return value
     return value.translate(_COPY_ESCAPES)
+
+
+class CreateTempTableAs(Executable, ClauseElement):
+    """`CREATE TEMPORARY TABLE name AS <select>` (PostgreSQL), the select's parameters bound as usual.
+
+    Unlike an INSERT … SELECT, or a SELECT inside a statement that writes, PostgreSQL may run this
+    SELECT with parallel workers: a set computed over millions of rows is made with every core, then
+    joined by the statement that writes."""
+
+    inherit_cache = False
+
+    def __init__(self, name: str, query: Any) -> None:
+        self.name = name
+        self.query = query
+
+
+@compiles(CreateTempTableAs)
+def _create_temp_table_as(element: CreateTempTableAs, compiler: Any, **kw: Any) -> str:
+    return f"CREATE TEMPORARY TABLE {element.name} AS {compiler.process(element.query, **kw)}"

@@ -63,7 +63,7 @@ from services.segmentation.segments.schemas import (
     SegmentOut,
 )
 from shared.contracts.segmentation import SegmentEntered, SegmentExited
-from shared.db import UTCDateTime, insert_rows, padded
+from shared.db import CreateTempTableAs, UTCDateTime, insert_rows, padded
 from shared.db import dialect_insert as _insert
 from shared.errors import Conflict, DomainError, FieldError, InvalidInput, NotFound
 from shared.logging import get_logger
@@ -348,24 +348,27 @@ def _history_from(customers: Any, segment_id: str, change: str, cause: str, now:
 async def _apply_once(
     uow: UnitOfWork, segment: Segment, rule: rules.Rule, cause: str, now: datetime
 ) -> tuple[int, int]:
-    """PostgreSQL: one statement — the customers matching the rule, computed once (`target`), the
-    ones not yet members inserted, the members not in it deleted, and a history row for each — whose
-    changes are kept in a temporary table (`segment_moves`) for the events, which `publish_select`
-    makes inside the database (a backfill can move a million customers). Returns (entered, exited):
+    """PostgreSQL, three steps. The customers matching the rule, computed once into a temporary table
+    (`segment_target`, by CREATE TABLE AS: PostgreSQL may run it with parallel workers); then one
+    statement inserting the ones not yet members, deleting the members not in it, writing a history
+    row for each and keeping the changes (`segment_moves`); then the events, made inside the database
+    by `publish_select` (a backfill can move a million customers). Returns (entered, exited):
 
-        WITH target AS (SELECT customer_id FROM customer_features LEFT JOIN customer_value …
-                        WHERE NOT erased AND <rule>),
-             entered AS (INSERT INTO segment_members … FROM target ON CONFLICT DO NOTHING RETURNING …),
+        CREATE TEMPORARY TABLE segment_target AS
+            SELECT customer_id FROM customer_features LEFT JOIN customer_value … WHERE NOT erased AND <rule>;
+        WITH entered AS (INSERT INTO segment_members … FROM segment_target WHERE NOT EXISTS (member)
+                         ON CONFLICT DO NOTHING RETURNING …),
              exited AS (DELETE FROM segment_members WHERE segment_id = :s AND NOT EXISTS (target) …),
-             … INSERT INTO segment_history … FROM entered / exited
-        SELECT … FROM entered UNION ALL SELECT … FROM exited
+             … INSERT INTO segment_history … FROM entered / exited,
+             … INSERT INTO segment_moves … FROM entered / exited
+        SELECT 1
 
     The rule is evaluated once per customer (the leaving side used to re-evaluate it per member
-    inside a correlated EXISTS: with a time window, a GROUP BY over the facts per member). Members
-    already in are skipped by the primary key (DO NOTHING returns only the rows it inserted), not by an
-    anti-join with the table being inserted into. The statement runs without nested loops: planned
-    against a members table analysed empty (a new segment, a fresh recompute), PostgreSQL re-scanned
-    it, or the target set, once per customer — quadratic (77 s for one segment at 100,000)."""
+    inside a correlated EXISTS: with a time window, a GROUP BY over the facts per member). Everything
+    runs without nested loops: planned against a members table analysed empty (a new segment, a fresh
+    recompute), PostgreSQL re-scanned it, or the target set, once per customer — quadratic (77 s for
+    one segment at 100,000). At 1,000,000 customers the 7 bench segments went from 23.9 to 13.2 s
+    (parallel target 6.8 → 3.9 s for a 365-day window; the anti-join instead of probing the key)."""
     session, segment_id = uow.session, segment.id
     value_table = FEATURES.metadata.tables.get("customer_value")
     value = value_table.alias("value") if value_table is not None else None
@@ -373,13 +376,24 @@ async def _apply_once(
     source: Any = FEATURES
     if value is not None:
         source = FEATURES.outerjoin(value, value.c.customer_id == FEATURES.c.customer_id)
-    target = (
-        select(FEATURES.c.customer_id.label("customer_id"))
-        .select_from(source)
-        .where(FEATURES.c.erased == false(), predicate)
-        .cte("target")
+    matching = select(FEATURES.c.customer_id.label("customer_id")).select_from(source)
+    matching = matching.where(FEATURES.c.erased == false(), predicate)
+    # The matching set first, by a statement PostgreSQL may run in parallel (a window's GROUP BY over
+    # millions of purchases: the bulk of a segment's time); inside the statement that writes below,
+    # it would run on one core.
+    await session.execute(text("SET LOCAL enable_nestloop = off"))
+    await session.execute(text("DROP TABLE IF EXISTS segment_target"))
+    await session.execute(CreateTempTableAs("segment_target", matching))
+    await session.execute(text("ANALYZE segment_target"))
+    target = _SEGMENT_TARGET
+    # Members already in are left out by a hash anti-join with this segment's members (nested loops
+    # are off: against a members table analysed empty the planner re-scanned it per customer), and by
+    # the primary key as well (a concurrent writer): probing the key for each of 600,000 members
+    # already in took 2.6 s, the anti-join 0.3 s.
+    already = exists().where(
+        MEMBERS.c.segment_id == segment_id, MEMBERS.c.customer_id == target.c.customer_id
     )
-    fresh = select(target.c.customer_id, literal(segment_id), literal(now, UTCDateTime()))
+    fresh = select(target.c.customer_id, literal(segment_id), literal(now, UTCDateTime())).where(~already)
     entered = (
         _insert(session)(MEMBERS)
         .from_select(["customer_id", "segment_id", "since"], fresh)
@@ -407,7 +421,6 @@ async def _apply_once(
     # (Data-modifying CTEs run whether or not the final SELECT reads them.)
     changes = select(literal(1)).add_cte(wrote_in, wrote_out, kept.cte("kept"))
     await session.execute(_SEGMENT_MOVES_DDL)
-    await session.execute(text("SET LOCAL enable_nestloop = off"))
     await session.execute(changes)
     # (On an error the transaction is rolled back and the SET LOCAL with it.)
     await session.execute(text("RESET enable_nestloop"))
@@ -422,9 +435,12 @@ async def _apply_once(
         )
         counts.append(await uow.publish_select(payload, moved, constants))
     await session.execute(delete(_SEGMENT_MOVES))
+    await session.execute(text("DROP TABLE segment_target"))
     return counts[0], counts[1]
 
 
+# `_apply_once`'s matching customers (made and dropped in its transaction).
+_SEGMENT_TARGET = Table("segment_target", MetaData(), Column("customer_id", String))
 # `_apply_once`'s changes, kept for the transaction while their events are written.
 _SEGMENT_MOVES = Table("segment_moves", MetaData(), Column("change", String), Column("customer_id", String))
 _SEGMENT_MOVES_DDL = text(
