@@ -64,7 +64,7 @@ from services.segmentation.value.models import (
 )
 from services.segmentation.value.sqltime import NOW, Moment, at, days_between
 from shared.contracts.segmentation_value import CustomerAtRisk, LadderStageChanged, RiskReason
-from shared.db import padded
+from shared.db import CreateTempTableAs, padded
 from shared.logging import get_logger
 from shared.uow import UnitOfWork
 
@@ -529,6 +529,14 @@ async def _apply(
     if cuts is None:
         cuts = await current_cut_points(session)
     new = _new_values(now, settings, dialect, cuts, id_list, predictions=predictions)
+    everyone_pg = dialect == "postgresql" and id_list is None
+    if everyone_pg:
+        # Everyone's new values first, by CREATE TABLE AS, which PostgreSQL may run with parallel
+        # workers (inside the UPDATE below the SELECT would run on one core); the UPDATE then joins it.
+        await session.execute(text("DROP TABLE IF EXISTS value_new"))
+        await session.execute(CreateTempTableAs("value_new", select(new)))
+        await session.execute(text("ANALYZE value_new"))
+        new = Table("value_new", MetaData(), *(Column(c.name, c.type) for c in new.c))
     moved = (
         new.c.customer_id,
         new.c.old_stage,
@@ -557,12 +565,13 @@ async def _apply(
                 applied.c.value_tier.in_(VALUABLE),
             ),
         )
-        if id_list is None:  # everyone: the transitions stay in the database
+        if everyone_pg:  # the transitions stay in the database
             await session.execute(_MOVES_DDL)
             kept = select(*[cast(c, Text) if c.name == "risk_reasons" else c for c in applied.c]).where(
                 changed
             )
             await session.execute(insert(_MOVES).from_select([c.name for c in _MOVES.c], kept))
+            await session.execute(text("DROP TABLE value_new"))
             return await _record_moves(session, uow, now)
         changes = (await session.execute(select(*applied.c).where(changed))).all()
         return await _record(session, uow, changes, now)
