@@ -73,9 +73,9 @@ class UnitOfWork:
         await session.close()
 
     def _outbox_row(
-        self, payload: EventPayload, time: datetime | None, now: datetime
+        self, payload: EventPayload, time: datetime | None, now: datetime, *, trusted: bool = False
     ) -> tuple[CloudEvent, dict[str, Any]]:
-        event = new_event(payload, source=self.source, time=time)
+        event = new_event(payload, source=self.source, time=time, trusted=trusted)
         row = {
             "event_id": event.id,
             "topic": payload.topic.name,
@@ -126,12 +126,16 @@ class UnitOfWork:
         self._deferred.append((build, time))
         self._published += 1
 
-    async def publish_many(self, payloads: Sequence[EventPayload], *, time: datetime | None = None) -> None:
-        """`publish` for many events in one statement (executemany): the same outbox rows, in order."""
+    async def publish_many(
+        self, payloads: Sequence[EventPayload], *, time: datetime | None = None, trusted: bool = False
+    ) -> None:
+        """`publish` for many events in one statement (executemany): the same outbox rows, in order.
+        `trusted`: the payloads were validated when built, so their envelopes are not validated again
+        (see `new_event`)."""
         if not payloads:
             return
         now = datetime.now(UTC)
-        rows = [self._outbox_row(payload, time, now)[1] for payload in payloads]
+        rows = [self._outbox_row(payload, time, now, trusted=trusted)[1] for payload in payloads]
         await insert_rows(self.session, self.tables.outbox, rows)
         self._published += len(rows)
 

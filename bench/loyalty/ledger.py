@@ -4,11 +4,14 @@ On a fresh database with loyalty's schema, `--members` members (10,000) of one p
 
 * spread load: `--clients` (64) concurrent clients post for `--seconds`: each posting is one ledger
   transaction (earn, or a spend of what the member has — the spend refused for lack of points does not
-  count), through the service's own ledger code (member row read, guarded balance update, transaction,
-  entries, lots, lot movements) — postings/s;
+  count), through the service's own ledger code — the group commit (`services.loyalty.group_commit`:
+  member read, guarded balance update, transaction, entries, lots, lot movements and the posting's
+  `points_earned` / `points_redeemed` event, the postings that queued up meanwhile committed together,
+  each caller answered after the commit) — postings/s; and, for comparison, the same clients with one
+  database transaction per posting (ORM session, member read, one `loyalty_post` call, commit);
 * one hot account: the same clients all spend 1 point at a time from one member holding `--hot`
-  points until it is empty — postings/s, and proof that exactly `--hot` spends succeeded and the
-  balance never went below zero;
+  points until it is empty (group commit) — postings/s, and proof that exactly `--hot` spends
+  succeeded and the balance never went below zero;
 * redemption: reserve then confirm (two transactions, as the API does them), one after the other —
   median / p95 / p99;
 * zero drift: `crm loyalty check`'s proof over every account afterwards.
@@ -41,9 +44,11 @@ from bench.identity.databases import fresh_databases
 from services.loyalty import ledger, programs
 from services.loyalty.app import MIGRATIONS
 from services.loyalty.domain import InsufficientPoints
-from services.loyalty.models import LedgerTransaction, Member, Program
+from services.loyalty.group_commit import GroupCommit
+from services.loyalty.models import MESSAGING, LedgerTransaction, Member, Program
 from shared.db import create_engine, insert_rows
 from shared.migrations import upgrade
+from shared.uow import UnitOfWorkFactory
 
 PROGRAM = {
     "id": "bench",
@@ -140,45 +145,79 @@ async def post_one(
 
 
 async def spread(
-    sessions: async_sessionmaker[AsyncSession], ids: list[str], clients: int, seconds: float
+    sessions: async_sessionmaker[AsyncSession],
+    ids: list[str],
+    clients: int,
+    seconds: float,
+    group: GroupCommit | None = None,
 ) -> dict[str, Any]:
+    """Random earns (60 %) and spends over `ids` from `clients` clients for `seconds`: through the group
+    commit if given, else one transaction per posting."""
     rng = random.Random(7)
     done = refused = 0
     deadline = time.perf_counter() + seconds
+    program = await _program(sessions) if group is not None else None
+
+    async def one(member_id: str, kind: str, points: int) -> bool:
+        if group is None:
+            return await post_one(sessions, member_id, kind, points)
+        assert program is not None
+        try:
+            if kind == "earn":
+                await group.earn(program, member_id, points, reference=f"e:{uuid.uuid4()}")
+            else:
+                await group.spend(program, member_id, points, reference=f"s:{uuid.uuid4()}")
+        except InsufficientPoints:
+            return False
+        return True
 
     async def client() -> None:
         nonlocal done, refused
         while time.perf_counter() < deadline:
             member_id = rng.choice(ids)
             kind = "earn" if rng.random() < 0.6 else "spend"
-            ok = await post_one(sessions, member_id, kind, rng.randint(1, 200))
+            ok = await one(member_id, kind, rng.randint(1, 200))
             done += ok
             refused += not ok
 
+    batches = group.batches if group is not None else 0
     start = time.perf_counter()
     await asyncio.gather(*(client() for _ in range(clients)))
     elapsed = time.perf_counter() - start
-    return {
+    figures: dict[str, Any] = {
         "postings": done,
         "refused": refused,
         "seconds": round(elapsed, 2),
         "per_s": round(done / elapsed, 1),
     }
+    if group is not None:
+        figures["commits"] = group.batches - batches
+        figures["postings_per_commit"] = round((done + refused) / max(1, figures["commits"]), 1)
+    return figures
+
+
+async def _program(sessions: async_sessionmaker[AsyncSession]) -> Program:
+    async with sessions() as session:
+        program = await session.get(Program, "bench")
+        assert program is not None
+        return program
 
 
 async def hot(
-    sessions: async_sessionmaker[AsyncSession], member_id: str, points: int, clients: int
+    sessions: async_sessionmaker[AsyncSession], group: GroupCommit, member_id: str, points: int, clients: int
 ) -> dict[str, Any]:
-    assert await post_one(sessions, member_id, "earn", points)
+    program = await _program(sessions)
+    await group.earn(program, member_id, points, reference="hot:seed")
     succeeded = refused = 0
     empty = asyncio.Event()
 
     async def client() -> None:
         nonlocal succeeded, refused
         while not empty.is_set():
-            if await post_one(sessions, member_id, "spend", 1):
+            try:
+                await group.spend(program, member_id, 1, reference=f"hot:{uuid.uuid4()}")
                 succeeded += 1
-            else:
+            except InsufficientPoints:
                 refused += 1
                 empty.set()
 
@@ -261,16 +300,20 @@ async def run(
     await upgrade(url, MIGRATIONS)
     engine = create_engine(url, pool_size=clients)
     sessions = async_sessionmaker(engine, expire_on_commit=False)
+    uows = UnitOfWorkFactory(sessions, MESSAGING, source="/crm/loyalty")
     try:
         t = time.perf_counter()
         ids = await setup(sessions, members)
         print(f"setup: {members} members in {time.perf_counter() - t:.1f} s")
-        spread_figures = await spread(sessions, ids[1:], clients, seconds)
-        print("spread:", spread_figures)
-        spread_base = await baseline(url, members, clients, seconds, one_row=False)
-        print("baseline UPDATE, spread:", spread_base)
-        hot_figures = await hot(sessions, ids[0], hot_points, clients)
-        print("hot account:", hot_figures)
+        async with GroupCommit(uows) as group:
+            spread_figures = await spread(sessions, ids[1:], clients, seconds, group)
+            print("spread, group commit:", spread_figures)
+            one_by_one = await spread(sessions, ids[1:], clients, min(seconds, 10))
+            print("spread, one transaction per posting:", one_by_one)
+            spread_base = await baseline(url, members, clients, seconds, one_row=False)
+            print("baseline UPDATE, spread:", spread_base)
+            hot_figures = await hot(sessions, group, ids[0], hot_points, clients)
+            print("hot account:", hot_figures)
         hot_base = await baseline(url, members, clients, min(seconds, 10), one_row=True)
         print("baseline UPDATE, one row:", hot_base)
         redeem_figures = await redemptions(sessions, ids[1:], redeem)
@@ -284,6 +327,7 @@ async def run(
         "clients": clients,
         "spread": {
             **spread_figures,
+            "one_transaction_per_posting_per_s": one_by_one["per_s"],
             "baseline_update_per_s": spread_base["per_s"],
             "ratio_to_baseline": round(spread_figures["per_s"] / spread_base["per_s"], 3),
             "target_per_s": 3000,

@@ -1,0 +1,338 @@
+"""Group commit: single postings from many concurrent callers, committed together.
+
+A caller that posts one earn or spend at a time in its own database transaction pays a round trip for
+the member read, the `loyalty_post` call, BEGIN and COMMIT — and, in Python, a session and the ORM
+around each. With many callers at once (a point-of-sale fleet, a partner's accruals, a load test) that
+per-transaction work, not the ledger, is the limit. `GroupCommit` queues the postings and a worker
+writes whatever has queued up as one database transaction: the members read in one statement, every
+posting one `loyalty_post` call of one statement (in arrival order), their `points_earned` /
+`points_redeemed` events in one outbox insert, one COMMIT. Each caller's `await` returns only after
+that commit, with its own outcome.
+
+What each posting keeps of its own:
+
+* **Atomicity and refusal.** Every `loyalty_post` call is a whole ledger transaction or nothing: a spend
+  its member cannot afford writes nothing and raises `InsufficientPoints` for that caller alone, while
+  the others of the batch commit. A member that does not exist, is in another program or is not active
+  is refused (404 / `member.active`) before anything is written.
+* **Order.** Postings of one member are applied in the order they were submitted: a member belongs to
+  one lane (a hash of its id), each lane one queue and one worker. Lanes never share a member, so their
+  transactions never wait on each other's account rows (no deadlock between them), and two lanes let
+  PostgreSQL use two cores while Python prepares the next batch.
+* **Failure isolation.** If the batch's statement fails (a reference already posted, a deadlock with
+  another writer, a lost connection), nothing of it was committed, and each of its postings is retried
+  alone in its own transaction, so one bad posting fails only its own caller. A reference posted before
+  is a 409 naming the existing transaction.
+* **Durability.** A posting is acknowledged after COMMIT (PostgreSQL's `synchronous_commit` as
+  configured). A caller cancelled while waiting may still see its posting committed: the reference
+  identifies it.
+
+On a database without `loyalty_post` (SQLite, the embedded mode) the same API posts each posting in its
+own transaction through the ORM path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import zlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select, text
+from sqlalchemy.exc import IntegrityError
+
+from services.loyalty import ledger
+from services.loyalty.domain import InsufficientPoints, LoyaltyRuleRefused
+from services.loyalty.models import LedgerTransaction, Member, Program
+from shared.contracts.loyalty import PointsEarned, PointsRedeemed
+from shared.errors import Conflict, NotFound
+from shared.events import EventPayload
+from shared.uow import UnitOfWork
+
+_MEMBERS = text(
+    "SELECT id, customer_id, program_id, status FROM members WHERE id = ANY(CAST(:ids AS varchar[]))"
+)
+
+
+@dataclass(slots=True)
+class _Request:
+    kind: str  # earn | spend
+    program: Program
+    member_id: str
+    points: int
+    reference: str
+    options: dict[str, Any]
+    future: asyncio.Future[ledger.Posted]
+    member: Member | ledger.MemberRef | None = None
+    call: ledger.PreparedCall | None = None
+    posted: ledger.Posted | None = None
+    error: BaseException | None = field(default=None, repr=False)
+
+
+class GroupCommit:
+    """Postings from concurrent callers committed in groups (see the module's text).
+
+    `uows` makes a fresh unit of work (loyalty's database and outbox). Use as an async context manager,
+    or call `close()`, which waits for what was queued."""
+
+    def __init__(self, uows: Callable[[], UnitOfWork], *, lanes: int = 2, max_batch: int = 256) -> None:
+        if lanes < 1 or max_batch < 1:
+            raise ValueError("lanes and max_batch must be at least 1")
+        self._uows = uows
+        self._max_batch = max_batch
+        self._queues: list[asyncio.Queue[_Request | None]] = [asyncio.Queue() for _ in range(lanes)]
+        self._workers: list[asyncio.Task[None]] = []
+        self._closed = False
+        self.batches = 0  # statistics: committed batches and postings, for the bench and the logs
+        self.postings = 0
+
+    async def __aenter__(self) -> GroupCommit:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # --- the callers' side ----------------------------------------------------------------------
+
+    async def earn(
+        self,
+        program: Program,
+        member_id: str,
+        points: int,
+        *,
+        reference: str,
+        qualifying: int = 0,
+        reason: str | None = None,
+        actor: str | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> ledger.Posted:
+        """`ledger.earn` for `member_id`, committed with the group; publishes `points_earned`."""
+        if points <= 0 or qualifying < 0:
+            raise LoyaltyRuleRefused("points.positive", "points to earn must be a positive whole number")
+        options = {"qualifying": qualifying, "reason": reason, "actor": actor, "details": details}
+        return await self._submit("earn", program, member_id, points, reference, options)
+
+    async def spend(
+        self,
+        program: Program,
+        member_id: str,
+        points: int,
+        *,
+        reference: str,
+        reason: str | None = None,
+        actor: str | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> ledger.Posted:
+        """`ledger.spend` from `member_id` (never below zero, oldest-expiring lots first), committed with
+        the group; publishes `points_redeemed`. Raises `InsufficientPoints` if the member cannot afford
+        it when its turn comes."""
+        if points <= 0:
+            raise LoyaltyRuleRefused("points.positive", "points to spend must be a positive whole number")
+        options = {"reason": reason, "actor": actor, "details": details}
+        return await self._submit("spend", program, member_id, points, reference, options)
+
+    async def _submit(
+        self,
+        kind: str,
+        program: Program,
+        member_id: str,
+        points: int,
+        reference: str,
+        options: dict[str, Any],
+    ) -> ledger.Posted:
+        if self._closed:
+            raise RuntimeError("the group commit is closed")
+        if not self._workers:
+            self._workers = [asyncio.create_task(self._work(queue)) for queue in self._queues]
+        future: asyncio.Future[ledger.Posted] = asyncio.get_running_loop().create_future()
+        request = _Request(kind, program, member_id, points, reference, options, future)
+        self._queues[zlib.crc32(member_id.encode()) % len(self._queues)].put_nowait(request)
+        return await future
+
+    async def close(self) -> None:
+        """Post what is queued, then stop the workers."""
+        if self._closed:
+            return
+        self._closed = True
+        for queue in self._queues:
+            queue.put_nowait(None)
+        await asyncio.gather(*self._workers)
+
+    # --- the workers' side ----------------------------------------------------------------------
+
+    async def _work(self, queue: asyncio.Queue[_Request | None]) -> None:
+        while True:
+            first = await queue.get()
+            batch = [] if first is None else [first]
+            stop = first is None
+            while not stop and len(batch) < self._max_batch and not queue.empty():
+                item = queue.get_nowait()
+                if item is None:
+                    stop = True
+                else:
+                    batch.append(item)
+            if batch:
+                await self._post(batch)
+            if stop:
+                return
+
+    async def _post(self, batch: list[_Request]) -> None:
+        try:
+            await self._commit(batch)
+        except Exception as error:  # every caller gets its outcome
+            if len(batch) == 1:
+                await self._fail_alone(batch[0], error)
+            else:
+                for request in batch:  # isolate the one that failed: each alone
+                    request.member = request.call = request.posted = request.error = None
+                    await self._post([request])
+            return
+        self.batches += 1
+        for request in batch:
+            if request.future.done():  # the caller was cancelled
+                continue
+            if request.error is not None:
+                request.future.set_exception(request.error)
+            else:
+                assert request.posted is not None
+                self.postings += 1
+                request.future.set_result(request.posted)
+
+    async def _fail_alone(self, request: _Request, error: BaseException) -> None:
+        if isinstance(error, IntegrityError):
+            with contextlib.suppress(Exception):
+                async with self._uows() as uow:
+                    existing = await uow.session.scalar(
+                        select(LedgerTransaction.id).where(LedgerTransaction.reference == request.reference)
+                    )
+                if existing is not None:
+                    error = Conflict(
+                        f"reference {request.reference!r} was posted before",
+                        reference=request.reference,
+                        transaction_id=existing,
+                    )
+        if not request.future.done():
+            request.future.set_exception(error)
+
+    async def _commit(self, batch: list[_Request]) -> None:
+        """One transaction for the batch: members read, postings, events, commit. Refusals are recorded
+        on their request; an exception means nothing was committed."""
+        async with self._uows() as uow:
+            session = uow.session
+            now = datetime.now(UTC)
+            ids = sorted({r.member_id for r in batch})
+            one_statement = await ledger.one_round_trip(session)
+            if one_statement:
+                members: dict[str, Member | ledger.MemberRef] = {
+                    row.id: ledger.MemberRef(row.id, row.customer_id, row.program_id, row.status)
+                    for row in (await session.execute(_MEMBERS, {"ids": ids})).all()
+                }
+            elif len(batch) > 1:
+                raise _OneByOne  # the ORM path cannot take back one refused posting: each alone
+            else:
+                members = {m.id: m for m in (await session.scalars(select(Member).where(Member.id.in_(ids))))}
+            calls: list[ledger.PreparedCall] = []
+            for request in batch:
+                try:
+                    member = request.member = _active(members.get(request.member_id), request)
+                    if not one_statement:
+                        assert isinstance(member, Member)
+                        await self._post_orm(uow, request, member, now)
+                        continue
+                    make = ledger.earn_call if request.kind == "earn" else ledger.spend_call
+                    request.call = make(
+                        request.program, member, request.points, reference=request.reference, now=now,
+                        **{k: v for k, v in request.options.items() if v is not None},
+                    )  # fmt: skip
+                except (NotFound, LoyaltyRuleRefused, InsufficientPoints) as refusal:
+                    request.error = refusal
+                    continue
+                calls.append(request.call)
+            outcomes = await ledger.post_calls(session, calls) if calls else []
+            posted = iter(outcomes)
+            events: list[EventPayload] = []
+            for request in batch:
+                if request.call is None:  # refused, or posted through the ORM path
+                    continue
+                outcome = next(posted)
+                if isinstance(outcome, ledger.Posted):
+                    request.posted = outcome
+                    events.append(_event(request, now))
+                else:
+                    request.error = outcome
+            if any(r.error is None for r in batch):
+                await uow.publish_many(events, trusted=True)
+                await uow.commit()
+
+    async def _post_orm(self, uow: UnitOfWork, request: _Request, member: Member, now: datetime) -> None:
+        """One request through the ledger's ORM path (databases without `loyalty_post`)."""
+        loaded = member
+        options = {k: v for k, v in request.options.items() if v is not None}
+        if request.kind == "earn":
+            request.posted = await ledger.earn(
+                uow.session, request.program, loaded, request.points, reference=request.reference, now=now,
+                **options,
+            )  # fmt: skip
+        else:
+            request.posted = await ledger.spend(
+                uow.session, request.program, loaded, request.points, reference=request.reference, now=now,
+                **options,
+            )  # fmt: skip
+        await uow.publish(_event(request, now))
+
+
+class _OneByOne(Exception):
+    """The batch is to be posted one request per transaction."""
+
+
+def _active(member: Member | ledger.MemberRef | None, request: _Request) -> Member | ledger.MemberRef:
+    if member is None or member.program_id != request.program.id:
+        raise NotFound(
+            f"member {request.member_id} is not in program {request.program.id}", member_id=request.member_id
+        )
+    if member.status != "active":
+        raise LoyaltyRuleRefused("member.active", f"member {member.id} is {member.status}, not active")
+    return member
+
+
+def _event(request: _Request, now: datetime) -> EventPayload:
+    member, posted = request.member, request.posted
+    assert member is not None
+    assert posted is not None
+    program = request.program
+    customer_id = member.customer_id
+    if request.kind == "earn":
+        pending = program.pending_days > 0
+        account = ledger.member_account(member.id, "pending" if pending else "available")
+        return PointsEarned(
+            customer_id=customer_id,
+            program_id=program.id,
+            transaction_id=posted.id,
+            points=request.points,
+            qualifying=request.options.get("qualifying") or 0,
+            pending=pending,
+            reason=request.options.get("reason") or "earn",
+            reference=request.reference,
+            balance_after=posted.balances[account],
+            occurred_at=now,
+        )
+    return PointsRedeemed(
+        customer_id=customer_id,
+        program_id=program.id,
+        transaction_id=posted.id,
+        points=request.points,
+        reference=request.reference,
+        balance_after=posted.balances[ledger.member_account(member.id)],
+        occurred_at=now,
+    )
+
+
+def lanes_of(member_ids: Sequence[str], lanes: int) -> list[int]:
+    """The lane of each member id (for tests and diagnostics)."""
+    return [zlib.crc32(m.encode()) % lanes for m in member_ids]
+
+
+__all__ = ["GroupCommit", "lanes_of"]
