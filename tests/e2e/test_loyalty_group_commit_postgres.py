@@ -139,9 +139,7 @@ async def test_outcomes_are_those_of_submission_order(world: World) -> None:
                 submitted.append((kind, member_id, points))  # the order the group sees them in
                 method = group.earn if kind == "earn" else group.spend
                 try:
-                    outcome: object = await method(
-                        world.program, member_id, points, reference=f"{n}:{k}"
-                    )
+                    outcome: object = await method(world.program, member_id, points, reference=f"{n}:{k}")
                 except InsufficientPoints as refusal:
                     outcome = refusal
                 results.append((index, outcome))

@@ -29,7 +29,14 @@ async def uows(tmp_path: Path) -> AsyncIterator[UnitOfWorkFactory]:
     async with factory() as uow:
         await programs.create_program(
             uow.session,
-            {"id": "p", "name": "P", "timezone": "UTC", "expiry_policy": "never", "tiers": [], "settings": {}},
+            {
+                "id": "p",
+                "name": "P",
+                "timezone": "UTC",
+                "expiry_policy": "never",
+                "tiers": [],
+                "settings": {},
+            },
         )
         await uow.commit()
     try:
