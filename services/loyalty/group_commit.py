@@ -4,8 +4,8 @@ A caller that posts one earn or spend at a time in its own database transaction 
 the member read, the `loyalty_post` call, BEGIN and COMMIT — and, in Python, a session and the ORM
 around each. With many callers at once (a point-of-sale fleet, a partner's accruals, a load test) that
 per-transaction work, not the ledger, is the limit. `GroupCommit` queues the postings and a worker
-writes whatever has queued up as one database transaction: the members read in one statement, every
-posting one `loyalty_post` call of one statement (in arrival order), their `points_earned` /
+writes whatever has queued up as one database transaction: every posting one `loyalty_post` call of
+one statement (in arrival order), which also reads and checks each member, their `points_earned` /
 `points_redeemed` events in one outbox insert, one COMMIT. Each caller's `await` returns only after
 that commit, with its own outcome.
 
@@ -36,12 +36,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from services.loyalty import ledger
@@ -51,10 +51,6 @@ from shared.contracts.loyalty import PointsEarned, PointsRedeemed
 from shared.errors import Conflict, NotFound
 from shared.events import EventPayload
 from shared.uow import UnitOfWork
-
-_MEMBERS = text(
-    "SELECT id, customer_id, program_id, status FROM members WHERE id = ANY(CAST(:ids AS varchar[]))"
-)
 
 
 @dataclass(slots=True)
@@ -175,20 +171,49 @@ class GroupCommit:
                 else:
                     batch.append(item)
             if batch:
+                # One batch at a time per lane, committed before the next begins: a posting's guard
+                # (`balance + delta >= floor`) reads the committed balance, and an UPDATE skips a row
+                # whose committed version fails its condition without waiting for a transaction
+                # holding it — a spend behind an uncommitted earn of the same member would be refused.
                 await self._post(batch)
             if stop:
                 return
 
     async def _post(self, batch: list[_Request]) -> None:
+        """A batch from start to commit (the retries of a failed batch, one request each)."""
+        finish = await self._start(batch)
+        if finish is not None:
+            await finish
+
+    async def _start(self, batch: list[_Request]) -> Coroutine[Any, Any, None] | None:
+        """The first stage: the batch's transaction opened and its postings made, events built.
+        Returns the second stage (commit and answers); None if the batch failed here (its requests
+        were retried alone)."""
+        uow = self._uows()
+        await uow.__aenter__()
         try:
-            await self._commit(batch)
+            events = await self._prepare_and_post(uow, batch)
         except Exception as error:  # every caller gets its outcome
-            if len(batch) == 1:
-                await self._fail_alone(batch[0], error)
-            else:
-                for request in batch:  # isolate the one that failed: each alone
-                    request.member = request.call = request.posted = request.error = None
-                    await self._post([request])
+            await uow.__aexit__(None, None, None)
+            await self._retry(batch, error)
+            return None
+        except BaseException:
+            await uow.__aexit__(None, None, None)
+            raise
+        return self._finish(uow, batch, events)
+
+    async def _finish(self, uow: UnitOfWork, batch: list[_Request], events: list[EventPayload]) -> None:
+        failed: Exception | None = None
+        try:
+            if any(r.error is None for r in batch):
+                await uow.publish_many(events, trusted=True)
+                await uow.commit()
+        except Exception as error:
+            failed = error
+        finally:
+            await uow.__aexit__(None, None, None)
+        if failed is not None:
+            await self._retry(batch, failed)
             return
         self.batches += 1
         for request in batch:
@@ -200,6 +225,16 @@ class GroupCommit:
                 assert request.posted is not None
                 self.postings += 1
                 request.future.set_result(request.posted)
+
+    async def _retry(self, batch: list[_Request], error: Exception) -> None:
+        """Nothing of the batch was committed: each request again alone, so that only the one at fault
+        fails (a batch of one: its caller gets the error)."""
+        if len(batch) == 1:
+            await self._fail_alone(batch[0], error)
+            return
+        for request in batch:
+            request.member = request.call = request.posted = request.error = None
+            await self._post([request])
 
     async def _fail_alone(self, request: _Request, error: BaseException) -> None:
         if isinstance(error, IntegrityError):
@@ -217,55 +252,49 @@ class GroupCommit:
         if not request.future.done():
             request.future.set_exception(error)
 
-    async def _commit(self, batch: list[_Request]) -> None:
-        """One transaction for the batch: members read, postings, events, commit. Refusals are recorded
-        on their request; an exception means nothing was committed."""
-        async with self._uows() as uow:
-            session = uow.session
-            now = datetime.now(UTC)
-            ids = sorted({r.member_id for r in batch})
-            one_statement = await ledger.one_round_trip(session)
-            if one_statement:
-                members: dict[str, Member | ledger.MemberRef] = {
-                    row.id: ledger.MemberRef(row.id, row.customer_id, row.program_id, row.status)
-                    for row in (await session.execute(_MEMBERS, {"ids": ids})).all()
-                }
-            elif len(batch) > 1:
-                raise _OneByOne  # the ORM path cannot take back one refused posting: each alone
+    async def _prepare_and_post(self, uow: UnitOfWork, batch: list[_Request]) -> list[EventPayload]:
+        """In the batch's transaction: the postings made (each member read and checked by the same
+        statement); their events returned. Refusals are recorded on their request."""
+        session = uow.session
+        now = datetime.now(UTC)
+        if not await ledger.one_round_trip(session):
+            await self._orm_path(uow, batch, now)
+            return []
+        calls: list[ledger.PreparedCall] = []
+        for request in batch:
+            make = ledger.earn_call if request.kind == "earn" else ledger.spend_call
+            member = ledger.MemberRef(request.member_id, None, request.program.id)
+            request.call = make(
+                request.program, member, request.points, reference=request.reference, now=now,
+                **{k: v for k, v in request.options.items() if v is not None},
+            )  # fmt: skip
+            calls.append(request.call)
+        events: list[EventPayload] = []
+        outcomes = await ledger.post_for_members(session, calls)
+        for request, (customer_id, outcome) in zip(batch, outcomes, strict=True):
+            if isinstance(outcome, ledger.Posted):
+                assert customer_id is not None
+                request.member = ledger.MemberRef(request.member_id, customer_id, request.program.id)
+                request.posted = outcome
+                events.append(_event(request, now))
             else:
-                members = {m.id: m for m in (await session.scalars(select(Member).where(Member.id.in_(ids))))}
-            calls: list[ledger.PreparedCall] = []
-            for request in batch:
-                try:
-                    member = request.member = _active(members.get(request.member_id), request)
-                    if not one_statement:
-                        assert isinstance(member, Member)
-                        await self._post_orm(uow, request, member, now)
-                        continue
-                    make = ledger.earn_call if request.kind == "earn" else ledger.spend_call
-                    request.call = make(
-                        request.program, member, request.points, reference=request.reference, now=now,
-                        **{k: v for k, v in request.options.items() if v is not None},
-                    )  # fmt: skip
-                except (NotFound, LoyaltyRuleRefused, InsufficientPoints) as refusal:
-                    request.error = refusal
-                    continue
-                calls.append(request.call)
-            outcomes = await ledger.post_calls(session, calls) if calls else []
-            posted = iter(outcomes)
-            events: list[EventPayload] = []
-            for request in batch:
-                if request.call is None:  # refused, or posted through the ORM path
-                    continue
-                outcome = next(posted)
-                if isinstance(outcome, ledger.Posted):
-                    request.posted = outcome
-                    events.append(_event(request, now))
-                else:
-                    request.error = outcome
-            if any(r.error is None for r in batch):
-                await uow.publish_many(events, trusted=True)
-                await uow.commit()
+                request.error = outcome
+        return events
+
+    async def _orm_path(self, uow: UnitOfWork, batch: list[_Request], now: datetime) -> None:
+        """A batch of one on a database without `loyalty_post`: the member read and checked, then the
+        ORM path's posting and its event (a refused one rolls back with its transaction)."""
+        if len(batch) > 1:
+            raise _OneByOne  # the ORM path cannot take back one refused posting: each alone
+        (request,) = batch
+        try:
+            found = await uow.session.get(Member, request.member_id)
+            member = _active(found, request)
+            assert isinstance(member, Member)
+            request.member = member
+            await self._post_orm(uow, request, member, now)
+        except (NotFound, LoyaltyRuleRefused, InsufficientPoints) as refusal:
+            request.error = refusal
 
     async def _post_orm(self, uow: UnitOfWork, request: _Request, member: Member, now: datetime) -> None:
         """One request through the ledger's ORM path (databases without `loyalty_post`)."""

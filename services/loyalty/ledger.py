@@ -38,7 +38,7 @@ from services.loyalty.domain import (
 from services.loyalty.models import Account, LedgerEntry, LedgerTransaction, Lot, LotMovement, Member, Program
 from shared.db import UTCDateTime, insert_rows
 from shared.db import dialect_insert as _insert
-from shared.errors import Conflict, NotFound
+from shared.errors import Conflict, DomainError, NotFound
 
 MEMBER_KINDS = ("available", "pending", "reserved", "qualifying")
 PROGRAM_KINDS = ("issued", "redeemed", "expired", "qualifying_issued")
@@ -123,10 +123,11 @@ class Posted:
 
 @dataclass(frozen=True, slots=True)
 class MemberRef:
-    """What a posting needs of a member, without an ORM object (the group commit reads members in bulk)."""
+    """What a posting needs of a member, without an ORM object. With no `customer_id`, for
+    `post_for_members`, which reads it from the member's row."""
 
     id: str
-    customer_id: str
+    customer_id: str | None
     program_id: str
     status: str = "active"
 
@@ -478,6 +479,34 @@ _POST_MANY = text(
 )
 
 
+# `_POST_MANY` for callers that do not hold the members (the group commit): each call's member is
+# read in the statement — a call is posted only if its member exists, is in the call's program and is
+# active, and the member's current customer id goes into the transaction. `OFFSET 0` keeps each
+# subquery whole, so that both stay nested loops over the calls in their order (the members' lookup,
+# flattened into a join, could be hashed and the calls made in the members' order), and the call's
+# condition gates it (a one-time filter; flattened, it became a join filter tested after the call had
+# run). Tests hold the order, and a closed member untouched.
+_POST_FOR_MEMBERS = text(
+    "SELECT m.status, m.program_id, m.customer_id, r.balances, r.refused_account, r.refused_balance, "
+    "r.new_lot_id, r.new_lot_remaining, r.taken_ids, r.taken_remaining FROM unnest("
+    + ", ".join(f"CAST(:{name} AS {kind}[])" for name, kind in _SCALARS)
+    + ") WITH ORDINALITY AS c("
+    + ", ".join(name for name, _ in _SCALARS)
+    + ", n) LEFT JOIN LATERAL (SELECT mm.status, mm.program_id, mm.customer_id FROM members mm "
+    "WHERE mm.id = c.member_id OFFSET 0) AS m ON true "
+    "LEFT JOIN LATERAL (SELECT * FROM loyalty_post("
+    + ", ".join(
+        "m.customer_id"
+        if name == "customer_id"
+        else f"CAST(c.{name} AS {_LISTS[name]})"
+        if name in _LISTS
+        else f"c.{name}"
+        for name, _ in _SCALARS
+    )
+    + ") WHERE m.status = 'active' AND m.program_id = c.program_id OFFSET 0) AS r ON true ORDER BY c.n"
+)
+
+
 def _array_literal(values: Sequence[Any]) -> str:
     """A PostgreSQL array literal of strings or integers (None: NULL), every string quoted."""
     items = []
@@ -549,6 +578,40 @@ async def post_calls(session: AsyncSession, calls: Sequence[_Call]) -> list[Post
             outcomes.append(_finish(session, call, row, call.posted))
         except (InsufficientPoints, NotFound) as refusal:
             outcomes.append(refusal)
+    return outcomes
+
+
+async def post_for_members(
+    session: AsyncSession, calls: Sequence[_Call]
+) -> list[tuple[str | None, Posted | DomainError]]:
+    """`post_calls` for calls prepared without reading their members (`MemberRef` with no customer id):
+    the statement reads each call's member and posts the call only if the member exists, is in the
+    call's program (else `NotFound`) and is active (else `LoyaltyRuleRefused` "member.active"). For
+    each call: the member's customer id (None if no such member) and its outcome."""
+    await flush_buffered(session)
+    if session.new or session.dirty or session.deleted:
+        await session.flush()
+    rows = (await session.execute(_POST_FOR_MEMBERS, _columns(calls))).all()
+    if len(rows) != len(calls):  # pragma: no cover - one row per call, always
+        raise RuntimeError(f"loyalty_post: {len(rows)} results for {len(calls)} calls")
+    outcomes: list[tuple[str | None, Posted | DomainError]] = []
+    for call, row in zip(calls, rows, strict=True):
+        status, program_id, customer_id = row[0], row[1], row[2]
+        member_id = call.params["member_id"]
+        if status is None or program_id != call.params["program_id"]:
+            outcomes.append(
+                (None, NotFound(f"member {member_id} is not in program {call.params['program_id']}"))
+            )
+            continue
+        if status != "active":
+            refusal = LoyaltyRuleRefused("member.active", f"member {member_id} is {status}, not active")
+            outcomes.append((customer_id, refusal))
+            continue
+        call.params["customer_id"] = customer_id
+        try:
+            outcomes.append((customer_id, _finish(session, call, row[3:], call.posted)))
+        except (InsufficientPoints, NotFound) as refused:
+            outcomes.append((customer_id, refused))
     return outcomes
 
 
