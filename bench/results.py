@@ -170,12 +170,19 @@ def legacy_figures(name: str, data: dict[str, Any]) -> list[Figure]:
         spread, hot, redeem = data.get("spread", {}), data.get("hot_account", {}), data.get("redemption", {})
         return [
             Figure(
-                "Ledger postings, spread over members",
+                "Ledger postings, spread over members (group commit)",
                 "postings/s",
                 spread.get("per_s"),
                 baseline=spread.get("baseline_update_per_s"),
                 baseline_name="plain single-row UPDATE",
                 target=spread.get("target_per_s"),
+            ),
+            Figure(
+                "Ledger postings, spread, one transaction per posting",
+                "postings/s",
+                spread.get("one_transaction_per_posting_per_s"),
+                baseline=spread.get("baseline_update_per_s"),
+                baseline_name="plain single-row UPDATE",
             ),
             Figure(
                 "Ledger postings, one hot account",
