@@ -36,7 +36,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import zlib
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -180,38 +180,18 @@ class GroupCommit:
                 return
 
     async def _post(self, batch: list[_Request]) -> None:
-        """A batch from start to commit (the retries of a failed batch, one request each)."""
-        finish = await self._start(batch)
-        if finish is not None:
-            await finish
-
-    async def _start(self, batch: list[_Request]) -> Coroutine[Any, Any, None] | None:
-        """The first stage: the batch's transaction opened and its postings made, events built.
-        Returns the second stage (commit and answers); None if the batch failed here (its requests
-        were retried alone)."""
-        uow = self._uows()
-        await uow.__aenter__()
-        try:
-            events = await self._prepare_and_post(uow, batch)
-        except Exception as error:  # every caller gets its outcome
-            await uow.__aexit__(None, None, None)
-            await self._retry(batch, error)
-            return None
-        except BaseException:
-            await uow.__aexit__(None, None, None)
-            raise
-        return self._finish(uow, batch, events)
-
-    async def _finish(self, uow: UnitOfWork, batch: list[_Request], events: list[EventPayload]) -> None:
+        """One transaction for the batch: postings, events, commit; then every caller answered. If it
+        fails, nothing of it was committed: its requests are retried alone (after the transaction
+        has let go of its connection and locks)."""
         failed: Exception | None = None
-        try:
-            if any(r.error is None for r in batch):
-                await uow.publish_many(events, trusted=True)
-                await uow.commit()
-        except Exception as error:
-            failed = error
-        finally:
-            await uow.__aexit__(None, None, None)
+        async with self._uows() as uow:
+            try:
+                events = await self._prepare_and_post(uow, batch)
+                if any(r.error is None for r in batch):
+                    await uow.publish_many(events, trusted=True)
+                    await uow.commit()
+            except Exception as error:  # every caller gets its outcome
+                failed = error
         if failed is not None:
             await self._retry(batch, failed)
             return
@@ -359,9 +339,4 @@ def _event(request: _Request, now: datetime) -> EventPayload:
     )
 
 
-def lanes_of(member_ids: Sequence[str], lanes: int) -> list[int]:
-    """The lane of each member id (for tests and diagnostics)."""
-    return [zlib.crc32(m.encode()) % lanes for m in member_ids]
-
-
-__all__ = ["GroupCommit", "lanes_of"]
+__all__ = ["GroupCommit"]
