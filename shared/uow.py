@@ -248,5 +248,10 @@ class UnitOfWorkFactory:
         for listener in self._listeners:
             listener()
 
+    def notify_committed(self) -> None:
+        """Events were committed to the outbox outside a unit of work (one autocommit statement that
+        changes state and writes its events): wake the listeners as a commit would."""
+        self._notify()
+
     def __call__(self) -> UnitOfWork:
         return UnitOfWork(self.sessions, self.tables, self.source, on_commit=self._notify)

@@ -35,22 +35,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import warnings
 import zlib
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.loyalty import ledger
 from services.loyalty.domain import InsufficientPoints, LoyaltyRuleRefused
 from services.loyalty.models import LedgerTransaction, Member, Program
 from shared.contracts.loyalty import PointsEarned, PointsRedeemed
 from shared.errors import Conflict, NotFound
-from shared.events import EventPayload
-from shared.uow import UnitOfWork
+from shared.events import EventPayload, new_event
+from shared.uow import UnitOfWork, UnitOfWorkFactory
 
 
 @dataclass(slots=True)
@@ -71,13 +73,17 @@ class _Request:
 class GroupCommit:
     """Postings from concurrent callers committed in groups (see the module's text).
 
-    `uows` makes a fresh unit of work (loyalty's database and outbox). Use as an async context manager,
+    `uows` makes units of work of loyalty's database and outbox. Use as an async context manager,
     or call `close()`, which waits for what was queued."""
 
-    def __init__(self, uows: Callable[[], UnitOfWork], *, lanes: int = 2, max_batch: int = 256) -> None:
+    def __init__(self, uows: UnitOfWorkFactory, *, lanes: int = 2, max_batch: int = 256) -> None:
         if lanes < 1 or max_batch < 1:
             raise ValueError("lanes and max_batch must be at least 1")
         self._uows = uows
+        engine = uows.sessions.kw["bind"]
+        # One statement per group, in its own implicit transaction: no BEGIN and COMMIT round trips.
+        self._autocommit: AsyncEngine = engine.execution_options(isolation_level="AUTOCOMMIT")
+        self._one_statement: bool | None = None  # known at the first group
         self._max_batch = max_batch
         self._queues: list[asyncio.Queue[_Request | None]] = [asyncio.Queue() for _ in range(lanes)]
         self._workers: list[asyncio.Task[None]] = []
@@ -180,20 +186,18 @@ class GroupCommit:
                 return
 
     async def _post(self, batch: list[_Request]) -> None:
-        """One transaction for the batch: postings, events, commit; then every caller answered. If it
-        fails, nothing of it was committed: its requests are retried alone (after the transaction
-        has let go of its connection and locks)."""
-        failed: Exception | None = None
-        async with self._uows() as uow:
-            try:
-                events = await self._prepare_and_post(uow, batch)
-                if any(r.error is None for r in batch):
-                    await uow.publish_many(events, trusted=True)
-                    await uow.commit()
-            except Exception as error:  # every caller gets its outcome
-                failed = error
-        if failed is not None:
-            await self._retry(batch, failed)
+        """The batch's postings and their events, committed together; then every caller answered. If
+        it fails, nothing of it was committed: its requests are retried alone."""
+        try:
+            if self._one_statement is None:
+                async with self._uows() as uow:
+                    self._one_statement = await ledger.one_round_trip(uow.session)
+            if self._one_statement:
+                await self._post_in_one_statement(batch)
+            else:
+                await self._post_in_a_unit_of_work(batch)
+        except Exception as error:  # every caller gets its outcome
+            await self._retry(batch, error)
             return
         self.batches += 1
         for request in batch:
@@ -205,6 +209,69 @@ class GroupCommit:
                 assert request.posted is not None
                 self.postings += 1
                 request.future.set_result(request.posted)
+
+    async def _post_in_one_statement(self, batch: list[_Request]) -> None:
+        """PostgreSQL: every posting a `loyalty_post` call that also reads and checks its member, and
+        each posting's event written from a template made here (its customer id and balance filled in
+        by the statement), all in one statement in its own transaction — one round trip."""
+        now = datetime.now(UTC)
+        calls: list[ledger.PreparedCall] = []
+        templates: list[ledger.EventTemplate] = []
+        with warnings.catch_warnings():  # placeholders in the templates' integer fields
+            warnings.simplefilter("ignore")
+            for request in batch:
+                make = ledger.earn_call if request.kind == "earn" else ledger.spend_call
+                member = ledger.MemberRef(request.member_id, None, request.program.id)
+                request.call = make(
+                    request.program, member, request.points, reference=request.reference, now=now,
+                    **{k: v for k, v in request.options.items() if v is not None},
+                )  # fmt: skip
+                calls.append(request.call)
+                templates.append(self._template(request, now))
+        async with self._autocommit.connect() as connection:
+            outcomes = await ledger.post_and_publish(
+                connection, calls, templates, outbox=self._uows.tables.outbox.name
+            )
+        for request, (customer_id, outcome) in zip(batch, outcomes, strict=True):
+            if isinstance(outcome, ledger.Posted):
+                request.member = ledger.MemberRef(request.member_id, customer_id, request.program.id)
+                request.posted = outcome
+            else:
+                request.error = outcome
+        if any(r.error is None for r in batch):
+            self._uows.notify_committed()
+
+    def _template(self, request: _Request, now: datetime) -> ledger.EventTemplate:
+        """The request's event, its customer id and balance after left as placeholders."""
+        payload = _payload(request, ledger.CUSTOMER_MARK, ledger.BALANCE_MARK, now, construct=True)
+        event = new_event(payload, source=self._uows.source, trusted=True)
+        pending = request.kind == "earn" and request.program.pending_days > 0
+        account = ledger.member_account(request.member_id, "pending" if pending else "available")
+        return ledger.EventTemplate(
+            event.id,
+            payload.topic.name,
+            event.type,
+            orjson.dumps(event.model_dump(mode="json")).decode(),
+            account,
+        )
+
+    async def _post_in_a_unit_of_work(self, batch: list[_Request]) -> None:
+        """Databases without `loyalty_post` (SQLite): one request per transaction through the ORM path
+        (a refused posting rolls back with its transaction)."""
+        if len(batch) > 1:
+            raise _OneByOne
+        (request,) = batch
+        async with self._uows() as uow:
+            now = datetime.now(UTC)
+            try:
+                member = _active(await uow.session.get(Member, request.member_id), request)
+                assert isinstance(member, Member)
+                request.member = member
+                await self._post_orm(uow, request, member, now)
+            except (NotFound, LoyaltyRuleRefused, InsufficientPoints) as refusal:
+                request.error = refusal
+                return
+            await uow.commit()
 
     async def _retry(self, batch: list[_Request], error: Exception) -> None:
         """Nothing of the batch was committed: each request again alone, so that only the one at fault
@@ -232,65 +299,17 @@ class GroupCommit:
         if not request.future.done():
             request.future.set_exception(error)
 
-    async def _prepare_and_post(self, uow: UnitOfWork, batch: list[_Request]) -> list[EventPayload]:
-        """In the batch's transaction: the postings made (each member read and checked by the same
-        statement); their events returned. Refusals are recorded on their request."""
-        session = uow.session
-        now = datetime.now(UTC)
-        if not await ledger.one_round_trip(session):
-            await self._orm_path(uow, batch, now)
-            return []
-        calls: list[ledger.PreparedCall] = []
-        for request in batch:
-            make = ledger.earn_call if request.kind == "earn" else ledger.spend_call
-            member = ledger.MemberRef(request.member_id, None, request.program.id)
-            request.call = make(
-                request.program, member, request.points, reference=request.reference, now=now,
-                **{k: v for k, v in request.options.items() if v is not None},
-            )  # fmt: skip
-            calls.append(request.call)
-        events: list[EventPayload] = []
-        outcomes = await ledger.post_for_members(session, calls)
-        for request, (customer_id, outcome) in zip(batch, outcomes, strict=True):
-            if isinstance(outcome, ledger.Posted):
-                assert customer_id is not None
-                request.member = ledger.MemberRef(request.member_id, customer_id, request.program.id)
-                request.posted = outcome
-                events.append(_event(request, now))
-            else:
-                request.error = outcome
-        return events
-
-    async def _orm_path(self, uow: UnitOfWork, batch: list[_Request], now: datetime) -> None:
-        """A batch of one on a database without `loyalty_post`: the member read and checked, then the
-        ORM path's posting and its event (a refused one rolls back with its transaction)."""
-        if len(batch) > 1:
-            raise _OneByOne  # the ORM path cannot take back one refused posting: each alone
-        (request,) = batch
-        try:
-            found = await uow.session.get(Member, request.member_id)
-            member = _active(found, request)
-            assert isinstance(member, Member)
-            request.member = member
-            await self._post_orm(uow, request, member, now)
-        except (NotFound, LoyaltyRuleRefused, InsufficientPoints) as refusal:
-            request.error = refusal
-
     async def _post_orm(self, uow: UnitOfWork, request: _Request, member: Member, now: datetime) -> None:
         """One request through the ledger's ORM path (databases without `loyalty_post`)."""
-        loaded = member
         options = {k: v for k, v in request.options.items() if v is not None}
-        if request.kind == "earn":
-            request.posted = await ledger.earn(
-                uow.session, request.program, loaded, request.points, reference=request.reference, now=now,
-                **options,
-            )  # fmt: skip
-        else:
-            request.posted = await ledger.spend(
-                uow.session, request.program, loaded, request.points, reference=request.reference, now=now,
-                **options,
-            )  # fmt: skip
-        await uow.publish(_event(request, now))
+        post = ledger.earn if request.kind == "earn" else ledger.spend
+        posted = request.posted = await post(
+            uow.session, request.program, member, request.points, reference=request.reference, now=now,
+            **options,
+        )  # fmt: skip
+        pending = request.kind == "earn" and request.program.pending_days > 0
+        balance = posted.balances[ledger.member_account(member.id, "pending" if pending else "available")]
+        await uow.publish(_payload(request, member.customer_id, balance, now, transaction_id=posted.id))
 
 
 class _OneByOne(Exception):
@@ -307,36 +326,37 @@ def _active(member: Member | ledger.MemberRef | None, request: _Request) -> Memb
     return member
 
 
-def _event(request: _Request, now: datetime) -> EventPayload:
-    member, posted = request.member, request.posted
-    assert member is not None
-    assert posted is not None
+def _payload(
+    request: _Request,
+    customer_id: str,
+    balance_after: int | str,
+    now: datetime,
+    *,
+    transaction_id: str | None = None,
+    construct: bool = False,
+) -> EventPayload:
+    """The request's `points_earned` or `points_redeemed`. With `construct`, not validated: a template
+    whose customer id and balance are placeholders."""
     program = request.program
-    customer_id = member.customer_id
+    if transaction_id is None:
+        assert request.call is not None
+        transaction_id = str(request.call.params["id"])
+    fields: dict[str, Any] = {
+        "customer_id": customer_id,
+        "program_id": program.id,
+        "transaction_id": transaction_id,
+        "points": request.points,
+        "reference": request.reference,
+        "balance_after": balance_after,
+        "occurred_at": now,
+    }
+    kind: type[EventPayload] = PointsRedeemed
     if request.kind == "earn":
-        pending = program.pending_days > 0
-        account = ledger.member_account(member.id, "pending" if pending else "available")
-        return PointsEarned(
-            customer_id=customer_id,
-            program_id=program.id,
-            transaction_id=posted.id,
-            points=request.points,
-            qualifying=request.options.get("qualifying") or 0,
-            pending=pending,
-            reason=request.options.get("reason") or "earn",
-            reference=request.reference,
-            balance_after=posted.balances[account],
-            occurred_at=now,
-        )
-    return PointsRedeemed(
-        customer_id=customer_id,
-        program_id=program.id,
-        transaction_id=posted.id,
-        points=request.points,
-        reference=request.reference,
-        balance_after=posted.balances[ledger.member_account(member.id)],
-        occurred_at=now,
-    )
+        kind = PointsEarned
+        fields["qualifying"] = request.options.get("qualifying") or 0
+        fields["pending"] = program.pending_days > 0
+        fields["reason"] = request.options.get("reason") or "earn"
+    return kind.model_construct(**fields) if construct else kind(**fields)
 
 
 __all__ = ["GroupCommit"]

@@ -24,7 +24,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import JSON, and_, bindparam, case, func, or_, select, text, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.util import identity_key
 
@@ -356,7 +356,9 @@ def _prepare(
     return _Call(params, member, cached, deltas, floors, lot, touch, now)
 
 
-def _finish(session: AsyncSession, call: _Call, row: Sequence[Any], posted: Posted | None = None) -> Posted:
+def _finish(
+    session: AsyncSession | None, call: _Call, row: Sequence[Any], posted: Posted | None = None
+) -> Posted:
     """What one `loyalty_post` call returned, as a `Posted` (filled into `posted` if given); the objects
     the session holds made to see what the database did, as after the ORM path."""
     new_balances, refused, current, lot_id, lot_remaining, taken_ids, taken_remaining = row
@@ -371,8 +373,8 @@ def _finish(session: AsyncSession, call: _Call, row: Sequence[Any], posted: Post
         posted = Posted(balances=balances, params=call.params)
     else:
         posted.balances.update(balances)
-    identities = session.identity_map
-    if len(identities):
+    identities = session.identity_map if session is not None else None
+    if identities:
         for account_id, balance in balances.items():
             account = identities.get(identity_key(Account, account_id))
             if account is not None:
@@ -592,6 +594,14 @@ async def post_for_members(
     if session.new or session.dirty or session.deleted:
         await session.flush()
     rows = (await session.execute(_POST_FOR_MEMBERS, _columns(calls))).all()
+    return _member_outcomes(session, calls, rows)
+
+
+def _member_outcomes(
+    session: AsyncSession | None, calls: Sequence[_Call], rows: Sequence[Sequence[Any]]
+) -> list[tuple[str | None, Posted | DomainError]]:
+    """What `_POST_FOR_MEMBERS`-like rows (member status, program, customer id, then `loyalty_post`'s
+    result) say of each call."""
     if len(rows) != len(calls):  # pragma: no cover - one row per call, always
         raise RuntimeError(f"loyalty_post: {len(rows)} results for {len(calls)} calls")
     outcomes: list[tuple[str | None, Posted | DomainError]] = []
@@ -609,10 +619,94 @@ async def post_for_members(
             continue
         call.params["customer_id"] = customer_id
         try:
-            outcomes.append((customer_id, _finish(session, call, row[3:], call.posted)))
+            outcomes.append((customer_id, _finish(session, call, row[3:10], call.posted)))
         except (InsufficientPoints, NotFound) as refused:
             outcomes.append((customer_id, refused))
     return outcomes
+
+
+@dataclass(frozen=True, slots=True)
+class EventTemplate:
+    """A posting's event, made before the posting: its outbox row, the envelope's JSON text holding
+    `CUSTOMER_MARK` where the member's customer id goes (the subject and the data's `customer_id`) and
+    `BALANCE_MARK` where the balance after the posting goes (the posting's cached account
+    `balance_account`)."""
+
+    event_id: str
+    topic: str
+    type: str
+    envelope: str
+    balance_account: str
+
+
+CUSTOMER_MARK = "\x00customer_id\x00"
+BALANCE_MARK = "\x00balance_after\x00"
+_EVENT_SCALARS = (
+    ("event_id", "text"),
+    ("topic", "text"),
+    ("type", "text"),
+    ("envelope", "text"),
+    ("balance_at", "int"),
+)
+
+
+def _post_and_publish_sql(outbox: str) -> str:
+    """`_POST_FOR_MEMBERS` and the outbox rows of the postings made, in one statement (a data-modifying
+    CTE): run in an implicit transaction, a group of postings is one round trip."""
+    names = [name for name, _ in _SCALARS] + [name for name, _ in _EVENT_SCALARS]
+    arrays = [f"CAST(:{name} AS {kind}[])" for name, kind in (*_SCALARS, *_EVENT_SCALARS)]
+    call_args = ", ".join(
+        "m.customer_id"
+        if name == "customer_id"
+        else f"CAST(c.{name} AS {_LISTS[name]})"
+        if name in _LISTS
+        else f"c.{name}"
+        for name, _ in _SCALARS
+    )
+    customer = '"\\u0000customer_id\\u0000"'
+    balance = '"\\u0000balance_after\\u0000"'
+    return (
+        "WITH r AS MATERIALIZED (SELECT c.n, c.event_id, c.topic, c.type, c.envelope, c.balance_at, "
+        "m.status, m.program_id AS member_program_id, m.customer_id AS member_customer_id, p.* "
+        f"FROM unnest({', '.join(arrays)}) WITH ORDINALITY AS c({', '.join(names)}, n) "
+        "LEFT JOIN LATERAL (SELECT mm.status, mm.program_id, mm.customer_id FROM members mm "
+        "WHERE mm.id = c.member_id OFFSET 0) AS m ON true "
+        f"LEFT JOIN LATERAL (SELECT * FROM loyalty_post({call_args}) "
+        "WHERE m.status = 'active' AND m.program_id = c.program_id OFFSET 0) AS p ON true), "
+        f"published AS (INSERT INTO {outbox} (event_id, topic, key, type, envelope, created_at) "
+        "SELECT r.event_id, r.topic, r.member_customer_id, r.type, CAST(replace(replace(r.envelope, "
+        f"'{customer}', CAST(to_json(r.member_customer_id) AS text)), '{balance}', "
+        "CAST(r.balances[r.balance_at] AS text)) AS json), CAST(:created_at_outbox AS timestamptz) "
+        "FROM r WHERE r.balances IS NOT NULL ORDER BY r.n) "
+        "SELECT r.status, r.member_program_id, r.member_customer_id, r.balances, r.refused_account, "
+        "r.refused_balance, r.new_lot_id, r.new_lot_remaining, r.taken_ids, r.taken_remaining "
+        "FROM r ORDER BY r.n"
+    )
+
+
+async def post_and_publish(
+    connection: AsyncConnection, calls: Sequence[_Call], events: Sequence[EventTemplate], *, outbox: str
+) -> list[tuple[str | None, Posted | DomainError]]:
+    """`post_for_members`, and for each posting made its event written to `outbox` from its template,
+    in one statement. On a connection in autocommit mode that statement is its own transaction: the
+    postings and their events commit together, or (an error) none of them."""
+    columns = _columns(calls)
+    columns["event_id"] = [e.event_id for e in events]
+    columns["topic"] = [e.topic for e in events]
+    columns["type"] = [e.type for e in events]
+    columns["envelope"] = [e.envelope for e in events]
+    columns["balance_at"] = [
+        call.cached.index(e.balance_account) + 1 for call, e in zip(calls, events, strict=True)
+    ]
+    columns["created_at_outbox"] = datetime.now(UTC)  # type: ignore[assignment]
+    statement = _POST_AND_PUBLISH.get(outbox)
+    if statement is None:
+        statement = _POST_AND_PUBLISH[outbox] = text(_post_and_publish_sql(outbox))
+    rows = (await connection.execute(statement, columns)).all()
+    return _member_outcomes(None, calls, rows)
+
+
+_POST_AND_PUBLISH: dict[str, Any] = {}
 
 
 async def flush_buffered(session: AsyncSession) -> None:

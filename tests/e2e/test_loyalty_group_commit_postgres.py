@@ -26,6 +26,7 @@ from services.loyalty.app import MIGRATIONS
 from services.loyalty.domain import InsufficientPoints, LoyaltyRuleRefused
 from services.loyalty.group_commit import GroupCommit
 from services.loyalty.models import MESSAGING, Member, Program
+from shared.contracts.loyalty import PointsEarned
 from shared.db import create_engine, session_factory
 from shared.errors import Conflict, NotFound
 from shared.migrations import upgrade
@@ -219,6 +220,18 @@ async def test_events_carry_what_was_posted(world: World) -> None:
         )
         spent = await group.spend(world.program, member_id, 15, reference="pos-1")
     (event,) = await world.events("crm.loyalty.points_earned.v1")
+    async with world.uows() as uow:
+        member = await uow.session.get(Member, member_id)
+        assert member is not None
+        keys = (await uow.session.scalars(select(MESSAGING.outbox.c.key))).all()
+    # The envelope is the one `publish` would write: its customer id (subject, data, Kafka key) and
+    # balance were filled in by the posting statement.
+    assert keys == [member.customer_id, member.customer_id]
+    assert event["subject"] == member.customer_id
+    assert event["data"]["customer_id"] == member.customer_id
+    assert event["type"] == "crm.loyalty.points_earned.v1"
+    assert event["source"] == "/crm/loyalty"
+    PointsEarned.model_validate(event["data"])
     assert event["data"]["transaction_id"] == earned.id
     assert event["data"]["points"] == 40
     assert event["data"]["qualifying"] == 40
