@@ -127,7 +127,8 @@ class LedgerTransaction(Base):
     kind: Mapped[str] = mapped_column(String(30))
     reference: Mapped[str] = mapped_column(String(200), unique=True)
     customer_id: Mapped[str | None] = mapped_column(String(36), index=True)
-    member_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    # Looked up by member through ix_ledger_transactions_member_created (rules/models.py).
+    member_id: Mapped[str | None] = mapped_column(String(36))
     reason: Mapped[str | None] = mapped_column(Text)
     actor: Mapped[str | None] = mapped_column(String(120))
     reverses_id: Mapped[str | None] = mapped_column(String(36), unique=True)
