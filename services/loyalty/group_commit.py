@@ -4,10 +4,11 @@ A caller that posts one earn or spend at a time in its own database transaction 
 the member read, the `loyalty_post` call, BEGIN and COMMIT — and, in Python, a session and the ORM
 around each. With many callers at once (a point-of-sale fleet, a partner's accruals, a load test) that
 per-transaction work, not the ledger, is the limit. `GroupCommit` queues the postings and a worker
-writes whatever has queued up as one database transaction: every posting one `loyalty_post` call of
-one statement (in arrival order), which also reads and checks each member, their `points_earned` /
-`points_redeemed` events in one outbox insert, one COMMIT. Each caller's `await` returns only after
-that commit, with its own outcome.
+writes whatever has queued up as one statement in its own implicit transaction (no BEGIN, no COMMIT
+round trip): every posting one `loyalty_post` call, in arrival order, which also reads and checks the
+member, and the `points_earned` / `points_redeemed` events of the postings made, written to the outbox
+by the same statement from envelopes made here (the customer id and the balance after filled in by the
+statement). Each caller's `await` returns only after that statement committed, with its own outcome.
 
 What each posting keeps of its own:
 
