@@ -52,10 +52,13 @@ class ServiceTransport(httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         wait = request.extensions.get("timeout", {}).get("pool")
-        try:
-            await asyncio.wait_for(self._slots.acquire(), wait)
-        except TimeoutError as exc:
-            raise httpx.PoolTimeout("no free connection to the service", request=request) from exc
+        if self._slots.locked():  # every slot taken: wait, at most the pool timeout
+            try:
+                await asyncio.wait_for(self._slots.acquire(), wait)
+            except TimeoutError as exc:
+                raise httpx.PoolTimeout("no free connection to the service", request=request) from exc
+        else:  # a free slot: taken at once, without wait_for's task and timer (~30 µs a request)
+            await self._slots.acquire()
         try:
             response = await self._inner.handle_async_request(request)
         except BaseException:
