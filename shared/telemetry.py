@@ -327,6 +327,12 @@ class TracingTransport(httpx.AsyncBaseTransport):
             self._traced = traced
         return await traced[1].handle_async_request(request)
 
+    def untraced(self) -> httpx.AsyncBaseTransport | None:
+        """The wrapped transport when the service's tracing is off (calls may go to it directly);
+        None when on."""
+        tel = _registry.get(self.service) or telemetry(self.service)
+        return self.transport if tel.provider is None else None
+
     async def aclose(self) -> None:
         await self.transport.aclose()
 

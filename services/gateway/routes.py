@@ -182,16 +182,17 @@ async def proxy(service: str, path: str, request: Request) -> Response:
     headers["x-request-id"] = request_id_var.get() or headers.get("x-request-id", "")
     headers["x-forwarded-for"] = request.client.host if request.client else ""
     body = await request.body()
-    response = await upstream.request(
-        request.method,
-        "/" + path,
-        params=list(request.query_params.multi_items()),
-        headers=headers,
-        content=body or None,
+    status_code, raw_headers, content = await upstream.forward(
+        request.method, "/" + path, request.url.query, headers, body or None
     )
-    out_headers = {
-        k: v
-        for k, v in response.headers.items()
-        if k.lower() not in HOP_BY_HOP | {"x-request-id", "content-encoding"}
-    }
-    return Response(content=response.content, status_code=response.status_code, headers=out_headers)
+    out_headers = {}
+    for raw_key, raw_value in raw_headers:
+        key = raw_key.decode("latin-1").lower()
+        if key not in _NOT_PASSED_BACK:
+            out_headers[key] = raw_value.decode("latin-1")
+    return Response(content=content, status_code=status_code, headers=out_headers)
+
+
+# What the gateway does not pass back from a service: hop-by-hop headers, the service's request id (the
+# gateway's middleware sets its own) and content encoding.
+_NOT_PASSED_BACK = HOP_BY_HOP | {"x-request-id", "content-encoding"}

@@ -9,14 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from urllib.parse import quote
+from typing import TypeVar
+from urllib.parse import parse_qsl, quote
 
 import httpx
 
+from services.gateway.transport import ServiceTransport
 from shared.auth.guard import principal_var
 from shared.errors import ServiceUnavailable
-from shared.telemetry import trace_client
+from shared.telemetry import TracingTransport, trace_client
+
+T = TypeVar("T")
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 POOL_WAIT_SECONDS = 1.0
@@ -64,6 +69,7 @@ class Upstream:
     ) -> None:
         self.name = name
         self.client = trace_client(client, "gateway")  # client spans + `traceparent` when tracing is on
+        self._base = str(client.base_url).rstrip("/")
         self.retries = retries
         self.breaker = breaker
 
@@ -81,26 +87,60 @@ class Upstream:
         """The service's answer. `timeout` (seconds, each of connect / read / write) and `retries`
         override the client's for this call: the customer 360's parts, which stop being waited for
         after their own timeout, pass theirs so nothing keeps a pooled connection longer."""
-        if not self.breaker.allow():
-            raise ServiceUnavailable(f"{self.name} service is unavailable (circuit open)", service=self.name)
-        headers = _with_caller_token(headers)
-        retry = self.retries if retries is None else retries
-        attempts = 1 + (retry if method.upper() in IDEMPOTENT_METHODS else 0)
         limit: httpx.Timeout | httpx._client.UseClientDefault = httpx.USE_CLIENT_DEFAULT
         if timeout is not None:
             limit = httpx.Timeout(timeout, pool=min(timeout, POOL_WAIT_SECONDS))
+        sent = _with_caller_token(headers)
+
+        async def send() -> httpx.Response:
+            # `path` is decoded (ids may hold any character): sent percent-encoded again.
+            return await self.client.request(
+                method, quote(path, safe="/"), params=params, headers=sent, content=content, timeout=limit
+            )
+
+        return await self._call(method, send, lambda r: r.status_code, retries)
+
+    async def forward(
+        self, method: str, path: str, query: str, headers: dict[str, str], content: bytes | None
+    ) -> tuple[int, Sequence[tuple[bytes, bytes]], bytes]:
+        """`request` for the gateway's pass-through route: the query string as the caller sent it, and
+        the answer as status, raw headers and body. In distributed mode with tracing off it goes
+        straight to aiohttp (`ServiceTransport.forward`), without httpx's request and response objects;
+        otherwise (embedded mode, tests' transports, tracing on) through `request`."""
+        direct = self._direct()
+        if direct is None:
+            response = await self.request(
+                method, path, params=list(parse_qsl(query, keep_blank_values=True)), headers=headers,
+                content=content,
+            )  # fmt: skip
+            return response.status_code, response.headers.raw, response.content
+        url = f"{self._base}{quote(path, safe='/')}" + (f"?{query}" if query else "")
+        sent = _with_caller_token(headers) or {}
+        timeout = self.client.timeout
+
+        async def send() -> tuple[int, Sequence[tuple[bytes, bytes]], bytes]:
+            return await direct.forward(method, url, sent, content, timeout)
+
+        return await self._call(method, send, lambda r: r[0], None)
+
+    def _direct(self) -> ServiceTransport | None:
+        transport: httpx.AsyncBaseTransport | None = self.client._transport
+        if isinstance(transport, TracingTransport):
+            transport = transport.untraced()
+        return transport if isinstance(transport, ServiceTransport) else None
+
+    async def _call(
+        self, method: str, send: Callable[[], Awaitable[T]], status: Callable[[T], int], retries: int | None
+    ) -> T:
+        """`send()` behind the breaker, retried (idempotent methods) on connection failures."""
+        if not self.breaker.allow():
+            raise ServiceUnavailable(f"{self.name} service is unavailable (circuit open)", service=self.name)
+        retry = self.retries if retries is None else retries
+        attempts = 1 + (retry if method.upper() in IDEMPOTENT_METHODS else 0)
         last: Exception | None = None
         for attempt in range(attempts):
             try:
-                # `path` is decoded (ids may hold any character): sent percent-encoded again.
-                response = await self.client.request(
-                    method,
-                    quote(path, safe="/"),
-                    params=params,
-                    headers=headers,
-                    content=content,
-                    timeout=limit,
-                )
+                response = await send()
             except httpx.PoolTimeout as exc:
                 # Every pooled connection to the service is busy: this gateway is saturated, the
                 # service is not failing. A fast 503 (no retry, the breaker untouched) sheds the load.
@@ -120,7 +160,8 @@ class Upstream:
                     break
                 await asyncio.sleep(0.05 * (2**attempt))
                 continue
-            if response.status_code >= 500 and response.status_code != 503:
+            code = status(response)
+            if code >= 500 and code != 503:
                 self.breaker.failure()
             else:
                 self.breaker.success()
@@ -147,8 +188,6 @@ def _with_caller_token(headers: dict[str, str] | None) -> dict[str, str] | None:
 
 def http_client(base_url: str, *, timeout: float, max_connections: int) -> httpx.AsyncClient:
     """A pooled client to one service in distributed mode (aiohttp underneath, see `transport`)."""
-    from services.gateway.transport import ServiceTransport
-
     return httpx.AsyncClient(
         base_url=base_url,
         timeout=httpx.Timeout(timeout, connect=min(timeout, 2.0), pool=min(timeout, POOL_WAIT_SECONDS)),
