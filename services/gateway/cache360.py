@@ -9,7 +9,8 @@ customer whose 360 is being fetched wait for that fetch instead of starting seve
 What a caller may see depends on who it is, so answers are kept per caller: the key is the customer
 asked for *and* the verified principal's kind, subject, roles, scopes, customer and branch.
 
-Freshness: an answer is served for that many seconds; for as long again after that, while the one
+Freshness: an answer is served for at most that many seconds (a random 70–100 % of it, so that
+answers fetched together do not all turn stale together); for as long again after that, while the one
 refresh it triggers runs (stale-while-revalidate: the entries of a busy page must not all expire into
 a stampede of fetches at the same moment; a refresh that comes back incomplete drops the old answer).
 Besides, every event the gateway's consumer reads about a customer (its CloudEvent `subject`) drops
@@ -29,6 +30,7 @@ costing all seven calls each time.
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from collections import Counter as Tally
 from collections import OrderedDict
@@ -120,8 +122,19 @@ class Customer360Cache:
         seconds: float,
         max_entries: int = 10_000,
         affected: Callable[[str], frozenset[str] | None] | None = None,
+        jitter: float = 0.3,
+        refreshes: int = 2,
     ) -> None:
         self.seconds = seconds
+        # Each answer is fresh for a random 70–100 % of the age limit (`jitter` 0.3): answers fetched
+        # together (a page of customers, a burst after a restart) would otherwise all turn stale in the
+        # same second, and their refreshes — seven service calls each — come as one wave.
+        self.jitter = jitter
+        # At most `refreshes` background refreshes at a time: each is seven service calls, and a
+        # wave of them (a page's worth of answers turning stale) would take the CPU from the answers
+        # being served meanwhile. Those are served stale until their refresh's turn comes.
+        self.refreshes = refreshes
+        self._refresh_slots: asyncio.Semaphore | None = None
         self.max_entries = max_entries
         # The groups an event type can change; None (or no function): all of them.
         self.affected = affected or (lambda event_type: None)
@@ -156,7 +169,7 @@ class Customer360Cache:
                 # of fetches at the same moment.
                 CACHE_LOOKUPS.labels("stale").inc()
                 if key not in self._fetching:
-                    self._start(key, customer_id, fetch, self._reusable(entry, now))
+                    self._start(key, customer_id, fetch, self._reusable(entry, now), background=True)
                 return entry.value
         running = self._fetching.get(key)
         if running is not None:
@@ -171,7 +184,7 @@ class Customer360Cache:
         return {group: payload for group, (at, payload) in entry.parts.items() if at + self.seconds > now}
 
     def _start(
-        self, key: Key, customer_id: str, fetch: Fetch, reuse: dict[str, Any]
+        self, key: Key, customer_id: str, fetch: Fetch, reuse: dict[str, Any], *, background: bool = False
     ) -> asyncio.Future[Built]:
         # What the fetch must check afterwards is noted now, before anything else can run.
         flight = self._in_flight.setdefault(customer_id, _Flight())
@@ -180,16 +193,25 @@ class Customer360Cache:
         reused = {g: entry.parts[g] for g in reuse} if entry is not None else {}
         snapshot = _Snapshot(self._generation, flight.invalidations, Tally(flight.groups), reused)
         # A task of its own: a caller that goes away does not cancel it for the others waiting.
-        running = asyncio.ensure_future(self._fetch(key, customer_id, fetch, snapshot))
+        running = asyncio.ensure_future(self._fetch(key, customer_id, fetch, snapshot, background))
         running.add_done_callback(_retrieve)
         self._fetching[key] = running
         return running
 
-    async def _fetch(self, key: Key, customer_id: str, fetch: Fetch, before: _Snapshot) -> Built:
+    async def _fetch(
+        self, key: Key, customer_id: str, fetch: Fetch, before: _Snapshot, background: bool = False
+    ) -> Built:
         flight = self._in_flight[customer_id]
-        started = time.monotonic()
         try:
-            built = await fetch({g: payload for g, (_, payload) in before.reused.items()})
+            if background and self.refreshes > 0:
+                if self._refresh_slots is None:
+                    self._refresh_slots = asyncio.Semaphore(self.refreshes)
+                async with self._refresh_slots:
+                    started = time.monotonic()
+                    built = await fetch({g: payload for g, (_, payload) in before.reused.items()})
+            else:
+                started = time.monotonic()
+                built = await fetch({g: payload for g, (_, payload) in before.reused.items()})
         finally:
             self._fetching.pop(key, None)
             flight.fetches -= 1
@@ -212,7 +234,9 @@ class Customer360Cache:
         entry = _Entry(built.customers | {customer_id}, parts)
         if built.keep and flight.invalidations == before.invalidations:
             entry.value = built.value
-            entry.expires = min(at for at, _ in parts.values()) + self.seconds
+            entry.expires = min(at for at, _ in parts.values()) + self.seconds * (
+                1 - self.jitter * random.random()
+            )
         self._put(key, entry)  # an answer kept before is never served stale in place of this one
         return built
 

@@ -5,6 +5,7 @@ the groups of parts an event cannot have changed kept and reused by the next fet
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import pytest
@@ -321,3 +322,14 @@ def test_identity_consumes_nothing() -> None:
 
     assert importlib.util.find_spec("services.identity.consumers") is None
     assert CONSUMES["identity"] == frozenset()
+
+
+async def test_answers_fetched_together_do_not_all_turn_stale_together() -> None:
+    cache, fetch = Customer360Cache(seconds=10, jitter=0.3), Fetcher()
+    before = time.monotonic()
+    for n in range(50):
+        await cache.get(f"c-{n}", ANA, fetch(f"c-{n}"))
+    fresh_for = [entry.expires - before for entry in cache._entries.values()]
+    assert all(6.9 <= f <= 10.1 for f in fresh_for)  # never past the age limit, at least 70 % of it
+    assert max(fresh_for) - min(fresh_for) > 1.0  # spread over seconds, not one moment
+    assert len({round(f, 3) for f in fresh_for}) > 40
