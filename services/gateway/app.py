@@ -129,7 +129,10 @@ def build(
     if webhooks is not None:  # its consumer reads every event: each drops what it may have changed
         webhooks.observers.append(app.state.customer360_cache.observe)
     auth = auth_setup.install(app, settings, embedded=bus is not None, keys=keys)
-    # The gateway's own routes before the proxy's catch-all `/api/{service}/{path}`.
+    # The pass-through to the known services first (most requests are those, and route matching walks
+    # the routes in order); then the gateway's own routes; then the catch-all `/api/{service}/{path}`
+    # (an unknown service's 404). No route of the gateway's own starts with a service's name.
+    app.include_router(routes.service_proxy(sorted(upstreams)))
     app.include_router(auth_routes.router)
     app.include_router(auth_routes.admin)
     app.include_router(me.router)

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import re
+from collections.abc import Sequence
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.convertors import Convertor, register_url_convertor
 
 from services.gateway.openapi import merge_openapi
 from services.gateway.upstreams import Upstream
@@ -191,6 +194,34 @@ async def proxy(service: str, path: str, request: Request) -> Response:
         if key not in _NOT_PASSED_BACK:
             out_headers[key] = raw_value.decode("latin-1")
     return Response(content=content, status_code=status_code, headers=out_headers)
+
+
+def service_proxy(names: Sequence[str]) -> APIRouter:
+    """`proxy` for the services named, as the first route the gateway tries: a request to a service
+    does not first walk every route of the gateway's own (~0.2 ms of route matching per request)."""
+    convertor = f"crm_service_{'_'.join(sorted(names))}"
+    pattern = "|".join(re.escape(name) for name in names)
+
+    class ServiceName(Convertor[str]):
+        """A path segment that is one of the services' names."""
+
+        regex = pattern
+
+        def convert(self, value: str) -> str:
+            return value
+
+        def to_string(self, value: str) -> str:
+            return value
+
+    register_url_convertor(convertor, ServiceName())
+    fast = APIRouter()
+    fast.add_api_route(
+        f"/api/{{service:{convertor}}}/{{path:path}}",
+        proxy,
+        methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"],
+        include_in_schema=False,
+    )
+    return fast
 
 
 # What the gateway does not pass back from a service: hop-by-hop headers, the service's request id (the
