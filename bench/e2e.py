@@ -79,6 +79,7 @@ SIZES: dict[str, dict[str, Any]] = {
         "seconds_360": 2,
         "mixed_seconds": 3,
         "mix_scale": 0.1,
+        "unloaded_blocks": 2,  # 40 purchases each way, one at a time (10 blocks, 200, elsewhere)
     },
     "small": {
         "segment_rate": 50,
@@ -521,6 +522,14 @@ async def points_delays(pool: asyncpg.Pool, acks: list[tuple[str, float]]) -> li
     return out
 
 
+def _purchase_routes(top: Topology) -> tuple[tuple[str, str, str], ...]:
+    """Where a single purchase goes: through the gateway, and straight to interactions."""
+    return (
+        ("gateway", top.gateway, "/api/interactions/purchases"),
+        ("direct", top.direct["interactions"], "/purchases"),
+    )
+
+
 async def single_phase(
     top: Topology, sampler: Sampler, size: dict[str, Any], customers: list[str], run: str
 ) -> dict[str, Any]:
@@ -528,10 +537,7 @@ async def single_phase(
     out: dict[str, Any] = {"clients": size["single_clients"], "seconds": size["single_seconds"]}
     # Enough calls for the duration at a rate well above what the machine can do.
     count = int(size["single_seconds"] * 1_500)
-    for label, base, path in (
-        ("gateway", top.gateway, "/api/interactions/purchases"),
-        ("direct", top.direct["interactions"], "/purchases"),
-    ):
+    for label, base, path in _purchase_routes(top):
         calls = [
             Call(
                 "purchase",
@@ -570,10 +576,7 @@ async def single_phase(
     unloaded: dict[str, list[float]] = {"gateway": [], "direct": []}
     async with sampler.phase("single purchases, one at a time"):
         for block in range(size.get("unloaded_blocks", 10)):
-            for label, base, path in (
-                ("gateway", top.gateway, "/api/interactions/purchases"),
-                ("direct", top.direct["interactions"], "/purchases"),
-            ):
+            for label, base, path in _purchase_routes(top):
                 calls = [
                     Call(
                         "purchase",
