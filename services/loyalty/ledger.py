@@ -124,7 +124,7 @@ class Posted:
 @dataclass(frozen=True, slots=True)
 class MemberRef:
     """What a posting needs of a member, without an ORM object. With no `customer_id`, for
-    `post_for_members`, which reads it from the member's row."""
+    `post_and_publish`, which reads it from the member's row."""
 
     id: str
     customer_id: str | None
@@ -296,7 +296,7 @@ class _Call:
     posted: Posted | None = None
 
 
-PreparedCall = _Call  # what `earn_call` and `spend_call` return, for `post_calls`
+PreparedCall = _Call  # what `earn_call` and `spend_call` return, for `post_and_publish`
 
 
 def _prepare(
@@ -481,34 +481,6 @@ _POST_MANY = text(
 )
 
 
-# `_POST_MANY` for callers that do not hold the members (the group commit): each call's member is
-# read in the statement — a call is posted only if its member exists, is in the call's program and is
-# active, and the member's current customer id goes into the transaction. `OFFSET 0` keeps each
-# subquery whole, so that both stay nested loops over the calls in their order (the members' lookup,
-# flattened into a join, could be hashed and the calls made in the members' order), and the call's
-# condition gates it (a one-time filter; flattened, it became a join filter tested after the call had
-# run). Tests hold the order, and a closed member untouched.
-_POST_FOR_MEMBERS = text(
-    "SELECT m.status, m.program_id, m.customer_id, r.balances, r.refused_account, r.refused_balance, "
-    "r.new_lot_id, r.new_lot_remaining, r.taken_ids, r.taken_remaining FROM unnest("
-    + ", ".join(f"CAST(:{name} AS {kind}[])" for name, kind in _SCALARS)
-    + ") WITH ORDINALITY AS c("
-    + ", ".join(name for name, _ in _SCALARS)
-    + ", n) LEFT JOIN LATERAL (SELECT mm.status, mm.program_id, mm.customer_id FROM members mm "
-    "WHERE mm.id = c.member_id OFFSET 0) AS m ON true "
-    "LEFT JOIN LATERAL (SELECT * FROM loyalty_post("
-    + ", ".join(
-        "m.customer_id"
-        if name == "customer_id"
-        else f"CAST(c.{name} AS {_LISTS[name]})"
-        if name in _LISTS
-        else f"c.{name}"
-        for name, _ in _SCALARS
-    )
-    + ") WHERE m.status = 'active' AND m.program_id = c.program_id OFFSET 0) AS r ON true ORDER BY c.n"
-)
-
-
 def _array_literal(values: Sequence[Any]) -> str:
     """A PostgreSQL array literal of strings or integers (None: NULL), every string quoted."""
     items = []
@@ -568,39 +540,10 @@ async def _post_many(session: AsyncSession, calls: Sequence[_Call]) -> Sequence[
     return rows
 
 
-async def post_calls(session: AsyncSession, calls: Sequence[_Call]) -> list[Posted | Conflict | NotFound]:
-    """Prepared calls (`earn_call`, `spend_call`) posted in one statement, in order (PostgreSQL only):
-    for each, its `Posted`, or its refusal (`InsufficientPoints`, or `NotFound` for a missing account)
-    — a refused call wrote nothing, and the others are posted all the same. Credits a write-behind
-    buffer holds are posted first."""
-    await flush_buffered(session)
-    outcomes: list[Posted | Conflict | NotFound] = []
-    for call, row in zip(calls, await _post_many(session, calls), strict=True):
-        try:
-            outcomes.append(_finish(session, call, row, call.posted))
-        except (InsufficientPoints, NotFound) as refusal:
-            outcomes.append(refusal)
-    return outcomes
-
-
-async def post_for_members(
-    session: AsyncSession, calls: Sequence[_Call]
-) -> list[tuple[str | None, Posted | DomainError]]:
-    """`post_calls` for calls prepared without reading their members (`MemberRef` with no customer id):
-    the statement reads each call's member and posts the call only if the member exists, is in the
-    call's program (else `NotFound`) and is active (else `LoyaltyRuleRefused` "member.active"). For
-    each call: the member's customer id (None if no such member) and its outcome."""
-    await flush_buffered(session)
-    if session.new or session.dirty or session.deleted:
-        await session.flush()
-    rows = (await session.execute(_POST_FOR_MEMBERS, _columns(calls))).all()
-    return _member_outcomes(session, calls, rows)
-
-
 def _member_outcomes(
     session: AsyncSession | None, calls: Sequence[_Call], rows: Sequence[Sequence[Any]]
 ) -> list[tuple[str | None, Posted | DomainError]]:
-    """What `_POST_FOR_MEMBERS`-like rows (member status, program, customer id, then `loyalty_post`'s
+    """What `post_and_publish`'s rows (member status, program, customer id, then `loyalty_post`'s
     result) say of each call."""
     if len(rows) != len(calls):  # pragma: no cover - one row per call, always
         raise RuntimeError(f"loyalty_post: {len(rows)} results for {len(calls)} calls")
@@ -651,8 +594,16 @@ _EVENT_SCALARS = (
 
 
 def _post_and_publish_sql(outbox: str) -> str:
-    """`_POST_FOR_MEMBERS` and the outbox rows of the postings made, in one statement (a data-modifying
-    CTE): run in an implicit transaction, a group of postings is one round trip."""
+    """`loyalty_post` for each call, its member read and checked in the statement, and the outbox rows
+    of the postings made, in one statement (a data-modifying CTE): run in an implicit transaction, a
+    group of postings is one round trip.
+
+    Each call's member is looked up in the statement: a call is posted only if its member exists, is
+    in the call's program and is active, and the member's current customer id goes into the
+    transaction. `OFFSET 0` keeps each subquery whole, so that both stay nested loops over the calls
+    in their order (the members' lookup, flattened into a join, could be hashed and the calls made in
+    the members' order), and the call's condition gates it (a one-time filter; flattened, it became a
+    join filter tested after the call had run). Tests hold the order, and a closed member untouched."""
     names = [name for name, _ in _SCALARS] + [name for name, _ in _EVENT_SCALARS]
     arrays = [f"CAST(:{name} AS {kind}[])" for name, kind in (*_SCALARS, *_EVENT_SCALARS)]
     call_args = ", ".join(
@@ -687,9 +638,13 @@ def _post_and_publish_sql(outbox: str) -> str:
 async def post_and_publish(
     connection: AsyncConnection, calls: Sequence[_Call], events: Sequence[EventTemplate], *, outbox: str
 ) -> list[tuple[str | None, Posted | DomainError]]:
-    """`post_for_members`, and for each posting made its event written to `outbox` from its template,
-    in one statement. On a connection in autocommit mode that statement is its own transaction: the
-    postings and their events commit together, or (an error) none of them."""
+    """Prepared calls (`earn_call`, `spend_call`, members as `MemberRef` without a customer id) posted
+    in order, and for each posting made its event written to `outbox` from its template, in one
+    statement (PostgreSQL). On a connection in autocommit mode that statement is its own transaction:
+    the postings and their events commit together, or (an error) none of them. For each call: the
+    member's customer id (None if no such member) and its `Posted`, or its refusal — `NotFound` (no
+    such member in the program), `LoyaltyRuleRefused` "member.active", `InsufficientPoints` — for
+    which nothing was written."""
     columns = _columns(calls)
     columns["event_id"] = [e.event_id for e in events]
     columns["topic"] = [e.topic for e in events]
